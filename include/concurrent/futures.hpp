@@ -1,0 +1,9 @@
+// cfutures: Python's concurrent.futures in C++20. Include this one header; spell the namespace
+//   namespace cf = concurrent::futures;
+#pragma once
+
+#include "concurrent/futures/errors.hpp"       // IWYU pragma: export
+#include "concurrent/futures/executor.hpp"     // IWYU pragma: export
+#include "concurrent/futures/future.hpp"       // IWYU pragma: export
+#include "concurrent/futures/thread_pool.hpp"  // IWYU pragma: export
+#include "concurrent/futures/wait.hpp"         // IWYU pragma: export

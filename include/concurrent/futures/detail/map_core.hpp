@@ -1,0 +1,464 @@
+// The machinery behind Executor::map, map_unordered and starmap.
+//
+// The input is cut into chunks; each chunk is one task that calls fn on its items and keeps
+// every item's outcome (value or exception) separately, so one failing item fails only itself.
+// A chunk's `done` future completes when all its items have run (or is cancelled / failed when
+// the chunk never runs). The iterating thread waits on the core's Signal, which every chunk
+// completion notifies; the iterator reads a chunk's outcomes only after its `done` is done (the
+// future's release/acquire publishes them).
+//
+// Three ways of feeding the pool:
+//  * eager, fixed chunksize: map() reads all input and submits every chunk (CPython's default);
+//  * lazy (buffersize = N): map() submits N chunks; each chunk the iterator finishes reads and
+//    submits one more, so infinite inputs work and memory stays bounded;
+//  * eager, chunksize = 0 (automatic): map() reads all input and submits one "drain" task per
+//    worker. Each drain repeatedly claims the next run of items, in input order, sized from
+//    the measured time per item (ChunkSizer), until the input is used up. That is joblib's
+//    auto-batching in spirit: batches grow until one takes about kTargetChunkTime, capped so
+//    that the tail is still shared between workers.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "concurrent/futures/detail/blocking.hpp"
+#include "concurrent/futures/detail/task.hpp"
+#include "concurrent/futures/detail/unique_function.hpp"
+#include "concurrent/futures/future.hpp"
+
+namespace concurrent::futures {
+
+// Options for map, map_unordered and starmap; pass as the last argument.
+struct MapOptions {
+  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;  // measured from the call
+  std::size_t chunksize = 1;                        // items per task; 0 = chosen automatically
+  std::size_t buffersize = 0;                       // 0: submit everything now (Python default);
+                                                    // N: at most N chunks in flight, the input is
+                                                    // read lazily (infinite ranges allowed)
+};
+
+namespace detail {
+
+// Lets long-lived objects (map ranges) reach an executor that may be destroyed before them:
+// once the executor is gone, schedule() throws ShutdownError instead of touching it.
+class ExecutorLink;
+
+// Chooses chunk sizes when MapOptions::chunksize is 0, from the time per item measured on the
+// chunks run so far. Updated by workers and read by claimers without a lock: the figures are
+// estimates, so relaxed atomics are enough.
+class ChunkSizer {
+ public:
+  // Aim for chunks of about this long: the per-chunk cost (a claim, a future, a wake-up) is a
+  // microsecond or two, so this keeps it near 1% while still spreading short inputs.
+  static constexpr std::chrono::microseconds kTargetChunkTime{200};
+  static constexpr std::size_t kMaxChunk = std::size_t{1} << 16;
+  static constexpr std::size_t kUnknown = std::numeric_limits<std::size_t>::max();
+
+  ChunkSizer(std::size_t fixed, std::size_t workers) : fixed_(fixed), workers_(std::max<std::size_t>(workers, 1)) {}
+
+  bool automatic() const noexcept { return fixed_ == 0; }
+
+  // The size of the next chunk, `remaining` items being left (kUnknown if not known).
+  std::size_t next(std::size_t remaining) const noexcept {
+    if (!automatic()) return std::min(fixed_, remaining);
+    const std::uint64_t items = items_.load(std::memory_order_relaxed);
+    std::size_t size = 1;
+    if (items > 0) {
+      const std::uint64_t per_item = std::max<std::uint64_t>(1, nanos_.load(std::memory_order_relaxed) / items);
+      const auto target = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(kTargetChunkTime).count());
+      size = static_cast<std::size_t>(std::clamp<std::uint64_t>(target / per_item, 1, kMaxChunk));
+    }
+    if (remaining != kUnknown) {
+      // Leave at least two chunks per worker of what remains, so no worker is left with the tail.
+      size = std::min(size, std::max<std::size_t>(1, remaining / (2 * workers_)));
+      size = std::min(size, remaining);
+    }
+    return size;
+  }
+
+  void record(std::size_t items, Clock::duration took) noexcept {
+    if (!automatic()) return;
+    items_.fetch_add(items, std::memory_order_relaxed);
+    nanos_.fetch_add(static_cast<std::uint64_t>(
+                         std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()),
+                     std::memory_order_relaxed);
+  }
+
+ private:
+  const std::size_t fixed_;
+  const std::size_t workers_;
+  std::atomic<std::uint64_t> items_{0};
+  std::atomic<std::uint64_t> nanos_{0};
+};
+
+// One item's result: not yet there (or already taken), a value, or an exception.
+template <class R>
+using Outcome = std::variant<std::monostate, Stored<R>, std::exception_ptr>;
+
+template <class R>
+struct Chunk {
+  std::size_t begin = 0;             // index of the first item in the input
+  std::vector<Outcome<R>> out;       // one per item, written by the task before `done`
+  Future<void> done;                 // finished once every item ran; cancelled/failed if not run
+};
+
+// The part of a map that does not depend on the callable or the input type.
+template <class R>
+class MapCore : public std::enable_shared_from_this<MapCore<R>> {
+ public:
+  using ChunkPtr = std::shared_ptr<Chunk<R>>;
+
+  MapCore(std::shared_ptr<ExecutorLink> link, const MapOptions& options, std::size_t workers)
+      : link_(std::move(link)), sizer_(options.chunksize, workers), buffersize_(options.buffersize) {}
+  MapCore(const MapCore&) = delete;
+  MapCore& operator=(const MapCore&) = delete;
+  virtual ~MapCore() = default;
+
+  // Reads and submits what the call to map() must (see the file comment). Exceptions from the
+  // input or from submitting come out of here.
+  void start() {
+    if (buffersize_ > 0) {
+      for (std::size_t i = 0; i < buffersize_ && !input_done(); ++i) add_chunk();
+    } else if (sizer_.automatic()) {
+      start_drains();
+    } else {
+      while (!input_done()) add_chunk();
+    }
+  }
+
+  // --- for the iterating thread ---------------------------------------------------------------
+
+  // Chunk `c` once it exists (nullptr if the deadline passes first). Only automatic chunking
+  // creates chunks asynchronously; otherwise this never waits.
+  ChunkPtr wait_exists(std::size_t c, const Deadline& deadline) {
+    ChunkPtr chunk;
+    block_until(
+        [&] {
+          std::lock_guard lock(mu_);
+          if (c < chunks_.size()) chunk = chunks_[c];
+          return chunk != nullptr;
+        },
+        deadline, changed_);
+    return chunk;
+  }
+
+  // Waits until `chunk` is done; false if the deadline passes first.
+  bool wait_done(const ChunkPtr& chunk, const Deadline& deadline) {
+    return block_until([&] { return chunk->done.done(); }, deadline, changed_);
+  }
+
+  // The next chunk to complete, in completion order, and its index (nullptr if the deadline
+  // passes first).
+  std::pair<ChunkPtr, std::size_t> wait_completed(const Deadline& deadline) {
+    std::size_t c = 0;
+    const bool ok = block_until(
+        [&] {
+          std::lock_guard lock(mu_);
+          if (completed_.empty()) return false;
+          c = completed_.front();
+          completed_.pop_front();
+          return true;
+        },
+        deadline, changed_);
+    if (!ok) return {nullptr, 0};
+    std::lock_guard lock(mu_);
+    return {chunks_[c], c};
+  }
+
+  // The iterator is done with chunk `c`: drop it (and its results), and in lazy mode read and
+  // submit one more chunk (an exception from the input or from submitting comes out of here).
+  void release(std::size_t c) {
+    {
+      std::lock_guard lock(mu_);
+      chunks_[c].reset();
+    }
+    if (buffersize_ > 0 && !input_done()) add_chunk();
+  }
+
+  // True once `consumed` items are all the input there will be.
+  bool exhausted(std::size_t consumed) const {
+    std::lock_guard lock(mu_);
+    return input_done_ && consumed >= items_read_;
+  }
+
+  // Cancels every chunk that has not started and stops claiming new ones. Running chunks finish.
+  void stop() noexcept {
+    std::vector<Future<void>> to_cancel;
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+      for (const ChunkPtr& chunk : chunks_) {
+        if (chunk && !chunk->done.done()) to_cancel.push_back(chunk->done);
+      }
+      for (const Future<void>& drain : drains_) to_cancel.push_back(drain);
+      drains_.clear();
+    }
+    on_stop();
+    // Outside the lock: cancelling runs callbacks, which take the lock.
+    for (const Future<void>& f : to_cancel) f.cancel();
+  }
+
+ protected:
+  bool input_done() const {
+    std::lock_guard lock(mu_);
+    return input_done_;
+  }
+
+  // Reads up to one chunk of input and submits it, or marks the input done.
+  virtual void add_chunk() = 0;
+  // Reads all input and submits the drain tasks (automatic chunking).
+  virtual void start_drains() = 0;
+  // Called by stop(): drop what is no longer needed.
+  virtual void on_stop() noexcept {}
+
+  // Registers a new chunk of `size` items; returns it and its index.
+  std::pair<ChunkPtr, std::size_t> new_chunk_locked(std::size_t size) {
+    auto chunk = std::make_shared<Chunk<R>>();
+    chunk->begin = next_begin_;
+    chunk->out.resize(size);
+    next_begin_ += size;
+    chunks_.push_back(chunk);
+    return {chunk, chunks_.size() - 1};
+  }
+
+  // A chunk is done (whichever way): let the iterator know.
+  void chunk_finished(std::size_t c) {
+    {
+      std::lock_guard lock(mu_);
+      completed_.push_back(c);
+    }
+    changed_.notify();
+  }
+
+  void notify_changed() { changed_.notify(); }
+
+  // Submits `task` (which completes chunk c's `done`) and reports chunk c when it completes. On
+  // failure the chunk is withdrawn and the error rethrown.
+  void submit_chunk(TaskPtr task, const ChunkPtr& chunk, std::size_t c, std::size_t items);
+
+  // Guards everything below and the derived classes' input state.
+  mutable std::mutex mu_;
+  std::shared_ptr<ExecutorLink> link_;
+  ChunkSizer sizer_;
+  const std::size_t buffersize_;
+  std::vector<ChunkPtr> chunks_;          // in input order; reset once iterated
+  std::deque<std::size_t> completed_;     // chunk indices in completion order
+  std::vector<Future<void>> drains_;      // automatic chunking's tasks
+  std::size_t next_begin_ = 0;            // input index of the next chunk's first item
+  std::size_t items_read_ = 0;            // items put into chunks (or, eager-auto, read)
+  bool input_done_ = false;
+  bool stopped_ = false;
+
+ private:
+  Signal changed_;
+};
+
+// A map over items of type Item (a tuple of arguments); fn is applied with std::apply.
+template <class Fn, class Item, class R>
+class MapCoreImpl final : public MapCore<R> {
+  using Base = MapCore<R>;
+  using typename Base::ChunkPtr;
+
+ public:
+  using Source = UniqueFunction<std::optional<Item>()>;
+
+  MapCoreImpl(std::shared_ptr<ExecutorLink> link, const MapOptions& options, std::size_t workers,
+              Fn fn, Source source)
+      : Base(std::move(link), options, workers),
+        fn_(std::make_shared<Fn>(std::move(fn))),
+        source_(std::move(source)) {}
+
+ private:
+  // Runs fn on each item, keeping each outcome; measures the time for the sizer.
+  void run_items(Chunk<R>& chunk, std::vector<Item>& items, Fn& fn) noexcept {
+    const auto t0 = Clock::now();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      try {
+        if constexpr (std::is_void_v<R>) {
+          std::apply(fn, std::move(items[i]));
+          chunk.out[i].template emplace<1>();
+        } else {
+          chunk.out[i].template emplace<1>(std::apply(fn, std::move(items[i])));
+        }
+      } catch (...) {
+        chunk.out[i].template emplace<2>(std::current_exception());
+      }
+    }
+    this->sizer_.record(items.size(), Clock::now() - t0);
+    items.clear();  // drop the arguments as soon as they are used
+  }
+
+  void add_chunk() override {
+    const std::size_t want = this->sizer_.next(ChunkSizer::kUnknown);
+    std::vector<Item> items;
+    bool ended = false;
+    try {
+      while (items.size() < want) {
+        std::optional<Item> item = source_();
+        if (!item) {
+          ended = true;
+          break;
+        }
+        items.push_back(std::move(*item));
+      }
+    } catch (...) {
+      // The input failed: it is over. What it yielded before the error still runs.
+      std::unique_lock lock(this->mu_);
+      this->input_done_ = true;
+      drop_input_locked();
+      if (!items.empty()) submit_items(std::move(items), lock);
+      throw;
+    }
+    std::unique_lock lock(this->mu_);
+    if (ended) {
+      this->input_done_ = true;
+      drop_input_locked();
+    }
+    if (!items.empty()) submit_items(std::move(items), lock);
+  }
+
+  // Registers a chunk for `items` and submits it. Called with the lock held; releases it.
+  template <class Lock>
+  void submit_items(std::vector<Item> items, Lock& lock) {
+    auto [chunk, c] = this->new_chunk_locked(items.size());
+    const std::size_t n = items.size();
+    this->items_read_ += n;
+    std::shared_ptr<Fn> fn = fn_;
+    lock.unlock();
+    auto body = [self = shared_self(), fn, chunk = chunk, items = std::move(items)]() mutable {
+      self->run_items(*chunk, items, *fn);
+    };
+    this->submit_chunk(make_task(chunk->done, std::move(body)), chunk, c, n);
+  }
+
+  void start_drains() override {
+    std::vector<Item> all;
+    while (std::optional<Item> item = source_()) all.push_back(std::move(*item));
+    std::size_t drains = 0;
+    {
+      std::lock_guard lock(this->mu_);
+      all_ = std::move(all);
+      this->items_read_ = all_.size();
+      this->input_done_ = true;
+      source_ = Source();
+      drains = std::min(all_.size(), std::max<std::size_t>(1, workers_hint()));
+      live_drains_ = drains;
+    }
+    std::shared_ptr<Fn> fn = fn_;
+    {
+      std::lock_guard lock(this->mu_);
+      fn_.reset();  // the drains hold it from now on
+    }
+    for (std::size_t i = 0; i < drains; ++i) {
+      Future<void> drain;
+      {
+        std::lock_guard lock(this->mu_);
+        this->drains_.push_back(drain);
+      }
+      auto body = [self = shared_self(), fn] { self->drain(*fn); };
+      try {
+        schedule_via_link(make_task(drain, std::move(body)));
+      } catch (...) {
+        drain.cancel();
+        drain_finished(drain);
+        throw;
+      }
+      std::weak_ptr<MapCoreImpl> weak = shared_self();
+      drain.add_done_callback([weak](const Future<void>& f) {
+        if (auto self = weak.lock()) self->drain_finished(f);
+      });
+    }
+  }
+
+  // A drain task: claims runs of items in input order until there are none left.
+  void drain(Fn& fn) {
+    for (;;) {
+      ChunkPtr chunk;
+      std::vector<Item> items;
+      std::size_t c = 0;
+      {
+        std::lock_guard lock(this->mu_);
+        if (this->stopped_ || cursor_ >= all_.size()) return;
+        const std::size_t size = this->sizer_.next(all_.size() - cursor_);
+        std::tie(chunk, c) = this->new_chunk_locked(size);
+        chunk->done.set_running_or_notify_cancel();
+        items.assign(std::make_move_iterator(all_.begin() + static_cast<std::ptrdiff_t>(cursor_)),
+                     std::make_move_iterator(all_.begin() + static_cast<std::ptrdiff_t>(cursor_ + size)));
+        cursor_ += size;
+        if (cursor_ == all_.size()) drop_input_locked();
+      }
+      this->notify_changed();
+      run_items(*chunk, items, fn);
+      chunk->done.set_result();
+      this->chunk_finished(c);
+    }
+  }
+
+  // A drain task ended in any way. When the last one ends with input left unclaimed (it was
+  // cancelled, or the pool broke before it ran), that input becomes one final chunk that ends
+  // the same way, so the iterator never waits for items nobody will run.
+  void drain_finished(const Future<void>& drain) {
+    ChunkPtr chunk;
+    std::size_t c = 0;
+    {
+      std::lock_guard lock(this->mu_);
+      if (--live_drains_ > 0 || cursor_ >= all_.size()) return;
+      std::tie(chunk, c) = this->new_chunk_locked(all_.size() - cursor_);
+      cursor_ = all_.size();
+      drop_input_locked();
+    }
+    const FutureState s = drain.state();
+    if (s == FutureState::finished && drain.exception() != nullptr) {
+      chunk->done.set_exception(drain.exception());
+    } else {
+      chunk->done.cancel();
+    }
+    this->chunk_finished(c);
+  }
+
+  void on_stop() noexcept override {
+    std::lock_guard lock(this->mu_);
+    cursor_ = all_.size();
+    drop_input_locked();
+  }
+
+  void drop_input_locked() noexcept {
+    all_.clear();
+    all_.shrink_to_fit();
+    cursor_ = 0;
+    source_ = Source();
+    fn_.reset();
+  }
+
+  std::shared_ptr<MapCoreImpl> shared_self() {
+    return std::static_pointer_cast<MapCoreImpl>(this->shared_from_this());
+  }
+
+  std::size_t workers_hint() const;
+  void schedule_via_link(TaskPtr task);
+
+  std::shared_ptr<Fn> fn_;    // dropped once no more chunks will be made; tasks hold copies
+  Source source_;             // the input, read only by the thread that calls map() or ++it
+  std::vector<Item> all_;     // automatic chunking: the whole input, claimed from cursor_
+  std::size_t cursor_ = 0;
+  std::size_t live_drains_ = 0;
+};
+
+}  // namespace detail
+}  // namespace concurrent::futures

@@ -1,0 +1,116 @@
+// A unit of work as executors see it: a callable, its arguments and the future it completes.
+//
+// Running a task is split in three steps so that a pool can do its own bookkeeping between
+// computing the outcome and publishing it (ThreadPoolExecutor marks the worker idle before the
+// result becomes visible, so a caller that waits and then submits again reuses that worker):
+//   start()   pending -> running; false if the future was cancelled (the task is then dropped)
+//   execute() runs the callable, keeps the outcome, drops the callable and its arguments
+//   publish() completes the future, which runs its callbacks in this thread
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+#include "concurrent/futures/future.hpp"
+
+namespace concurrent::futures::detail {
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual bool start() noexcept = 0;
+  virtual void execute() noexcept = 0;
+  virtual void publish() noexcept = 0;
+  // The task will never run: shutdown(cancel_futures) cancels its future.
+  virtual void cancel() noexcept = 0;
+  // The task will never run: the pool broke. Fails its future with `error` unless it is done.
+  virtual void abandon(const std::exception_ptr& error) noexcept = 0;
+
+  // start, execute, publish.
+  void run() noexcept {
+    if (!start()) return;
+    execute();
+    publish();
+  }
+};
+
+using TaskPtr = std::unique_ptr<Task>;
+
+template <class R, class Fn, class... Args>
+class CallTask final : public Task {
+ public:
+  template <class F, class... A>
+  CallTask(Future<R> future, F&& fn, A&&... args)
+      : future_(std::move(future)), call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
+
+  bool start() noexcept override {
+    try {
+      return future_.set_running_or_notify_cancel();
+    } catch (...) {
+      return false;  // someone completed the future by hand: nothing left to do
+    }
+  }
+
+  void execute() noexcept override {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::apply([](auto&&... a) { std::invoke(std::move(a)...); }, std::move(*call_));
+        value_.emplace();
+      } else {
+        value_.emplace(std::apply([](auto&&... a) -> R { return std::invoke(std::move(a)...); },
+                                  std::move(*call_)));
+      }
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+    call_.reset();  // drop the callable and its arguments as soon as they are not needed
+  }
+
+  void publish() noexcept override {
+    try {
+      if (error_) {
+        future_.set_exception(std::move(error_));
+      } else if constexpr (std::is_void_v<R>) {
+        future_.set_result();
+      } else {
+        future_.set_result(std::move(*value_));
+      }
+    } catch (...) {
+      // Completed by hand meanwhile (InvalidStateError): the first outcome stands.
+    }
+    value_.reset();
+  }
+
+  void cancel() noexcept override {
+    try {
+      future_.cancel();
+    } catch (...) {
+    }
+  }
+
+  void abandon(const std::exception_ptr& error) noexcept override {
+    try {
+      if (!future_.done()) future_.set_exception(error);
+    } catch (...) {
+    }
+  }
+
+ private:
+  Future<R> future_;
+  std::optional<std::tuple<Fn, Args...>> call_;
+  std::optional<Stored<R>> value_;
+  std::exception_ptr error_;
+};
+
+// A task that calls fn(args...) (decay-copied, as std::thread does) and completes `future`.
+template <class R, class F, class... Args>
+TaskPtr make_task(Future<R> future, F&& fn, Args&&... args) {
+  return std::make_unique<CallTask<R, std::decay_t<F>, std::decay_t<Args>...>>(
+      std::move(future), std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+}  // namespace concurrent::futures::detail

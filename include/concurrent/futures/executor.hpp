@@ -1,0 +1,430 @@
+// cf::Executor: the interface every executor has (threads, processes, MPI ranks), so that code
+// written against `cf::Executor&` runs unchanged on any of them.
+//
+// The templates here (submit, map, map_unordered, starmap) turn the user's callable and
+// arguments into detail::Task objects and hand them to the executor's one virtual entry point,
+// schedule(). An executor decides where and how a task runs; the futures, chunking, ordering,
+// timeouts and cancellation of map are shared by all of them.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "concurrent/futures/detail/map_core.hpp"
+#include "concurrent/futures/detail/task.hpp"
+#include "concurrent/futures/errors.hpp"
+#include "concurrent/futures/future.hpp"
+
+namespace concurrent::futures {
+
+class Executor;
+
+namespace detail {
+
+class ExecutorLink {
+ public:
+  explicit ExecutorLink(Executor* executor) : executor_(executor) {}
+  // Hands `task` to the executor; ShutdownError once the executor is gone.
+  void schedule(TaskPtr task);
+  std::size_t max_workers();
+  void close() noexcept {
+    std::lock_guard lock(mu_);
+    executor_ = nullptr;
+  }
+
+ private:
+  // Held while calling into the executor so that close() (from its destructor) waits for a
+  // call in progress; schedule() never blocks, so this is short.
+  std::mutex mu_;
+  Executor* executor_;
+};
+
+template <class R>
+void MapCore<R>::submit_chunk(TaskPtr task, const ChunkPtr& chunk, std::size_t c,
+                              std::size_t items) {
+  try {
+    link_->schedule(std::move(task));
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    // Withdraw the chunk: only this thread adds chunks in this mode, so it is the last one.
+    chunks_.pop_back();
+    next_begin_ -= items;
+    items_read_ -= items;
+    throw;
+  }
+  std::weak_ptr<MapCore> weak = this->weak_from_this();
+  chunk->done.add_done_callback([weak, c](const Future<void>&) {
+    if (auto self = weak.lock()) self->chunk_finished(c);
+  });
+}
+
+template <class Fn, class Item, class R>
+std::size_t MapCoreImpl<Fn, Item, R>::workers_hint() const {
+  return this->link_->max_workers();
+}
+
+template <class Fn, class Item, class R>
+void MapCoreImpl<Fn, Item, R>::schedule_via_link(TaskPtr task) {
+  this->link_->schedule(std::move(task));
+}
+
+template <class T>
+struct is_map_options : std::is_same<std::remove_cvref_t<T>, MapOptions> {};
+
+template <class... Rs>
+using zip_item_t = std::tuple<std::decay_t<std::ranges::range_reference_t<Rs>>...>;
+
+// The source of map's items: the ranges zipped (shortest wins), each element decay-copied.
+template <class... Rs>
+auto zip_source(Rs&&... ranges) {
+  using Item = zip_item_t<Rs...>;
+  struct Zip {
+    explicit Zip(Rs&&... rs)
+        : views(std::views::all(std::forward<Rs>(rs))...),
+          its(std::apply([](auto&... v) { return std::make_tuple(std::ranges::begin(v)...); }, views)),
+          ends(std::apply([](auto&... v) { return std::make_tuple(std::ranges::end(v)...); }, views)) {}
+    std::tuple<std::views::all_t<Rs>...> views;
+    std::tuple<std::ranges::iterator_t<std::views::all_t<Rs>>...> its;
+    std::tuple<std::ranges::sentinel_t<std::views::all_t<Rs>>...> ends;
+
+    std::optional<Item> next() {
+      return [&]<std::size_t... I>(std::index_sequence<I...>) -> std::optional<Item> {
+        if ((... || (std::get<I>(its) == std::get<I>(ends)))) return std::nullopt;
+        Item item(*std::get<I>(its)...);
+        (++std::get<I>(its), ...);
+        return item;
+      }(std::index_sequence_for<Rs...>{});
+    }
+  };
+  // On the heap: the iterators point into the views, so the views must not move.
+  auto zip = std::make_unique<Zip>(std::forward<Rs>(ranges)...);
+  return [zip = std::move(zip)]() { return zip->next(); };
+}
+
+template <class Fn, class Item>
+using apply_result_t = std::decay_t<decltype(std::apply(std::declval<Fn&>(), std::declval<Item>()))>;
+
+}  // namespace detail
+
+// The range map() returns: a move-only input range of fn's results in input order.
+// Dereferencing waits for that item and returns it (moved out: once per position) or rethrows
+// the exception fn threw for it; ++ then goes on to the next item. When the map's timeout runs
+// out, dereferencing throws TimeoutError, the rest is cancelled and ++ reaches end().
+// Destroying the range cancels the work that has not started.
+template <class R>
+class MapRange {
+  using Core = detail::MapCore<R>;
+
+ public:
+  MapRange(std::shared_ptr<Core> core, detail::Deadline deadline)
+      : core_(std::move(core)), deadline_(deadline) {}
+  MapRange(MapRange&& other) noexcept = default;
+  MapRange& operator=(MapRange&&) = delete;
+  ~MapRange() {
+    if (core_) core_->stop();
+  }
+
+  class iterator {
+   public:
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(MapRange* owner) : owner_(owner) {}
+    R operator*() const { return owner_->take(); }
+    iterator& operator++() {
+      owner_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    bool at_end() const { return owner_ == nullptr || owner_->at_end(); }
+    MapRange* owner_ = nullptr;
+  };
+
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  bool at_end() const { return ended_ || core_->exhausted(consumed_); }
+
+  [[noreturn]] void timed_out() {
+    ended_ = true;
+    core_->stop();
+    throw TimeoutError("map() timed out before item " + std::to_string(consumed_) +
+                       " was ready");
+  }
+
+  void ensure_chunk() {
+    if (current_) return;
+    current_ = core_->wait_exists(chunk_index_, deadline_);
+    if (!current_) timed_out();
+  }
+
+  R take() {
+    ensure_chunk();
+    if (!core_->wait_done(current_, deadline_)) timed_out();
+    current_->done.result();  // the chunk never ran: CancelledError or the pool's error
+    detail::Outcome<R>& outcome = current_->out[offset_];
+    if (auto* error = std::get_if<std::exception_ptr>(&outcome)) std::rethrow_exception(*error);
+    if (std::holds_alternative<std::monostate>(outcome)) {
+      throw InvalidStateError("map item " + std::to_string(consumed_) + " was already taken");
+    }
+    if constexpr (std::is_void_v<R>) {
+      outcome = std::monostate{};
+    } else {
+      R value = std::move(std::get<detail::Stored<R>>(outcome));
+      outcome = std::monostate{};
+      return value;
+    }
+  }
+
+  void advance() {
+    if (ended_) return;
+    ensure_chunk();
+    ++consumed_;
+    if (++offset_ < current_->out.size()) return;
+    current_.reset();
+    offset_ = 0;
+    core_->release(chunk_index_++);
+  }
+
+  std::shared_ptr<Core> core_;
+  detail::Deadline deadline_;
+  std::shared_ptr<detail::Chunk<R>> current_;
+  std::size_t chunk_index_ = 0;
+  std::size_t offset_ = 0;
+  std::size_t consumed_ = 0;
+  bool ended_ = false;
+};
+
+// The range map_unordered() returns: (input index, done future) pairs in completion order.
+// Same timeout and cancellation rules as MapRange.
+template <class R>
+class MapUnorderedRange {
+  using Core = detail::MapCore<R>;
+
+ public:
+  using value_type = std::pair<std::size_t, Future<R>>;
+
+  MapUnorderedRange(std::shared_ptr<Core> core, detail::Deadline deadline)
+      : core_(std::move(core)), deadline_(deadline) {}
+  MapUnorderedRange(MapUnorderedRange&&) noexcept = default;
+  MapUnorderedRange& operator=(MapUnorderedRange&&) = delete;
+  ~MapUnorderedRange() {
+    if (core_) core_->stop();
+  }
+
+  class iterator {
+   public:
+    using value_type = std::pair<std::size_t, Future<R>>;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(MapUnorderedRange* owner) : owner_(owner) {}
+    value_type operator*() const { return owner_->take(); }
+    iterator& operator++() {
+      owner_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    bool at_end() const { return owner_ == nullptr || owner_->at_end(); }
+    MapUnorderedRange* owner_ = nullptr;
+  };
+
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  bool at_end() const { return ended_ || core_->exhausted(consumed_); }
+
+  value_type take() {
+    if (item_) return *item_;
+    if (!current_) {
+      std::tie(current_, current_index_) = core_->wait_completed(deadline_);
+      if (!current_) {
+        ended_ = true;
+        core_->stop();
+        throw TimeoutError("map_unordered() timed out with items unfinished");
+      }
+    }
+    Future<R> future;
+    const Future<void>& done = current_->done;
+    if (done.cancelled()) {
+      future.cancel();
+    } else if (const std::exception_ptr chunk_error = done.exception()) {
+      future.set_exception(chunk_error);
+    } else {
+      detail::Outcome<R>& outcome = current_->out[offset_];
+      if (auto* error = std::get_if<std::exception_ptr>(&outcome)) {
+        future.set_exception(*error);
+      } else if constexpr (std::is_void_v<R>) {
+        future.set_result();
+      } else {
+        future.set_result(std::move(std::get<detail::Stored<R>>(outcome)));
+      }
+      outcome = std::monostate{};
+    }
+    item_.emplace(current_->begin + offset_, std::move(future));
+    return *item_;
+  }
+
+  void advance() {
+    if (ended_) return;
+    if (!item_) take();
+    item_.reset();
+    ++consumed_;
+    if (++offset_ < current_->out.size()) return;
+    offset_ = 0;
+    current_.reset();
+    core_->release(current_index_);
+  }
+
+  std::shared_ptr<Core> core_;
+  detail::Deadline deadline_;
+  std::shared_ptr<detail::Chunk<R>> current_;
+  std::size_t current_index_ = 0;
+  std::size_t offset_ = 0;
+  std::size_t consumed_ = 0;
+  std::optional<value_type> item_;
+  bool ended_ = false;
+};
+
+class Executor {
+ public:
+  Executor() : link_(std::make_shared<detail::ExecutorLink>(this)) {}
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+  virtual ~Executor() = default;
+
+  // Schedules fn(args...) and returns its future. Arguments are decay-copied into the task (as
+  // std::thread does); std::ref passes a reference (thread pools only). Throws ShutdownError
+  // after shutdown() and BrokenExecutor when the executor is broken; an exception from fn
+  // itself goes to the future. Never blocks.
+  template <class F, class... Args>
+  auto submit(F&& fn, Args&&... args)
+      -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> {
+    using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+    Future<R> future;
+    schedule(detail::make_task(future, std::forward<F>(fn), std::forward<Args>(args)...));
+    return future;
+  }
+
+  // fn(x, y, ...) over the ranges zipped (shortest wins); the last argument may be a
+  // MapOptions. Returns a MapRange<R> (see above) of results in input order. Without
+  // buffersize, this call reads all the input and submits all the work, iterated or not; an
+  // exception from reading the input comes out of here.
+  template <class F, class... Args>
+  auto map(F&& fn, Args&&... args) {
+    return dispatch_map</*unordered=*/false>(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  // Like map, but yields (input index, done Future<R>) pairs as items complete.
+  template <class F, class... Args>
+  auto map_unordered(F&& fn, Args&&... args) {
+    return dispatch_map</*unordered=*/true>(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  // fn(std::get<I>(t)...) for each tuple-like t of `tuples`; may end with a MapOptions.
+  template <class F, class Range>
+  auto starmap(F&& fn, Range&& tuples, const MapOptions& options = {}) {
+    using Item = std::decay_t<std::ranges::range_reference_t<Range>>;
+    auto source = [view = std::make_shared<Single<Range>>(std::forward<Range>(tuples))]() {
+      return view->next();
+    };
+    return make_map<false, Item>(std::forward<F>(fn), options, std::move(source));
+  }
+
+  // No new work is accepted from now on. cancel_futures cancels work that has not started;
+  // with wait, returns once all running and pending work has finished and every worker has
+  // ended. Calling it again is harmless.
+  virtual void shutdown(bool wait = true, bool cancel_futures = false) = 0;
+
+  // The most tasks this executor runs at once.
+  virtual std::size_t max_workers() const = 0;
+
+ protected:
+  // Takes ownership of `task` and runs it some time later; never blocks. Throws ShutdownError
+  // after shutdown and BrokenExecutor when broken (the task is then dropped, never run).
+  virtual void schedule(detail::TaskPtr task) = 0;
+
+  // Derived destructors call this first: map ranges that outlive the executor then get
+  // ShutdownError instead of reaching a destroyed object.
+  void disconnect() noexcept { link_->close(); }
+
+ private:
+  friend class detail::ExecutorLink;
+
+  template <class Range>
+  struct Single {
+    explicit Single(Range&& r) : view(std::views::all(std::forward<Range>(r))), it(std::ranges::begin(view)), end(std::ranges::end(view)) {}
+    std::views::all_t<Range> view;
+    std::ranges::iterator_t<std::views::all_t<Range>> it;
+    std::ranges::sentinel_t<std::views::all_t<Range>> end;
+    using Item = std::decay_t<std::ranges::range_reference_t<Range>>;
+    std::optional<Item> next() {
+      if (it == end) return std::nullopt;
+      std::optional<Item> item(*it);
+      ++it;
+      return item;
+    }
+  };
+
+  template <bool Unordered, class F, class... Args>
+  auto dispatch_map(F&& fn, Args&&... args) {
+    static_assert(sizeof...(Args) > 0, "map needs at least one range");
+    if constexpr (detail::is_map_options<std::tuple_element_t<sizeof...(Args) - 1, std::tuple<Args...>>>::value) {
+      static_assert(sizeof...(Args) > 1, "map needs at least one range before its MapOptions");
+      auto all = std::forward_as_tuple(std::forward<Args>(args)...);
+      const MapOptions options = std::get<sizeof...(Args) - 1>(all);
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return map_ranges<Unordered>(std::forward<F>(fn), options,
+                                     std::forward<std::tuple_element_t<I, decltype(all)>>(std::get<I>(all))...);
+      }(std::make_index_sequence<sizeof...(Args) - 1>{});
+    } else {
+      return map_ranges<Unordered>(std::forward<F>(fn), MapOptions{}, std::forward<Args>(args)...);
+    }
+  }
+
+  template <bool Unordered, class F, class... Ranges>
+  auto map_ranges(F&& fn, const MapOptions& options, Ranges&&... ranges) {
+    static_assert((std::ranges::input_range<Ranges> && ...), "map's arguments must be ranges");
+    using Item = detail::zip_item_t<Ranges...>;
+    return make_map<Unordered, Item>(std::forward<F>(fn), options,
+                                     detail::zip_source(std::forward<Ranges>(ranges)...));
+  }
+
+  template <bool Unordered, class Item, class F, class Source>
+  auto make_map(F&& fn, const MapOptions& options, Source&& source) {
+    using Fn = std::decay_t<F>;
+    using R = detail::apply_result_t<Fn, Item>;
+    const detail::Deadline deadline =
+        options.timeout ? detail::deadline_after(*options.timeout) : detail::Deadline{};
+    auto core = std::make_shared<detail::MapCoreImpl<Fn, Item, R>>(
+        link_, options, max_workers(), Fn(std::forward<F>(fn)),
+        typename detail::MapCoreImpl<Fn, Item, R>::Source(std::forward<Source>(source)));
+    core->start();
+    if constexpr (Unordered) {
+      return MapUnorderedRange<R>(std::move(core), deadline);
+    } else {
+      return MapRange<R>(std::move(core), deadline);
+    }
+  }
+
+  std::shared_ptr<detail::ExecutorLink> link_;
+};
+
+}  // namespace concurrent::futures

@@ -1,0 +1,202 @@
+// cf::Future<T> and cf::AnyFuture: Python's concurrent.futures.Future in C++.
+//
+// A Future is a copyable handle to one shared result; copies refer to the same state (like
+// Python objects and std::shared_future), compare equal and hash alike. Every member is
+// thread-safe. A future may outlive the executor that made it.
+//
+// States: pending -> running -> finished, or pending -> cancelled. See detail/state.hpp for the
+// state machine and its locking.
+//
+// Waiting: result() and exception() block until the future is done. With a timeout they throw
+// TimeoutError when it runs out; a timeout <= 0 polls. When the calling thread is a worker of a
+// ThreadPoolExecutor, it runs other pending tasks of that pool while it waits, so a task may
+// wait on work it submitted to its own pool without deadlock.
+//
+// Callbacks: add_done_callback(fn) calls fn(future) exactly once: at once in the calling thread
+// if the future is already done, otherwise in the thread that completes it (the worker that ran
+// the task, or the thread that called cancel/set_result/set_exception), in the order added. An
+// exception thrown by fn is reported to the error handler (stderr by default) and swallowed; the
+// other callbacks still run.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "concurrent/futures/detail/state.hpp"
+#include "concurrent/futures/errors.hpp"
+
+namespace concurrent::futures {
+
+// Installs the process-wide handler that receives callback and initializer failures (one
+// message per failure). Returns the previous handler; the default writes to stderr. Passing an
+// empty function restores the default. Thread-safe.
+std::function<void(std::string_view)> set_error_handler(
+    std::function<void(std::string_view)> handler);
+
+// "pending", "running", "cancelled" or "finished".
+const char* to_string(FutureState state) noexcept;
+
+class AnyFuture;
+
+namespace detail {
+
+template <class T>
+struct ResultRef {
+  using type = const T&;
+};
+template <>
+struct ResultRef<void> {
+  using type = void;
+};
+
+// The members every future handle has, whatever its value type.
+class FutureHandle {
+ public:
+  // pending -> cancelled and true; running or finished -> false; cancelled -> true. A cancel
+  // wakes waiters and runs the callbacks, in this thread.
+  bool cancel() const { return state_->cancel(); }
+  bool cancelled() const noexcept { return state() == FutureState::cancelled; }
+  bool running() const noexcept { return state() == FutureState::running; }
+  bool done() const noexcept { return state_->done(); }
+  FutureState state() const noexcept { return state_->state(); }
+
+  // Blocks until done. nullptr if it succeeded, else the exception it raised. CancelledError if
+  // cancelled; TimeoutError if the timeout (<= 0: poll) runs out first.
+  std::exception_ptr exception() const { return state_->exception(std::nullopt); }
+  template <class Rep, class Period>
+  std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
+    return state_->exception(deadline_after(timeout));
+  }
+
+  // For executors and tests. pending -> running and true; cancelled -> false (waiters were
+  // already woken by cancel()); running or finished -> InvalidStateError.
+  bool set_running_or_notify_cancel() const { return state_->set_running_or_notify_cancel(); }
+  // Finishes with an error. InvalidStateError if already done (the first outcome is kept).
+  void set_exception(std::exception_ptr error) const { state_->set_exception(std::move(error)); }
+
+  // The shared state's identity: equal for copies of one future.
+  const void* id() const noexcept { return state_.get(); }
+  const std::shared_ptr<StateBase>& shared_state() const noexcept { return state_; }
+
+ protected:
+  explicit FutureHandle(std::shared_ptr<StateBase> state) : state_(std::move(state)) {}
+  std::shared_ptr<StateBase> state_;
+};
+
+}  // namespace detail
+
+template <class T>
+class Future : public detail::FutureHandle {
+  static_assert(!std::is_reference_v<T>, "Future<T> holds values: T may not be a reference");
+
+  using State = detail::State<T>;
+  using ResultRef = typename detail::ResultRef<T>::type;
+
+ public:
+  using value_type = T;
+
+  // A new pending future not tied to any executor (Python: Future()).
+  Future() : FutureHandle(std::make_shared<State>()) {}
+  // Adopts an existing state (used by the library; `state` must be a detail::State<T>).
+  explicit Future(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
+
+  // Blocks until done, then returns the value (a reference into the shared state, valid while
+  // any copy of the future lives) or rethrows the exception the task raised. CancelledError if
+  // cancelled; TimeoutError if the timeout (<= 0: poll) runs out first.
+  ResultRef result() const { return result_at(std::nullopt); }
+  template <class Rep, class Period>
+  ResultRef result(std::chrono::duration<Rep, Period> timeout) const {
+    return result_at(detail::deadline_after(timeout));
+  }
+
+  // fn(Future<T>) once the future is done; see the file comment for which thread runs it.
+  template <class F>
+    requires std::is_invocable_v<std::decay_t<F>&, Future<T>>
+  void add_done_callback(F&& fn) const {
+    state_->add_done_callback(
+        [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(Future<T>(s.shared_from_this())); });
+  }
+
+  // Finishes with a value (set_result() for Future<void>). InvalidStateError if already done;
+  // the first outcome is kept.
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  void set_result(U value) const {
+    typed().set_result(std::move(value));
+  }
+  template <class U = T>
+    requires std::is_void_v<U>
+  void set_result() const {
+    typed().set_result(detail::Unit{});
+  }
+
+  friend bool operator==(const Future& a, const Future& b) noexcept { return a.id() == b.id(); }
+  friend std::ostream& operator<<(std::ostream& out, const Future& f) {
+    return out << f.state_->repr();
+  }
+
+ private:
+  State& typed() const noexcept { return static_cast<State&>(*state_); }
+
+  ResultRef result_at(const detail::Deadline& deadline) const {
+    const State& s = typed();
+    // Fast path: an acquire load that sees `finished` also sees the value.
+    if (s.state() != FutureState::finished) s.wait_or_throw(deadline);
+    if (s.error()) std::rethrow_exception(s.error());
+    if constexpr (!std::is_void_v<T>) return s.value();
+  }
+};
+
+// A type-erased handle to any Future<T>: everything but result()/set_result(). Lets wait and
+// as_completed take futures of different types together. Compares equal to the Future<T> it
+// came from.
+class AnyFuture : public detail::FutureHandle {
+ public:
+  template <class T>
+  AnyFuture(const Future<T>& f)  // NOLINT(google-explicit-constructor): implicit by design
+      : FutureHandle(f.shared_state()) {}
+  explicit AnyFuture(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
+
+  // fn(AnyFuture) once done; same rules as Future<T>::add_done_callback.
+  template <class F>
+    requires std::is_invocable_v<std::decay_t<F>&, AnyFuture>
+  void add_done_callback(F&& fn) const {
+    state_->add_done_callback(
+        [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(AnyFuture(s.shared_from_this())); });
+  }
+
+  friend bool operator==(const AnyFuture& a, const AnyFuture& b) noexcept {
+    return a.id() == b.id();
+  }
+  friend std::ostream& operator<<(std::ostream& out, const AnyFuture& f) {
+    return out << f.state_->repr();
+  }
+};
+
+template <class T>
+bool operator==(const Future<T>& a, const AnyFuture& b) noexcept {
+  return a.id() == b.id();
+}
+
+}  // namespace concurrent::futures
+
+template <class T>
+struct std::hash<concurrent::futures::Future<T>> {
+  std::size_t operator()(const concurrent::futures::Future<T>& f) const noexcept {
+    return std::hash<const void*>()(f.id());
+  }
+};
+
+template <>
+struct std::hash<concurrent::futures::AnyFuture> {
+  std::size_t operator()(const concurrent::futures::AnyFuture& f) const noexcept {
+    return std::hash<const void*>()(f.id());
+  }
+};

@@ -1,0 +1,17 @@
+// The link through which map ranges reach their executor (see detail::ExecutorLink).
+#include "concurrent/futures/executor.hpp"
+
+namespace concurrent::futures::detail {
+
+void ExecutorLink::schedule(TaskPtr task) {
+  std::lock_guard lock(mu_);
+  if (executor_ == nullptr) throw ShutdownError();
+  executor_->schedule(std::move(task));
+}
+
+std::size_t ExecutorLink::max_workers() {
+  std::lock_guard lock(mu_);
+  return executor_ != nullptr ? executor_->max_workers() : 1;
+}
+
+}  // namespace concurrent::futures::detail
