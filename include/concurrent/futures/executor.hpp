@@ -13,13 +13,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "concurrent/futures/detail/iterable.hpp"
 #include "concurrent/futures/detail/map_core.hpp"
 #include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/errors.hpp"
@@ -82,31 +82,28 @@ template <class T>
 struct is_map_options : std::is_same<std::remove_cvref_t<T>, MapOptions> {};
 
 template <class... Rs>
-using zip_item_t = std::tuple<std::decay_t<std::ranges::range_reference_t<Rs>>...>;
+using zip_item_t = std::tuple<element_of<Rs>...>;
 
 // The source of map's items: the ranges zipped (shortest wins), each element decay-copied.
 template <class... Rs>
 auto zip_source(Rs&&... ranges) {
   using Item = zip_item_t<Rs...>;
   struct Zip {
-    explicit Zip(Rs&&... rs)
-        : views(std::views::all(std::forward<Rs>(rs))...),
-          its(std::apply([](auto&... v) { return std::make_tuple(std::ranges::begin(v)...); }, views)),
-          ends(std::apply([](auto&... v) { return std::make_tuple(std::ranges::end(v)...); }, views)) {}
-    std::tuple<std::views::all_t<Rs>...> views;
-    std::tuple<std::ranges::iterator_t<std::views::all_t<Rs>>...> its;
-    std::tuple<std::ranges::sentinel_t<std::views::all_t<Rs>>...> ends;
+    explicit Zip(Rs&&... rs) : cursors(std::forward<Rs>(rs)...) {}
+    std::tuple<Cursor<Rs>...> cursors;
 
     std::optional<Item> next() {
-      return [&]<std::size_t... I>(std::index_sequence<I...>) -> std::optional<Item> {
-        if ((... || (std::get<I>(its) == std::get<I>(ends)))) return std::nullopt;
-        Item item(*std::get<I>(its)...);
-        (++std::get<I>(its), ...);
-        return item;
-      }(std::index_sequence_for<Rs...>{});
+      return std::apply(
+          [](auto&... c) -> std::optional<Item> {
+            if ((... || c.at_end())) return std::nullopt;
+            Item item(c.current()...);
+            (c.next(), ...);
+            return item;
+          },
+          cursors);
     }
   };
-  // On the heap: the iterators point into the views, so the views must not move.
+  // On the heap: the cursors may point into ranges they own, so they must not move.
   auto zip = std::make_unique<Zip>(std::forward<Rs>(ranges)...);
   return [zip = std::move(zip)]() { return zip->next(); };
 }
@@ -341,9 +338,14 @@ class Executor {
   // fn(std::get<I>(t)...) for each tuple-like t of `tuples`; may end with a MapOptions.
   template <class F, class Range>
   auto starmap(F&& fn, Range&& tuples, const MapOptions& options = {}) {
-    using Item = std::decay_t<std::ranges::range_reference_t<Range>>;
-    auto source = [view = std::make_shared<Single<Range>>(std::forward<Range>(tuples))]() {
-      return view->next();
+    static_assert(detail::Iterable<Range>, "starmap's second argument must be a range");
+    using Item = detail::element_of<Range>;
+    auto cursor = std::make_unique<detail::Cursor<Range>>(std::forward<Range>(tuples));
+    auto source = [cursor = std::move(cursor)]() -> std::optional<Item> {
+      if (cursor->at_end()) return std::nullopt;
+      std::optional<Item> item(cursor->current());
+      cursor->next();
+      return item;
     };
     return make_map<false, Item>(std::forward<F>(fn), options, std::move(source));
   }
@@ -368,21 +370,6 @@ class Executor {
  private:
   friend class detail::ExecutorLink;
 
-  template <class Range>
-  struct Single {
-    explicit Single(Range&& r) : view(std::views::all(std::forward<Range>(r))), it(std::ranges::begin(view)), end(std::ranges::end(view)) {}
-    std::views::all_t<Range> view;
-    std::ranges::iterator_t<std::views::all_t<Range>> it;
-    std::ranges::sentinel_t<std::views::all_t<Range>> end;
-    using Item = std::decay_t<std::ranges::range_reference_t<Range>>;
-    std::optional<Item> next() {
-      if (it == end) return std::nullopt;
-      std::optional<Item> item(*it);
-      ++it;
-      return item;
-    }
-  };
-
   template <bool Unordered, class F, class... Args>
   auto dispatch_map(F&& fn, Args&&... args) {
     static_assert(sizeof...(Args) > 0, "map needs at least one range");
@@ -401,7 +388,7 @@ class Executor {
 
   template <bool Unordered, class F, class... Ranges>
   auto map_ranges(F&& fn, const MapOptions& options, Ranges&&... ranges) {
-    static_assert((std::ranges::input_range<Ranges> && ...), "map's arguments must be ranges");
+    static_assert((detail::Iterable<Ranges> && ...), "map's arguments must be ranges");
     using Item = detail::zip_item_t<Ranges...>;
     return make_map<Unordered, Item>(std::forward<F>(fn), options,
                                      detail::zip_source(std::forward<Ranges>(ranges)...));

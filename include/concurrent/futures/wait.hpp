@@ -18,13 +18,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "concurrent/futures/detail/blocking.hpp"
+#include "concurrent/futures/detail/iterable.hpp"
 #include "concurrent/futures/future.hpp"
 
 namespace concurrent::futures {
@@ -50,11 +50,10 @@ template <>
 inline constexpr bool is_future_v<AnyFuture> = true;
 
 template <class R>
-concept FutureRange =
-    std::ranges::input_range<R> && is_future_v<std::remove_cvref_t<std::ranges::range_reference_t<R>>>;
+using future_of = std::remove_cvref_t<reference_of<R>>;
 
 template <class R>
-using future_of = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
+concept FutureRange = Iterable<R> && is_future_v<future_of<R>>;
 
 // Copies the range into a vector, dropping duplicates but keeping first-seen order.
 template <class Fut, class R>

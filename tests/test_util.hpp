@@ -1,0 +1,140 @@
+// Shared helpers for the test suite: CPython's canned futures, bounded waits, and an error
+// handler capture. Every wait in a test is bounded (kDeadlock) so a deadlock fails the test
+// instead of hanging the suite.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "concurrent/futures.hpp"
+
+namespace cf = concurrent::futures;
+using namespace std::chrono_literals;
+
+namespace cftest {
+
+// Long enough never to fire on a loaded 2-core CI machine, short enough to fail a deadlock.
+inline constexpr auto kDeadlock = 30s;
+
+// An endless range 0, 1, 2, ... (itertools.count). <ranges>' views::iota would do, but Clang 14
+// cannot compile libstdc++ 12's <ranges>, and the suite must build with both compilers.
+// `reads` (optional) counts the elements read, to check how much input map consumed.
+class Count {
+ public:
+  explicit Count(long start = 0, std::atomic<long>* reads = nullptr) : start_(start), reads_(reads) {}
+  struct Sentinel {};
+  class Iterator {
+   public:
+    using value_type = long;
+    using difference_type = std::ptrdiff_t;
+    Iterator(long v, std::atomic<long>* reads) : v_(v), reads_(reads) {}
+    long operator*() const {
+      if (reads_ != nullptr) reads_->fetch_add(1);
+      return v_;
+    }
+    Iterator& operator++() {
+      ++v_;
+      return *this;
+    }
+    Iterator operator++(int) {
+      Iterator old = *this;
+      ++v_;
+      return old;
+    }
+    friend bool operator==(const Iterator&, Sentinel) { return false; }
+
+   private:
+    long v_;
+    std::atomic<long>* reads_;
+  };
+  Iterator begin() const { return Iterator(start_, reads_); }
+  Sentinel end() const { return {}; }
+
+ private:
+  long start_;
+  std::atomic<long>* reads_;
+};
+
+// CPython's create_future(state, exception, result) for the canned futures.
+inline cf::Future<int> pending_future() { return cf::Future<int>(); }
+inline cf::Future<int> running_future() {
+  cf::Future<int> f;
+  f.set_running_or_notify_cancel();
+  return f;
+}
+inline cf::Future<int> cancelled_future() {
+  cf::Future<int> f;
+  f.cancel();
+  return f;
+}
+inline cf::Future<int> exception_future() {
+  cf::Future<int> f;
+  f.set_exception(std::make_exception_ptr(std::runtime_error("canned error")));
+  return f;
+}
+inline cf::Future<int> successful_future() {
+  cf::Future<int> f;
+  f.set_result(42);
+  return f;
+}
+
+// A one-shot event (Python's threading.Event) whose wait is bounded.
+class Event {
+ public:
+  void set() {
+    {
+      std::lock_guard lock(mu_);
+      set_ = true;
+    }
+    cv_.notify_all();
+  }
+  bool is_set() const {
+    std::lock_guard lock(mu_);
+    return set_;
+  }
+  // True if set within `timeout`.
+  bool wait(std::chrono::milliseconds timeout = kDeadlock) const {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return set_; });
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool set_ = false;
+};
+
+// Captures what the library reports to the error handler for the lifetime of the object.
+class CapturedErrors {
+ public:
+  CapturedErrors()
+      : previous_(cf::set_error_handler([this](std::string_view m) {
+          std::lock_guard lock(mu_);
+          messages_.emplace_back(m);
+        })) {}
+  ~CapturedErrors() { cf::set_error_handler(previous_); }
+  CapturedErrors(const CapturedErrors&) = delete;
+  CapturedErrors& operator=(const CapturedErrors&) = delete;
+
+  std::vector<std::string> messages() const {
+    std::lock_guard lock(mu_);
+    return messages_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> messages_;
+  std::function<void(std::string_view)> previous_;
+};
+
+}  // namespace cftest
