@@ -1,0 +1,95 @@
+# Entry points for people and CI. The build itself is CMake (CMakePresets.json); each target here
+# is a short, fixed sequence of `cmake --preset`, `cmake --build --preset` and `ctest --preset`.
+#
+#   make demo                      install deps, build (release) and run the demo
+#   make test                      release tests, then the sanitizer suites in $(SANITIZERS)
+#   make test SANITIZERS="tsan asan"
+#   make bench                     build the benchmarks (release) and run them
+#   make check-<preset>            configure, build and test one preset (release, debug, asan,
+#                                  tsan, clang)
+#   make format | format-check | docs | clean
+#
+# JOBS (default: the number of CPUs) sets build and test parallelism.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-print-directory
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SANITIZERS ?= tsan
+CLANG_FORMAT ?= clang-format
+
+BUILD_DIR := build
+RELEASE_BIN := $(BUILD_DIR)/release/bin
+SOURCE_DIRS = $(wildcard include src tests bench examples demo)
+
+.PHONY: help deps build demo test bench docs format format-check clean
+
+help:
+	@sed -n '4,13p' Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS)
+
+demo: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS) --target cfutures_demo
+	./$(RELEASE_BIN)/cfutures_demo
+
+# Configure, build and run the tests of one preset. CTest's output is kept in
+# build/<preset>/ctest.log (and JUnit XML in build/<preset>/junit.xml) for the summary below.
+check-%:
+	cmake --preset $*
+	cmake --build --preset $* -j $(JOBS)
+	ctest --preset $* -j $(JOBS) --output-junit junit.xml 2>&1 | tee $(BUILD_DIR)/$*/ctest.log
+
+test: deps
+	@for preset in release $(SANITIZERS); do \
+	  echo "==> $$preset"; \
+	  $(MAKE) check-$$preset JOBS=$(JOBS); \
+	done
+	@echo "==> Summary"
+	@for preset in release $(SANITIZERS); do \
+	  printf '%-8s ' "$$preset"; grep -E 'tests passed|tests failed' $(BUILD_DIR)/$$preset/ctest.log || echo '(no summary)'; \
+	done
+
+# The release tree is reconfigured with the benchmarks on (the presets leave them off to keep
+# test builds short). bench/run.sh, when present, decides what to run and how; it gets the list of
+# built benchmark programs as its argument.
+bench: deps
+	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
+	cmake --build --preset release -j $(JOBS)
+	@list=$(BUILD_DIR)/release/bench/benchmarks.txt; \
+	if [ -f bench/run.sh ]; then \
+	  bash bench/run.sh "$$list"; \
+	else \
+	  while read -r program; do \
+	    [ -n "$$program" ] || continue; \
+	    echo "==> $$program"; \
+	    "$$program"; \
+	  done < "$$list"; \
+	fi
+
+docs:
+	@if [ -f Doxyfile ]; then \
+	  command -v doxygen >/dev/null || { echo "doxygen is not installed (apt-get install doxygen)" >&2; exit 1; }; \
+	  doxygen Doxyfile; \
+	else \
+	  echo "No Doxyfile yet: no API documentation to build."; \
+	fi
+
+format:
+	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \
+	  | xargs -0 -r $(CLANG_FORMAT) -i
+
+format-check:
+	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \
+	  | xargs -0 -r $(CLANG_FORMAT) --dry-run --Werror
+
+clean:
+	rm -rf $(BUILD_DIR)
