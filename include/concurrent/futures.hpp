@@ -5,5 +5,6 @@
 #include "concurrent/futures/errors.hpp"       // IWYU pragma: export
 #include "concurrent/futures/executor.hpp"     // IWYU pragma: export
 #include "concurrent/futures/future.hpp"       // IWYU pragma: export
+#include "concurrent/futures/process_pool.hpp"  // IWYU pragma: export
 #include "concurrent/futures/thread_pool.hpp"  // IWYU pragma: export
 #include "concurrent/futures/wait.hpp"         // IWYU pragma: export

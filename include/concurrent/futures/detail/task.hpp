@@ -15,9 +15,52 @@
 #include <tuple>
 #include <utility>
 
+#include "concurrent/futures/detail/transport.hpp"
+#include "concurrent/futures/detail/wire.hpp"
 #include "concurrent/futures/future.hpp"
 
 namespace concurrent::futures::detail {
+
+// The form in which a process pool sends a task to a worker.
+class RemoteCall {
+ public:
+  // Which entry (see transport.hpp) runs it in the worker.
+  virtual std::uint64_t entry_key() const noexcept = 0;
+  // Writes the callable and its arguments, then drops them. Runs in the submitting thread; an
+  // exception fails this task only.
+  virtual void write_request(wire::Writer& w) = 0;
+  // Completes the future from the worker's reply. Throws SerializationError if the reply
+  // cannot be read (the caller then fails the future with it).
+  virtual void read_reply(wire::Reader& r) = 0;
+
+ protected:
+  ~RemoteCall() = default;
+};
+
+// Whether a call of F with Args (returning R) can run in another process.
+template <class R, class F, class... Args>
+inline constexpr bool remotable_v = Transportable<F> && (wire::serializable_v<Args> && ...) &&
+                                    (std::is_void_v<R> || wire::serializable_v<R>);
+
+// Why not, for the SerializationError of a task that cannot (empty if it can).
+template <class R, class F, class... Args>
+std::string why_not_remotable() {
+  if constexpr (!Transportable<F>) {
+    return "the callable of type " + demangle(typeid(F)) +
+           " cannot run in a worker process: only function pointers, captureless lambdas and "
+           "trivially copyable function objects can";
+  } else if constexpr (!(wire::serializable_v<Args> && ...)) {
+    std::string bad;
+    ((bad += wire::serializable_v<Args> ? "" : (bad.empty() ? "" : ", ") + demangle(typeid(Args))),
+     ...);
+    return "an argument of type " + bad + " cannot be sent to a worker process (not serializable)";
+  } else if constexpr (!(std::is_void_v<R> || wire::serializable_v<R>)) {
+    return "the result type " + demangle(typeid(R)) +
+           " cannot be sent back from a worker process (not serializable)";
+  } else {
+    return {};
+  }
+}
 
 class Task {
  public:
@@ -30,6 +73,11 @@ class Task {
   // The task will never run: the pool broke. Fails its future with `error` unless it is done.
   virtual void abandon(const std::exception_ptr& error) noexcept = 0;
 
+  // The form a process pool sends, or nullptr when the task cannot leave this process (then
+  // why_not_remote() says why).
+  virtual RemoteCall* remote() noexcept { return nullptr; }
+  virtual std::string why_not_remote() const { return "this task cannot run in another process"; }
+
   // start, execute, publish.
   void run() noexcept {
     if (!start()) return;
@@ -41,7 +89,9 @@ class Task {
 using TaskPtr = std::unique_ptr<Task>;
 
 template <class R, class Fn, class... Args>
-class CallTask final : public Task {
+class CallTask final : public Task, public RemoteCall {
+  static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
+
  public:
   template <class F, class... A>
   CallTask(Future<R> future, F&& fn, A&&... args)
@@ -96,6 +146,49 @@ class CallTask final : public Task {
     try {
       if (!future_.done()) future_.set_exception(error);
     } catch (...) {
+    }
+  }
+
+  RemoteCall* remote() noexcept override {
+    if constexpr (kRemotable) {
+      return this;
+    } else {
+      return nullptr;
+    }
+  }
+  std::string why_not_remote() const override { return why_not_remotable<R, Fn, Args...>(); }
+
+  std::uint64_t entry_key() const noexcept override {
+    if constexpr (kRemotable) {
+      return CallEntry<Fn, Args...>::key;
+    } else {
+      return 0;
+    }
+  }
+
+  void write_request(wire::Writer& w) override {
+    if constexpr (kRemotable) {
+      std::apply(
+          [&](const Fn& fn, const Args&... args) {
+            write_callable(w, fn);
+            (wire::write(w, args), ...);
+          },
+          *call_);
+      call_.reset();  // the worker has its own copy now
+    }
+  }
+
+  void read_reply(wire::Reader& r) override {
+    if constexpr (kRemotable) {
+      if (r.pod<ReplyStatus>() == ReplyStatus::error) {
+        future_.set_exception(wire::read_exception(r));
+      } else if constexpr (std::is_void_v<R>) {
+        future_.set_result();
+      } else {
+        Stored<R> value;
+        wire::read(r, value);
+        future_.set_result(std::move(value));
+      }
     }
   }
 

@@ -1,0 +1,126 @@
+// How a callable crosses a process boundary without its address ever being trusted.
+//
+// Every (callable type, argument types) pair that a program can send to a worker is an *entry*:
+// a function that reads the callable and its arguments from a message, runs it and writes the
+// reply. Entries register themselves in a per-process table during static initialisation (a
+// static data member of a class template, odr-used by submit), keyed by a hash of the entry's
+// mangled type name. Every process running the program builds the same table, so a worker, even
+// one started afresh by `spawn`, can look up the key the parent sent; an unknown key is an
+// error, never a jump. No macro or registration is asked of the user.
+//
+// The callable itself travels as:
+//  * a class type (captureless lambda, trivially copyable function object): its bytes;
+//  * a function pointer: the name of the function's symbol (and of the object file holding it),
+//    which the worker resolves in its own symbol table. The parent checks that the pointer is
+//    exactly a function's start; the worker checks that the name denotes exactly one function.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <new>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "concurrent/futures/detail/wire.hpp"
+#include "concurrent/futures/errors.hpp"
+
+namespace concurrent::futures::detail {
+
+template <class F>
+concept FunctionPointer = std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+// Function pointers, captureless lambdas and trivially copyable function objects.
+template <class F>
+concept Transportable =
+    FunctionPointer<std::decay_t<F>> ||
+    (std::is_class_v<std::decay_t<F>> && std::is_trivially_copyable_v<std::decay_t<F>>);
+
+// Reads the request, runs the call and writes the reply; never throws (failures are replies).
+using EntryFn = void (*)(wire::Reader& request, wire::Writer& reply) noexcept;
+
+std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept;
+// nullptr if this process has no such entry (or two entries share the key).
+EntryFn find_entry(std::uint64_t key) noexcept;
+
+// Function pointers by name (see the file comment). Both throw SerializationError with the reason
+// when the function cannot be named or found.
+void write_function(wire::Writer& w, const void* function);
+const void* read_function(wire::Reader& r);
+
+template <class F>
+void write_callable(wire::Writer& w, const F& fn) {
+  if constexpr (FunctionPointer<F>) {
+    write_function(w, reinterpret_cast<const void*>(fn));
+  } else {
+    w.bytes(&fn, sizeof(F));
+  }
+}
+
+// Reconstructs the callable in the worker. Class types are rebuilt from their bytes (they are
+// trivially copyable, so copying the bytes is copying the object).
+template <class F>
+F read_callable(wire::Reader& r) {
+  if constexpr (FunctionPointer<F>) {
+    return reinterpret_cast<F>(const_cast<void*>(read_function(r)));
+  } else {
+    alignas(F) unsigned char storage[sizeof(F)];
+    r.bytes(storage, sizeof(F));
+    return *std::launder(reinterpret_cast<F*>(storage));
+  }
+}
+
+// Reply status byte.
+enum class ReplyStatus : std::uint8_t { value = 0, error = 1 };
+
+// Runs body() and turns any exception into an error reply, dropping what body wrote (entries
+// write into an empty buffer of their own).
+template <class Body>
+void run_entry(wire::Writer& reply, Body&& body) noexcept {
+  try {
+    body();
+    return;
+  } catch (...) {
+    try {
+      reply.buffer().clear();
+      reply.pod(ReplyStatus::error);
+      wire::write_exception(reply, std::current_exception());
+    } catch (...) {
+      // Out of memory while reporting: the reply stays empty and the parent reports that.
+      reply.buffer().clear();
+    }
+  }
+}
+
+// The entry for submit(fn, args...): one call, one result.
+template <class F, class... Args>
+struct CallEntry {
+  using R = std::invoke_result_t<F, Args...>;
+
+  static void run(wire::Reader& request, wire::Writer& reply) noexcept {
+    run_entry(reply, [&] {
+      F fn = read_callable<F>(request);
+      std::tuple<Args...> args;
+      std::apply([&](auto&... a) { (wire::read(request, a), ...); }, args);
+      if constexpr (std::is_void_v<R>) {
+        std::apply(fn, std::move(args));
+        reply.pod(ReplyStatus::value);
+      } else {
+        R result = std::apply(fn, std::move(args));
+        reply.pod(ReplyStatus::value);
+        wire::write(reply, result);
+      }
+    });
+  }
+
+  static const std::uint64_t key;
+};
+
+template <class F, class... Args>
+const std::uint64_t CallEntry<F, Args...>::key =
+    register_entry(typeid(CallEntry<F, Args...>).name(), &CallEntry<F, Args...>::run);
+
+}  // namespace concurrent::futures::detail

@@ -1,0 +1,389 @@
+// What travels between a parent and its worker processes: the byte encoding of values and
+// exceptions.
+//
+// Encoding (native byte order: both ends run the same program on the same machine):
+//  * arithmetic and enum types: their bytes;
+//  * the std types listed in API.md (string, vector, array, pair, tuple, optional, variant, map,
+//    unordered_map, set, unordered_set, chrono::duration): a length where needed, then each
+//    element encoded by these same rules, so they nest freely. A vector of trivially copyable
+//    elements is one block copy;
+//  * a type with cereal serialize/save/load functions: cereal's binary archive (it wins over
+//    the bytewise copy, as API.md says);
+//  * any other trivially copyable type: its bytes.
+// Anything else is not Serializable; the process pool reports that at compile time.
+//
+// Buffers grow on the heap and move to a memfd (shared memory) once they pass
+// kSharedThreshold, so a large argument or result is written once into memory the other
+// process maps, instead of being pushed through a socket in small pieces.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <istream>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <streambuf>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <cereal/archives/binary.hpp>
+
+#include "concurrent/futures/errors.hpp"
+
+namespace concurrent::futures::detail::wire {
+
+// Payloads larger than this travel in shared memory.
+inline constexpr std::size_t kSharedThreshold = std::size_t{256} << 10;
+
+// Growable bytes: on the heap while small, in a memfd mapping once large. Move-only; unmaps
+// and closes what it owns.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer();
+
+  // Adopts a received memfd of `size` bytes, mapped read-only.
+  static Buffer map_shared(int fd, std::size_t size);
+
+  std::byte* data() noexcept { return data_; }
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  bool shared() const noexcept { return fd_ >= 0; }
+  int fd() const noexcept { return fd_; }
+
+  void append(const void* bytes, std::size_t n) {
+    if (size_ + n > capacity_) grow(size_ + n);
+    if (n > 0) std::memcpy(data_ + size_, bytes, n);
+    size_ += n;
+  }
+  // Room for n more bytes, written by the caller, then committed with commit(n).
+  std::byte* reserve(std::size_t n) {
+    if (size_ + n > capacity_) grow(size_ + n);
+    return data_ + size_;
+  }
+  void commit(std::size_t n) noexcept { size_ += n; }
+  void clear() noexcept { size_ = 0; }
+  // Drops the memfd-side reference so a sender can close its copy once passed on.
+  void release() noexcept;
+
+ private:
+  void grow(std::size_t needed);
+  void free_storage() noexcept;
+
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+  int fd_ = -1;            // memfd when shared, else -1
+  bool mapped_ = false;    // data_ is an mmap (shared or received)
+  bool writable_ = true;
+};
+
+class Writer {
+ public:
+  explicit Writer(Buffer& buffer) : buffer_(buffer) {}
+  void bytes(const void* p, std::size_t n) { buffer_.append(p, n); }
+  template <class T>
+  void pod(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    bytes(&value, sizeof(T));
+  }
+  void size(std::size_t n) { pod(static_cast<std::uint64_t>(n)); }
+  Buffer& buffer() noexcept { return buffer_; }
+
+  // A cereal archive over this writer, made on first use and kept for the value being written.
+  cereal::BinaryOutputArchive& cereal_archive();
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+ private:
+  struct CerealSink;
+  Buffer& buffer_;
+  CerealSink* cereal_ = nullptr;
+};
+
+class Reader {
+ public:
+  Reader(const std::byte* data, std::size_t size) : p_(data), end_(data + size) {}
+  void bytes(void* out, std::size_t n) {
+    need(n);
+    if (n > 0) std::memcpy(out, p_, n);
+    p_ += n;
+  }
+  const std::byte* take(std::size_t n) {
+    need(n);
+    const std::byte* p = p_;
+    p_ += n;
+    return p;
+  }
+  template <class T>
+  T pod() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    bytes(&value, sizeof(T));
+    return value;
+  }
+  std::size_t size() {
+    const auto n = pod<std::uint64_t>();
+    if (n > remaining()) throw SerializationError("corrupt message: a length exceeds the data");
+    return static_cast<std::size_t>(n);
+  }
+  std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
+
+  cereal::BinaryInputArchive& cereal_archive();
+  ~Reader();
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+ private:
+  void need(std::size_t n) const {
+    if (n > remaining()) throw SerializationError("corrupt message: truncated data");
+  }
+  struct CerealSource;
+  const std::byte* p_;
+  const std::byte* end_;
+  CerealSource* cereal_ = nullptr;
+  friend struct CerealSource;
+};
+
+// --- which types are serializable -----------------------------------------------------------
+
+template <class T>
+struct Codec;  // Codec<T>::ok, ::write(Writer&, const T&), ::read(Reader&, T&)
+
+template <class T>
+inline constexpr bool serializable_v = Codec<std::remove_cv_t<T>>::ok;
+
+template <class T>
+concept CerealType =
+    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
+    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
+
+template <class T>
+void write(Writer& w, const T& value) {
+  Codec<std::remove_cv_t<T>>::write(w, value);
+}
+template <class T>
+void read(Reader& r, T& value) {
+  Codec<std::remove_cv_t<T>>::read(r, value);
+}
+
+// Arithmetic, enums, cereal types and other trivially copyable types.
+template <class T>
+struct Codec {
+  static constexpr bool ok = std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
+                             (std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
+                              !std::is_member_pointer_v<T> && std::is_default_constructible_v<T>);
+  static void write(Writer& w, const T& value) {
+    if constexpr (CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>) {
+      w.cereal_archive()(value);
+    } else {
+      w.pod(value);
+    }
+  }
+  static void read(Reader& r, T& value) {
+    if constexpr (CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>) {
+      r.cereal_archive()(value);
+    } else {
+      r.bytes(&value, sizeof(T));
+    }
+  }
+};
+
+template <>
+struct Codec<void> {
+  static constexpr bool ok = false;
+};
+
+// Elements copied as one block: trivially copyable and not customised through cereal.
+template <class T>
+inline constexpr bool block_copyable_v =
+    std::is_trivially_copyable_v<T> && !CerealType<T> && Codec<T>::ok;
+
+template <>
+struct Codec<std::string> {
+  static constexpr bool ok = true;
+  static void write(Writer& w, const std::string& s) {
+    w.size(s.size());
+    w.bytes(s.data(), s.size());
+  }
+  static void read(Reader& r, std::string& s) {
+    const std::size_t n = r.size();
+    s.assign(reinterpret_cast<const char*>(r.take(n)), n);
+  }
+};
+
+template <class T, class A>
+struct Codec<std::vector<T, A>> {
+  static constexpr bool ok = serializable_v<T>;
+  static void write(Writer& w, const std::vector<T, A>& v) {
+    w.size(v.size());
+    if constexpr (std::is_same_v<T, bool>) {
+      for (bool b : v) w.pod(static_cast<std::uint8_t>(b));
+    } else if constexpr (block_copyable_v<T>) {
+      w.bytes(v.data(), v.size() * sizeof(T));
+    } else {
+      for (const T& x : v) wire::write(w, x);
+    }
+  }
+  static void read(Reader& r, std::vector<T, A>& v) {
+    const std::size_t n = r.size();
+    if constexpr (std::is_same_v<T, bool>) {
+      v.resize(n);
+      for (std::size_t i = 0; i < n; ++i) v[i] = r.pod<std::uint8_t>() != 0;
+    } else if constexpr (block_copyable_v<T>) {
+      if (n > r.remaining() / std::max<std::size_t>(sizeof(T), 1)) {
+        throw SerializationError("corrupt message: a vector's length exceeds the data");
+      }
+      v.resize(n);
+      r.bytes(v.data(), n * sizeof(T));
+    } else {
+      v.clear();
+      v.resize(n);
+      for (T& x : v) wire::read(r, x);
+    }
+  }
+};
+
+template <class T, std::size_t N>
+struct Codec<std::array<T, N>> {
+  static constexpr bool ok = serializable_v<T>;
+  static void write(Writer& w, const std::array<T, N>& a) {
+    for (const T& x : a) wire::write(w, x);
+  }
+  static void read(Reader& r, std::array<T, N>& a) {
+    for (T& x : a) wire::read(r, x);
+  }
+};
+
+template <class A, class B>
+struct Codec<std::pair<A, B>> {
+  static constexpr bool ok = serializable_v<A> && serializable_v<B>;
+  static void write(Writer& w, const std::pair<A, B>& p) {
+    wire::write(w, p.first);
+    wire::write(w, p.second);
+  }
+  static void read(Reader& r, std::pair<A, B>& p) {
+    wire::read(r, const_cast<std::remove_const_t<A>&>(p.first));
+    wire::read(r, p.second);
+  }
+};
+
+template <class... Ts>
+struct Codec<std::tuple<Ts...>> {
+  static constexpr bool ok = (serializable_v<Ts> && ...);
+  static void write(Writer& w, const std::tuple<Ts...>& t) {
+    std::apply([&](const auto&... x) { (wire::write(w, x), ...); }, t);
+  }
+  static void read(Reader& r, std::tuple<Ts...>& t) {
+    std::apply([&](auto&... x) { (wire::read(r, x), ...); }, t);
+  }
+};
+
+template <class T>
+struct Codec<std::optional<T>> {
+  static constexpr bool ok = serializable_v<T>;
+  static void write(Writer& w, const std::optional<T>& o) {
+    w.pod(static_cast<std::uint8_t>(o.has_value()));
+    if (o) wire::write(w, *o);
+  }
+  static void read(Reader& r, std::optional<T>& o) {
+    if (r.pod<std::uint8_t>() != 0) {
+      wire::read(r, o.emplace());
+    } else {
+      o.reset();
+    }
+  }
+};
+
+template <class... Ts>
+struct Codec<std::variant<Ts...>> {
+  static constexpr bool ok = (serializable_v<Ts> && ...);
+  static void write(Writer& w, const std::variant<Ts...>& v) {
+    w.pod(static_cast<std::uint32_t>(v.index()));
+    std::visit([&](const auto& x) { wire::write(w, x); }, v);
+  }
+  static void read(Reader& r, std::variant<Ts...>& v) {
+    const auto index = r.pod<std::uint32_t>();
+    if (index >= sizeof...(Ts)) throw SerializationError("corrupt message: bad variant index");
+    read_alternative(r, v, index, std::index_sequence_for<Ts...>{});
+  }
+
+ private:
+  template <std::size_t... I>
+  static void read_alternative(Reader& r, std::variant<Ts...>& v, std::size_t index,
+                               std::index_sequence<I...>) {
+    ((I == index ? (wire::read(r, v.template emplace<I>()), void()) : void()), ...);
+  }
+};
+
+// map, unordered_map, set, unordered_set: a count, then the elements.
+template <class C>
+struct AssociativeCodec {
+  using Key = std::remove_const_t<typename C::key_type>;
+  static constexpr bool ok = serializable_v<typename C::value_type>;
+  static void write(Writer& w, const C& c) {
+    w.size(c.size());
+    for (const auto& x : c) wire::write(w, x);
+  }
+  static void read(Reader& r, C& c) {
+    c.clear();
+    const std::size_t n = r.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      if constexpr (requires { typename C::mapped_type; }) {
+        std::pair<Key, typename C::mapped_type> kv;
+        wire::read(r, kv);
+        c.insert(std::move(kv));
+      } else {
+        Key k;
+        wire::read(r, k);
+        c.insert(std::move(k));
+      }
+    }
+  }
+};
+
+template <class K, class V, class Cmp, class A>
+struct Codec<std::map<K, V, Cmp, A>> : AssociativeCodec<std::map<K, V, Cmp, A>> {};
+template <class K, class V, class H, class E, class A>
+struct Codec<std::unordered_map<K, V, H, E, A>>
+    : AssociativeCodec<std::unordered_map<K, V, H, E, A>> {};
+template <class K, class Cmp, class A>
+struct Codec<std::set<K, Cmp, A>> : AssociativeCodec<std::set<K, Cmp, A>> {};
+template <class K, class H, class E, class A>
+struct Codec<std::unordered_set<K, H, E, A>> : AssociativeCodec<std::unordered_set<K, H, E, A>> {};
+
+template <class Rep, class Period>
+struct Codec<std::chrono::duration<Rep, Period>> {
+  static constexpr bool ok = std::is_arithmetic_v<Rep>;
+  static void write(Writer& w, const std::chrono::duration<Rep, Period>& d) { w.pod(d.count()); }
+  static void read(Reader& r, std::chrono::duration<Rep, Period>& d) {
+    d = std::chrono::duration<Rep, Period>(r.pod<Rep>());
+  }
+};
+
+// --- exceptions -----------------------------------------------------------------------------
+
+// Encodes the exception in `error`: its type (when it is one that can be rebuilt), demangled
+// type name and what().
+void write_exception(Writer& w, const std::exception_ptr& error);
+// Rebuilds it: the same type for <stdexcept>, std::bad_alloc and cf's errors; RemoteError else.
+std::exception_ptr read_exception(Reader& r);
+
+}  // namespace concurrent::futures::detail::wire

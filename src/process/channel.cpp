@@ -1,0 +1,203 @@
+#include "process/channel.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+namespace concurrent::futures::detail::process {
+
+namespace {
+[[noreturn]] void throw_errno(const char* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+}  // namespace
+
+void make_socket_pair(int fds[2]) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
+}
+
+void set_nonblocking(int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) throw_errno("fcntl O_NONBLOCK");
+}
+
+Channel::~Channel() {
+  for (Segment& s : out_) {
+    for (int i = 0; i < s.nfds; ++i) close(s.fds[i]);
+  }
+  for (const int fd : in_fds_) close(fd);
+  if (fd_ >= 0) close(fd_);
+}
+
+void Channel::send(FrameType type, std::uint64_t id, wire::Buffer payload, int extra_fd) {
+  if (!payload.shared() && extra_fd < 0) {
+    send(type, id, payload.data(), payload.size());
+    return;
+  }
+  FrameHeader h{};
+  h.size = static_cast<std::uint32_t>(payload.size());
+  h.type = type;
+  h.shared = payload.shared() ? 1 : 0;
+  h.has_fd = extra_fd >= 0 ? 1 : 0;
+  h.id = id;
+  Segment s;
+  s.bytes.resize(sizeof h);
+  std::memcpy(s.bytes.data(), &h, sizeof h);
+  if (payload.shared()) {
+    s.fds[s.nfds++] = payload.fd();
+    s.keep = std::move(payload);
+  } else if (payload.size() > 0) {
+    const auto* p = payload.data();
+    s.bytes.insert(s.bytes.end(), p, p + payload.size());
+  }
+  if (extra_fd >= 0) s.fds[s.nfds++] = extra_fd;
+  out_.push_back(std::move(s));
+}
+
+void Channel::send(FrameType type, std::uint64_t id, const void* data, std::size_t size) {
+  FrameHeader h{};
+  h.size = static_cast<std::uint32_t>(size);
+  h.type = type;
+  h.id = id;
+  // Small frames join the last segment (if it carries no descriptor) so they go out together.
+  if (out_.empty() || out_.back().nfds > 0) out_.emplace_back();
+  std::vector<std::byte>& bytes = out_.back().bytes;
+  const auto* hp = reinterpret_cast<const std::byte*>(&h);
+  bytes.insert(bytes.end(), hp, hp + sizeof h);
+  if (size > 0) {
+    const auto* p = static_cast<const std::byte*>(data);
+    bytes.insert(bytes.end(), p, p + size);
+  }
+}
+
+void Channel::send_copy(FrameType type, std::uint64_t id, const wire::Buffer& payload) {
+  if (!payload.shared()) {
+    send(type, id, payload.data(), payload.size());
+    return;
+  }
+  const int fd = fcntl(payload.fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) throw_errno("dup of a shared payload");
+  FrameHeader h{};
+  h.size = static_cast<std::uint32_t>(payload.size());
+  h.type = type;
+  h.shared = 1;
+  h.id = id;
+  Segment s;
+  s.bytes.resize(sizeof h);
+  std::memcpy(s.bytes.data(), &h, sizeof h);
+  s.fds[s.nfds++] = fd;
+  out_.push_back(std::move(s));
+}
+
+bool Channel::flush() {
+  while (!out_.empty()) {
+    Segment& s = out_.front();
+    msghdr msg{};
+    iovec iov{};
+    iov.iov_base = s.bytes.data() + s.sent;
+    iov.iov_len = s.bytes.size() - s.sent;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)];
+    if (s.nfds > 0 && s.sent == 0) {
+      // The descriptors ride on the header's first byte.
+      msg.msg_control = control;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<unsigned>(s.nfds));
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<unsigned>(s.nfds));
+      std::memcpy(CMSG_DATA(c), s.fds, sizeof(int) * static_cast<unsigned>(s.nfds));
+    }
+    const ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      throw_errno("send to a worker process");
+    }
+    if (s.nfds > 0 && s.sent == 0) {
+      // Passed on: the peer has its own copies now.
+      for (int i = 0; i < s.nfds; ++i) close(s.fds[i]);
+      s.keep.release();
+      s.nfds = 0;
+    }
+    s.sent += static_cast<std::size_t>(n);
+    if (s.sent == s.bytes.size()) out_.pop_front();
+  }
+  return true;
+}
+
+bool Channel::receive() {
+  if (in_pos_ > 0 && in_pos_ * 2 >= in_.size()) {
+    in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_pos_));
+    in_pos_ = 0;
+  }
+  const std::size_t old = in_.size();
+  const std::size_t chunk = 64 * 1024;
+  in_.resize(old + chunk);
+  msghdr msg{};
+  iovec iov{};
+  iov.iov_base = in_.data() + old;
+  iov.iov_len = chunk;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    in_.resize(old);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    if (errno == ECONNRESET) return false;
+    throw_errno("receive from a process");
+  }
+  in_.resize(old + static_cast<std::size_t>(n));
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        in_fds_.push_back(fd);
+      }
+    }
+  }
+  return n > 0;
+}
+
+std::optional<Frame> Channel::next() {
+  const std::size_t available = in_.size() - in_pos_;
+  if (available < sizeof(FrameHeader)) return std::nullopt;
+  FrameHeader h;
+  std::memcpy(&h, in_.data() + in_pos_, sizeof h);
+  const std::size_t inline_size = h.shared ? 0 : h.size;
+  if (available < sizeof h + inline_size) return std::nullopt;
+  const std::size_t fds_needed = static_cast<std::size_t>(h.shared) + h.has_fd;
+  if (in_fds_.size() < fds_needed) {
+    throw std::runtime_error("corrupt channel: a frame's descriptor did not arrive");
+  }
+  Frame f;
+  f.header = h;
+  const std::byte* body = in_.data() + in_pos_ + sizeof h;
+  f.inline_payload.assign(body, body + inline_size);
+  in_pos_ += sizeof h + inline_size;
+  if (h.shared) {
+    const int fd = in_fds_.front();
+    in_fds_.pop_front();
+    f.shared = wire::Buffer::map_shared(fd, h.size);
+  }
+  if (h.has_fd) {
+    f.fd = in_fds_.front();
+    in_fds_.pop_front();
+  }
+  return f;
+}
+
+}  // namespace concurrent::futures::detail::process

@@ -1,0 +1,239 @@
+// The entry table and the naming of function pointers (see detail/transport.hpp).
+//
+// Function names come from the ELF symbol tables of the program and of the shared objects it has
+// loaded (.symtab when present, else .dynsym), read once per process. A stripped program still
+// has lambdas and function objects; its function pointers get a SerializationError that says so.
+#include "concurrent/futures/detail/transport.hpp"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "concurrent/futures/detail/state.hpp"
+
+namespace concurrent::futures::detail {
+
+namespace {
+
+std::uint64_t fnv1a(std::string_view s) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+struct EntryTable {
+  std::mutex mu;
+  std::unordered_map<std::uint64_t, std::pair<std::string, EntryFn>> entries;
+};
+
+EntryTable& entry_table() {
+  static EntryTable* table = new EntryTable;  // never destroyed: used during static init/exit
+  return *table;
+}
+
+}  // namespace
+
+std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept {
+  const std::uint64_t key = fnv1a(type_name);
+  EntryTable& table = entry_table();
+  std::lock_guard lock(table.mu);
+  auto [it, inserted] = table.entries.try_emplace(key, type_name, fn);
+  // Two different entries with one key would be ambiguous: make the key unusable.
+  if (!inserted && it->second.first != type_name) it->second.second = nullptr;
+  return key;
+}
+
+EntryFn find_entry(std::uint64_t key) noexcept {
+  EntryTable& table = entry_table();
+  std::lock_guard lock(table.mu);
+  const auto it = table.entries.find(key);
+  return it == table.entries.end() ? nullptr : it->second.second;
+}
+
+namespace {
+
+// One loaded object's functions.
+struct ObjectSymbols {
+  std::string path;  // "" for the main program
+  std::unordered_map<std::uintptr_t, std::string> by_address;
+  std::unordered_map<std::string, std::uintptr_t> by_name;  // 0: ambiguous
+};
+
+// Reads the function symbols of the ELF file at `file`, loaded at `bias`.
+void read_symbols(const std::string& file, std::uintptr_t bias, ObjectSymbols& out) {
+  const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) {
+    close(fd);
+    return;
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return;
+  const auto* base = static_cast<const unsigned char*>(map);
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
+  const bool valid = std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 &&
+                     eh->e_ident[EI_CLASS] == ELFCLASS64 && eh->e_shoff > 0 &&
+                     eh->e_shoff + std::size_t{eh->e_shnum} * sizeof(Elf64_Shdr) <= size;
+  if (valid) {
+    const auto* sections = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
+    const Elf64_Shdr* table = nullptr;
+    for (int pass = 0; pass < 2 && table == nullptr; ++pass) {
+      const std::uint32_t wanted = pass == 0 ? SHT_SYMTAB : SHT_DYNSYM;
+      for (unsigned i = 0; i < eh->e_shnum; ++i) {
+        if (sections[i].sh_type == wanted) table = &sections[i];
+      }
+    }
+    if (table != nullptr && table->sh_link < eh->e_shnum &&
+        table->sh_offset + table->sh_size <= size) {
+      const Elf64_Shdr& strtab = sections[table->sh_link];
+      const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + table->sh_offset);
+      const std::size_t count = table->sh_size / sizeof(Elf64_Sym);
+      const char* strings = reinterpret_cast<const char*>(base + strtab.sh_offset);
+      for (std::size_t i = 0; i < count; ++i) {
+        const Elf64_Sym& sym = syms[i];
+        if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
+            sym.st_value == 0 || sym.st_name >= strtab.sh_size) {
+          continue;
+        }
+        std::string name(strings + sym.st_name);
+        const std::uintptr_t address = bias + sym.st_value;
+        out.by_address.try_emplace(address, name);
+        auto [it, inserted] = out.by_name.try_emplace(std::move(name), address);
+        if (!inserted && it->second != address) it->second = 0;  // ambiguous
+      }
+    }
+  }
+  munmap(map, size);
+}
+
+class SymbolTables {
+ public:
+  static SymbolTables& instance() {
+    static SymbolTables* tables = new SymbolTables;  // never destroyed
+    return *tables;
+  }
+
+  // (object, symbol) naming exactly the function at `address`; false if none.
+  bool name(std::uintptr_t address, std::string& object, std::string& symbol) {
+    std::lock_guard lock(mu_);
+    load();
+    for (const ObjectSymbols& o : objects_) {
+      const auto it = o.by_address.find(address);
+      if (it != o.by_address.end()) {
+        object = o.path;
+        symbol = it->second;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // The function named (object, symbol); 0 if unknown, 1 if ambiguous.
+  std::uintptr_t find(const std::string& object, const std::string& symbol) {
+    std::lock_guard lock(mu_);
+    load();
+    for (const ObjectSymbols& o : objects_) {
+      if (o.path != object) continue;
+      const auto it = o.by_name.find(symbol);
+      if (it == o.by_name.end()) return 0;
+      return it->second == 0 ? 1 : it->second;
+    }
+    return 0;
+  }
+
+ private:
+  void load() {
+    if (loaded_) return;
+    loaded_ = true;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* self) {
+          auto& objects = static_cast<SymbolTables*>(self)->objects_;
+          ObjectSymbols o;
+          o.path = info->dlpi_name != nullptr ? info->dlpi_name : "";
+          const std::string file = o.path.empty() ? "/proc/self/exe" : o.path;
+          read_symbols(file, info->dlpi_addr, o);
+          if (!o.by_address.empty()) objects.push_back(std::move(o));
+          return 0;
+        },
+        this);
+  }
+
+  std::mutex mu_;
+  bool loaded_ = false;
+  std::vector<ObjectSymbols> objects_;
+};
+
+// Lookups by address repeat for every task: cache them.
+struct NameCache {
+  std::shared_mutex mu;
+  std::unordered_map<const void*, std::pair<std::string, std::string>> names;
+};
+
+NameCache& name_cache() {
+  static NameCache* cache = new NameCache;
+  return *cache;
+}
+
+}  // namespace
+
+void write_function(wire::Writer& w, const void* function) {
+  NameCache& cache = name_cache();
+  {
+    std::shared_lock lock(cache.mu);
+    const auto it = cache.names.find(function);
+    if (it != cache.names.end()) {
+      wire::write(w, it->second.first);
+      wire::write(w, it->second.second);
+      return;
+    }
+  }
+  std::string object;
+  std::string symbol;
+  if (!SymbolTables::instance().name(reinterpret_cast<std::uintptr_t>(function), object, symbol)) {
+    throw SerializationError(
+        "cannot send a function pointer to a worker process: no function symbol starts at its "
+        "address (is the program stripped?); pass a lambda instead");
+  }
+  if (SymbolTables::instance().find(object, symbol) != reinterpret_cast<std::uintptr_t>(function)) {
+    throw SerializationError("cannot send function '" + symbol +
+                             "' to a worker process: its name is ambiguous in the program; give "
+                             "it a unique name or pass a lambda instead");
+  }
+  wire::write(w, object);
+  wire::write(w, symbol);
+  std::unique_lock lock(cache.mu);
+  cache.names.try_emplace(function, std::move(object), std::move(symbol));
+}
+
+const void* read_function(wire::Reader& r) {
+  std::string object;
+  std::string symbol;
+  wire::read(r, object);
+  wire::read(r, symbol);
+  const std::uintptr_t address = SymbolTables::instance().find(object, symbol);
+  if (address == 0) {
+    throw SerializationError("the worker process has no function '" + symbol + "'");
+  }
+  if (address == 1) {
+    throw SerializationError("the function name '" + symbol + "' is ambiguous in the worker");
+  }
+  return reinterpret_cast<const void*>(address);
+}
+
+}  // namespace concurrent::futures::detail
