@@ -282,8 +282,9 @@ class ProcessPoolExecutor::Impl {
     for (;;) {
       absorb_inbox();
       dispatch();
+      const bool done = finished();  // may queue exit frames: flush after it
       flush_all();
-      if (finished()) return;
+      if (done) return;
       epoll_event events[64];
       const int timeout_ms = next_timeout_ms();
       {

@@ -37,6 +37,7 @@ class ExecutorLink {
   // Hands `task` to the executor; ShutdownError once the executor is gone.
   void schedule(TaskPtr task);
   std::size_t max_workers();
+  bool in_process();
   void close() noexcept {
     std::lock_guard lock(mu_);
     executor_ = nullptr;
@@ -367,6 +368,10 @@ class Executor {
   // ShutdownError instead of reaching a destroyed object.
   void disconnect() noexcept { link_->close(); }
 
+  // Whether tasks run in this process (and so may share memory with the caller). Decides how
+  // map's automatic chunking works (see detail/map_core.hpp).
+  virtual bool in_process() const noexcept { return true; }
+
  private:
   friend class detail::ExecutorLink;
 
@@ -403,7 +408,7 @@ class Executor {
     auto core = std::make_shared<detail::MapCoreImpl<Fn, Item, R>>(
         link_, options, max_workers(), Fn(std::forward<F>(fn)),
         typename detail::MapCoreImpl<Fn, Item, R>::Source(std::forward<Source>(source)));
-    core->start();
+    core->start(in_process());
     if constexpr (Unordered) {
       return MapUnorderedRange<R>(std::move(core), deadline);
     } else {

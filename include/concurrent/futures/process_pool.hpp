@@ -94,6 +94,7 @@ class ProcessPoolExecutor : public Executor {
 
  protected:
   void schedule(detail::TaskPtr task) override;
+  bool in_process() const noexcept override { return false; }
 
  private:
   class Impl;

@@ -165,6 +165,9 @@ class AsCompleted {
       throw TimeoutError(std::to_string(futures_.size() - yielded_) + " (of " +
                          std::to_string(futures_.size()) + ") futures unfinished");
     }
+    // The completing thread notifies the queue under the future's lock; taking that lock here
+    // waits for it to be done with the queue, which may be destroyed right after this yield.
+    s->remove_waiter(queue_.get());
     std::optional<Fut>& slot = futures_[index_.at(s)];
     current_ = std::move(slot);
     slot.reset();  // no reference kept once yielded

@@ -7,6 +7,9 @@
 // completion notifies; the iterator reads a chunk's outcomes only after its `done` is done (the
 // future's release/acquire publishes them).
 //
+// Each chunk is a ChunkTask: run in this process (thread pools), or sent whole to a worker
+// process, whose reply carries one outcome per item (process pools).
+//
 // Three ways of feeding the pool:
 //  * eager, fixed chunksize: map() reads all input and submits every chunk (CPython's default);
 //  * lazy (buffersize = N): map() submits N chunks; each chunk the iterator finishes reads and
@@ -15,7 +18,10 @@
 //    worker. Each drain repeatedly claims the next run of items, in input order, sized from
 //    the measured time per item (ChunkSizer), until the input is used up. That is joblib's
 //    auto-batching in spirit: batches grow until one takes about kTargetChunkTime, capped so
-//    that the tail is still shared between workers.
+//    that the tail is still shared between workers. Executors whose tasks run in other
+//    processes cannot share a cursor with their workers: there, all chunks are cut at the call,
+//    n / (4 x workers) items each (the usual rule of thumb for process pools), and measured
+//    sizing applies to lazy (buffersize) maps, where chunks are cut as earlier ones complete.
 #pragma once
 
 #include <algorithm>
@@ -132,11 +138,13 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
 
   // Reads and submits what the call to map() must (see the file comment). Exceptions from the
   // input or from submitting come out of here.
-  void start() {
+  void start(bool in_process) {
     if (buffersize_ > 0) {
       for (std::size_t i = 0; i < buffersize_ && !input_done(); ++i) add_chunk();
-    } else if (sizer_.automatic()) {
+    } else if (sizer_.automatic() && in_process) {
       start_drains();
+    } else if (sizer_.automatic()) {
+      start_presized();
     } else {
       while (!input_done()) add_chunk();
     }
@@ -224,6 +232,8 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   virtual void add_chunk() = 0;
   // Reads all input and submits the drain tasks (automatic chunking).
   virtual void start_drains() = 0;
+  // Reads all input and submits it in chunks sized up front (automatic chunking, other process).
+  virtual void start_presized() = 0;
   // Called by stop(): drop what is no longer needed.
   virtual void on_stop() noexcept {}
 
@@ -269,11 +279,15 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   Signal changed_;
 };
 
+template <class Fn, class Item, class R>
+class ChunkTask;
+
 // A map over items of type Item (a tuple of arguments); fn is applied with std::apply.
 template <class Fn, class Item, class R>
 class MapCoreImpl final : public MapCore<R> {
   using Base = MapCore<R>;
   using typename Base::ChunkPtr;
+  friend class ChunkTask<Fn, Item, R>;
 
  public:
   using Source = UniqueFunction<std::optional<Item>()>;
@@ -320,31 +334,50 @@ class MapCoreImpl final : public MapCore<R> {
     } catch (...) {
       // The input failed: it is over. What it yielded before the error still runs.
       std::unique_lock lock(this->mu_);
+      std::shared_ptr<Fn> fn = fn_;
       this->input_done_ = true;
       drop_input_locked();
-      if (!items.empty()) submit_items(std::move(items), lock);
+      if (!items.empty()) submit_items(std::move(items), std::move(fn), lock);
       throw;
     }
     std::unique_lock lock(this->mu_);
+    std::shared_ptr<Fn> fn = fn_;  // taken before the end of input drops the core's copy
     if (ended) {
       this->input_done_ = true;
       drop_input_locked();
     }
-    if (!items.empty()) submit_items(std::move(items), lock);
+    if (!items.empty()) submit_items(std::move(items), std::move(fn), lock);
   }
 
   // Registers a chunk for `items` and submits it. Called with the lock held; releases it.
   template <class Lock>
-  void submit_items(std::vector<Item> items, Lock& lock) {
+  void submit_items(std::vector<Item> items, std::shared_ptr<Fn> fn, Lock& lock) {
     auto [chunk, c] = this->new_chunk_locked(items.size());
     const std::size_t n = items.size();
     this->items_read_ += n;
-    std::shared_ptr<Fn> fn = fn_;
     lock.unlock();
-    auto body = [self = shared_self(), fn, chunk = chunk, items = std::move(items)]() mutable {
-      self->run_items(*chunk, items, *fn);
-    };
-    this->submit_chunk(make_task(chunk->done, std::move(body)), chunk, c, n);
+    this->submit_chunk(std::make_unique<ChunkTask<Fn, Item, R>>(shared_self(), chunk,
+                                                               std::move(fn), std::move(items)),
+                       chunk, c, n);
+  }
+
+  void start_presized() override {
+    std::vector<Item> all;
+    while (std::optional<Item> item = source_()) all.push_back(std::move(*item));
+    const std::size_t workers = std::max<std::size_t>(1, workers_hint());
+    const std::size_t size = std::max<std::size_t>(1, (all.size() + 4 * workers - 1) / (4 * workers));
+    std::unique_lock lock(this->mu_);
+    std::shared_ptr<Fn> fn = fn_;
+    this->input_done_ = true;
+    drop_input_locked();
+    lock.unlock();
+    for (std::size_t begin = 0; begin < all.size(); begin += size) {
+      const std::size_t end = std::min(all.size(), begin + size);
+      std::vector<Item> items(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
+                              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
+      lock.lock();
+      submit_items(std::move(items), fn, lock);
+    }
   }
 
   void start_drains() override {
@@ -458,6 +491,107 @@ class MapCoreImpl final : public MapCore<R> {
   std::vector<Item> all_;     // automatic chunking: the whole input, claimed from cursor_
   std::size_t cursor_ = 0;
   std::size_t live_drains_ = 0;
+};
+
+// One chunk of a map as a task: run here (run_items), or sent whole to a worker process.
+template <class Fn, class Item, class R>
+class ChunkTask final : public Task, public RemoteCall {
+  static constexpr bool kRemotable = Transportable<Fn> && wire::serializable_v<Item> &&
+                                     (std::is_void_v<R> || wire::serializable_v<R>);
+  using Core = MapCoreImpl<Fn, Item, R>;
+
+ public:
+  ChunkTask(std::shared_ptr<Core> core, std::shared_ptr<Chunk<R>> chunk, std::shared_ptr<Fn> fn,
+            std::vector<Item> items)
+      : core_(std::move(core)), chunk_(std::move(chunk)), fn_(std::move(fn)), items_(std::move(items)) {}
+
+  bool start() noexcept override {
+    started_at_ = Clock::now();
+    try {
+      return chunk_->done.set_running_or_notify_cancel();
+    } catch (...) {
+      return false;
+    }
+  }
+  void execute() noexcept override {
+    core_->run_items(*chunk_, items_, *fn_);
+    fn_.reset();
+  }
+  void publish() noexcept override { finish(); }
+  void cancel() noexcept override {
+    try {
+      chunk_->done.cancel();
+    } catch (...) {
+    }
+  }
+  void abandon(const std::exception_ptr& error) noexcept override {
+    try {
+      if (!chunk_->done.done()) chunk_->done.set_exception(error);
+    } catch (...) {
+    }
+  }
+
+  RemoteCall* remote() noexcept override {
+    if constexpr (kRemotable) {
+      return this;
+    } else {
+      return nullptr;
+    }
+  }
+  std::string why_not_remote() const override {
+    return why_not_remotable<R, Fn, std::vector<Item>>();
+  }
+  std::uint64_t entry_key() const noexcept override {
+    if constexpr (kRemotable) {
+      return ChunkEntry<Fn, Item, R>::key;
+    } else {
+      return 0;
+    }
+  }
+  void write_request(wire::Writer& w) override {
+    if constexpr (kRemotable) {
+      write_callable(w, *fn_);
+      wire::write(w, items_);
+      items_.clear();
+      items_.shrink_to_fit();
+      fn_.reset();
+    }
+  }
+  void read_reply(wire::Reader& r) override {
+    if constexpr (kRemotable) {
+      if (r.pod<ReplyStatus>() == ReplyStatus::error) {
+        chunk_->done.set_exception(wire::read_exception(r));
+        return;
+      }
+      const std::size_t n = r.size();
+      if (n != chunk_->out.size()) throw SerializationError("a chunk's reply has the wrong length");
+      for (Outcome<R>& out : chunk_->out) {
+        if (r.pod<ReplyStatus>() == ReplyStatus::error) {
+          out.template emplace<2>(wire::read_exception(r));
+        } else if constexpr (std::is_void_v<R>) {
+          out.template emplace<1>();
+        } else {
+          wire::read(r, out.template emplace<1>());
+        }
+      }
+      core_->sizer_.record(n, Clock::now() - started_at_);
+      finish();
+    }
+  }
+
+ private:
+  void finish() noexcept {
+    try {
+      chunk_->done.set_result();
+    } catch (...) {
+    }
+  }
+
+  std::shared_ptr<Core> core_;
+  std::shared_ptr<Chunk<R>> chunk_;
+  std::shared_ptr<Fn> fn_;
+  std::vector<Item> items_;
+  Clock::time_point started_at_;
 };
 
 }  // namespace detail

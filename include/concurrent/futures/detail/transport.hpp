@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 #include "concurrent/futures/detail/wire.hpp"
 #include "concurrent/futures/errors.hpp"
@@ -122,5 +123,43 @@ struct CallEntry {
 template <class F, class... Args>
 const std::uint64_t CallEntry<F, Args...>::key =
     register_entry(typeid(CallEntry<F, Args...>).name(), &CallEntry<F, Args...>::run);
+
+// The entry for one chunk of map(): the callable, then the items; the reply has one outcome per
+// item, so one failing item fails only itself.
+template <class Fn, class Item, class R>
+struct ChunkEntry {
+  static void run(wire::Reader& request, wire::Writer& reply) noexcept {
+    run_entry(reply, [&] {
+      Fn fn = read_callable<Fn>(request);
+      std::vector<Item> items;
+      wire::read(request, items);
+      reply.pod(ReplyStatus::value);
+      reply.size(items.size());
+      for (Item& item : items) {
+        const std::size_t mark = reply.buffer().size();
+        try {
+          if constexpr (std::is_void_v<R>) {
+            std::apply(fn, std::move(item));
+            reply.pod(ReplyStatus::value);
+          } else {
+            R result = std::apply(fn, std::move(item));
+            reply.pod(ReplyStatus::value);
+            wire::write(reply, result);
+          }
+        } catch (...) {
+          reply.buffer().truncate(mark);
+          reply.pod(ReplyStatus::error);
+          wire::write_exception(reply, std::current_exception());
+        }
+      }
+    });
+  }
+
+  static const std::uint64_t key;
+};
+
+template <class Fn, class Item, class R>
+const std::uint64_t ChunkEntry<Fn, Item, R>::key =
+    register_entry(typeid(ChunkEntry<Fn, Item, R>).name(), &ChunkEntry<Fn, Item, R>::run);
 
 }  // namespace concurrent::futures::detail

@@ -79,6 +79,10 @@ class Buffer {
   }
   void commit(std::size_t n) noexcept { size_ += n; }
   void clear() noexcept { size_ = 0; }
+  // Drops what was written after the first n bytes.
+  void truncate(std::size_t n) noexcept {
+    if (n < size_) size_ = n;
+  }
   // Drops the memfd-side reference so a sender can close its copy once passed on.
   void release() noexcept;
 
