@@ -144,6 +144,9 @@ class SymbolTables {
     return false;
   }
 
+  void lock() { mu_.lock(); }
+  void unlock() { mu_.unlock(); }
+
   // The function named (object, symbol); 0 if unknown, 1 if ambiguous.
   std::uintptr_t find(const std::string& object, const std::string& symbol) {
     std::lock_guard lock(mu_);
@@ -191,6 +194,18 @@ NameCache& name_cache() {
 }
 
 }  // namespace
+
+ForkGuard::ForkGuard() {
+  entry_table().mu.lock();
+  SymbolTables::instance().lock();
+  name_cache().mu.lock();
+}
+
+ForkGuard::~ForkGuard() {
+  name_cache().mu.unlock();
+  SymbolTables::instance().unlock();
+  entry_table().mu.unlock();
+}
 
 void write_function(wire::Writer& w, const void* function) {
   NameCache& cache = name_cache();

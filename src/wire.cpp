@@ -74,7 +74,8 @@ Buffer Buffer::map_shared(int fd, std::size_t size) {
   b.mapped_ = true;
   b.writable_ = false;
   if (size > 0) {
-    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    // MAP_POPULATE: map every page in one go instead of taking a fault per page while reading.
+    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) throw_errno("mmap of a shared payload");
     b.data_ = static_cast<std::byte*>(p);
   }
@@ -104,7 +105,7 @@ void Buffer::grow(std::size_t needed) {
       close(fd);
       throw std::system_error(e, std::generic_category(), "ftruncate of a shared payload");
     }
-    void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) {
       const int e = errno;
       close(fd);

@@ -400,7 +400,11 @@ class ProcessPoolExecutor::Impl {
       switch (options_.start_method) {
         case StartMethod::fork: {
           const pid_t self = getpid();
-          const pid_t pid = fork();
+          pid_t pid;
+          {
+            detail::ForkGuard guard;
+            pid = fork();
+          }
           if (pid < 0) throw_errno("fork");
           if (pid == 0) {
             detail::process::prepare_child(fds[1], self);
@@ -445,7 +449,11 @@ class ProcessPoolExecutor::Impl {
     int fds[2];
     detail::process::make_socket_pair(fds);
     const pid_t self = getpid();
-    const pid_t pid = fork();
+    pid_t pid;
+    {
+      detail::ForkGuard guard;
+      pid = fork();
+    }
     if (pid < 0) throw_errno("fork of the fork server");
     if (pid == 0) {
       detail::process::prepare_child(fds[1], self);

@@ -47,6 +47,16 @@ std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept;
 // nullptr if this process has no such entry (or two entries share the key).
 EntryFn find_entry(std::uint64_t key) noexcept;
 
+// Held around every fork() the library makes: the child gets the entry and symbol tables with
+// their locks free, even if another thread was using them at that moment.
+class ForkGuard {
+ public:
+  ForkGuard();
+  ~ForkGuard();
+  ForkGuard(const ForkGuard&) = delete;
+  ForkGuard& operator=(const ForkGuard&) = delete;
+};
+
 // Function pointers by name (see the file comment). Both throw SerializationError with the reason
 // when the function cannot be named or found.
 void write_function(wire::Writer& w, const void* function);
