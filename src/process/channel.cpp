@@ -14,6 +14,14 @@ namespace {
 [[noreturn]] void throw_errno(const char* what) {
   throw std::system_error(errno, std::generic_category(), what);
 }
+
+// resize + memcpy rather than vector::insert, on which GCC 12 gives false -Warray-bounds errors.
+void append(std::vector<std::byte>& to, const void* data, std::size_t n) {
+  if (n == 0) return;
+  const std::size_t old = to.size();
+  to.resize(old + n);
+  std::memcpy(to.data() + old, data, n);
+}
 }  // namespace
 
 void make_socket_pair(int fds[2]) {
@@ -45,16 +53,11 @@ void Channel::send(FrameType type, std::uint64_t id, wire::Buffer payload, int e
   h.has_fd = extra_fd >= 0 ? 1 : 0;
   h.id = id;
   Segment s;
-  s.bytes.resize(sizeof h);
-  std::memcpy(s.bytes.data(), &h, sizeof h);
-  if (payload.shared()) {
-    s.fds[s.nfds++] = payload.fd();
-    s.keep = std::move(payload);
-  } else if (payload.size() > 0) {
-    const auto* p = payload.data();
-    s.bytes.insert(s.bytes.end(), p, p + payload.size());
-  }
+  append(s.bytes, &h, sizeof h);
+  if (!payload.shared()) append(s.bytes, payload.data(), payload.size());
+  if (payload.shared()) s.fds[s.nfds++] = payload.fd();
   if (extra_fd >= 0) s.fds[s.nfds++] = extra_fd;
+  if (payload.shared()) s.keep = std::move(payload);
   out_.push_back(std::move(s));
 }
 
@@ -66,12 +69,8 @@ void Channel::send(FrameType type, std::uint64_t id, const void* data, std::size
   // Small frames join the last segment (if it carries no descriptor) so they go out together.
   if (out_.empty() || out_.back().nfds > 0) out_.emplace_back();
   std::vector<std::byte>& bytes = out_.back().bytes;
-  const auto* hp = reinterpret_cast<const std::byte*>(&h);
-  bytes.insert(bytes.end(), hp, hp + sizeof h);
-  if (size > 0) {
-    const auto* p = static_cast<const std::byte*>(data);
-    bytes.insert(bytes.end(), p, p + size);
-  }
+  append(bytes, &h, sizeof h);
+  append(bytes, data, size);
 }
 
 void Channel::send_copy(FrameType type, std::uint64_t id, const wire::Buffer& payload) {
@@ -87,8 +86,7 @@ void Channel::send_copy(FrameType type, std::uint64_t id, const wire::Buffer& pa
   h.shared = 1;
   h.id = id;
   Segment s;
-  s.bytes.resize(sizeof h);
-  std::memcpy(s.bytes.data(), &h, sizeof h);
+  append(s.bytes, &h, sizeof h);
   s.fds[s.nfds++] = fd;
   out_.push_back(std::move(s));
 }
@@ -186,7 +184,7 @@ std::optional<Frame> Channel::next() {
   Frame f;
   f.header = h;
   const std::byte* body = in_.data() + in_pos_ + sizeof h;
-  f.inline_payload.assign(body, body + inline_size);
+  append(f.inline_payload, body, inline_size);
   in_pos_ += sizeof h + inline_size;
   if (h.shared) {
     const int fd = in_fds_.front();
