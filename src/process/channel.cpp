@@ -183,8 +183,7 @@ std::optional<Frame> Channel::next() {
   }
   Frame f;
   f.header = h;
-  const std::byte* body = in_.data() + in_pos_ + sizeof h;
-  append(f.inline_payload, body, inline_size);
+  f.inline_data = in_.data() + in_pos_ + sizeof h;
   in_pos_ += sizeof h + inline_size;
   if (h.shared) {
     const int fd = in_fds_.front();

@@ -46,15 +46,15 @@ struct FrameHeader {
 };
 static_assert(sizeof(FrameHeader) == 16);
 
+// A received frame. An inline payload points into the channel's receive buffer: it stays valid
+// until the channel's next receive().
 struct Frame {
   FrameHeader header{};
-  wire::Buffer shared;   // the payload when header.shared
-  std::vector<std::byte> inline_payload;
-  int fd = -1;           // the extra descriptor (owned by the receiver)
+  wire::Buffer shared;                   // the payload when header.shared
+  const std::byte* inline_data = nullptr;
+  int fd = -1;                           // the extra descriptor (owned by the receiver)
 
-  const std::byte* data() const {
-    return header.shared ? shared.data() : inline_payload.data();
-  }
+  const std::byte* data() const { return header.shared ? shared.data() : inline_data; }
   std::size_t size() const { return header.size; }
 };
 
@@ -80,7 +80,7 @@ class Channel {
 
   // Reads what is available (blocking sockets: waits for something). False at end of stream.
   bool receive();
-  // The next complete frame, if one has been received.
+  // The next complete frame, if one has been received (see Frame for how long it is valid).
   std::optional<Frame> next();
 
  private:
