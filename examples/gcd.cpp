@@ -1,6 +1,7 @@
 // "Consider concurrent.futures for True Parallelism" (Effective Python): a deliberately slow gcd
-// over ten pairs, run serially (run_serial.py) and on a pool of two threads (run_threads.py).
-// In Python the threads are slower because of the GIL; in C++ they share the work.
+// over ten pairs, run serially (run_serial.py), on a pool of two threads (run_threads.py) and on
+// two processes (run_parallel.py: the one-line change). In Python the threads are slower because
+// of the GIL; in C++ both pools share the work.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -40,7 +41,8 @@ void report(const char* how, std::chrono::steady_clock::time_point start,
   std::cout << '\n';
 }
 
-int main() {
+int main(int argc, char** argv) {
+  cf::serve_if_worker(argc, argv);  // needed only for the spawn start method
   auto start = std::chrono::steady_clock::now();
   std::vector<std::uint64_t> results;  // list(map(gcd, NUMBERS))
   for (const Pair& pair : NUMBERS) results.push_back(gcd(pair));
@@ -51,4 +53,10 @@ int main() {
   results.clear();                 // list(pool.map(gcd, NUMBERS))
   for (std::uint64_t r : pool.map(gcd, NUMBERS)) results.push_back(r);
   report("threads", start, results);
+
+  start = std::chrono::steady_clock::now();
+  cf::ProcessPoolExecutor processes(2);  // ProcessPoolExecutor(max_workers=2)
+  results.clear();
+  for (std::uint64_t r : processes.map(gcd, NUMBERS)) results.push_back(r);
+  report("processes", start, results);
 }

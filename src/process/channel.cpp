@@ -129,7 +129,7 @@ bool Channel::flush() {
   return true;
 }
 
-bool Channel::receive() {
+Channel::Received Channel::receive() {
   if (in_pos_ > 0 && in_pos_ * 2 >= in_.size()) {
     in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_pos_));
     in_pos_ = 0;
@@ -152,8 +152,8 @@ bool Channel::receive() {
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     in_.resize(old);
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-    if (errno == ECONNRESET) return false;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Received::nothing;
+    if (errno == ECONNRESET) return Received::closed;
     throw_errno("receive from a process");
   }
   in_.resize(old + static_cast<std::size_t>(n));
@@ -167,7 +167,7 @@ bool Channel::receive() {
       }
     }
   }
-  return n > 0;
+  return n > 0 ? Received::data : Received::closed;
 }
 
 std::optional<Frame> Channel::next() {

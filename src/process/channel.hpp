@@ -78,8 +78,10 @@ class Channel {
   bool flush();
   bool has_output() const noexcept { return !out_.empty(); }
 
-  // Reads what is available (blocking sockets: waits for something). False at end of stream.
-  bool receive();
+  enum class Received { data, nothing, closed };
+  // Reads what is available (a blocking socket waits for something). `nothing`: a non-blocking
+  // socket had nothing to read; `closed`: end of stream.
+  Received receive();
   // The next complete frame, if one has been received (see Frame for how long it is valid).
   std::optional<Frame> next();
 

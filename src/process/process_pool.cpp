@@ -544,7 +544,7 @@ class ProcessPoolExecutor::Impl {
   void read_server() {
     bool open = true;
     try {
-      open = server_->receive();
+      open = server_->receive() != Channel::Received::closed;
     } catch (const std::exception&) {
       open = false;
     }
@@ -592,7 +592,7 @@ class ProcessPoolExecutor::Impl {
     if (!w.channel_open) return;
     bool open = true;
     try {
-      open = w.channel->receive();
+      open = w.channel->receive() != Channel::Received::closed;
     } catch (const std::exception&) {
       open = false;
     }
@@ -653,12 +653,8 @@ class ProcessPoolExecutor::Impl {
 
   void worker_died(Worker& w, const std::string& how) {
     // Read what it sent before dying: those replies are real results.
+    drain(w);
     if (w.channel_open) {
-      try {
-        while (w.channel->receive()) process_frames(w);
-      } catch (...) {
-      }
-      process_frames(w);
       w.channel_open = false;
       epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, w.channel->fd(), nullptr);
     }
@@ -726,6 +722,17 @@ class ProcessPoolExecutor::Impl {
     requeue(std::move(window));
   }
 
+  // Reads and handles every reply already sent by `w`. Stops at end of stream or when nothing
+  // more is there (a descendant of the worker may hold its socket open).
+  void drain(Worker& w) {
+    if (!w.channel_open) return;
+    try {
+      while (w.channel->receive() == Channel::Received::data) process_frames(w);
+    } catch (...) {
+    }
+    process_frames(w);
+  }
+
   void fail_window(std::deque<InFlight>& window) {
     std::string message;
     {
@@ -757,6 +764,8 @@ class ProcessPoolExecutor::Impl {
       inbox.swap(inbox_);
     }
     for (Submitted& s : inbox) pending_.push_back(std::move(s));
+    // Results that healthy workers already sent are real: read them before failing the rest.
+    for (auto& [slot, w] : workers_) drain(w);
     std::deque<Submitted> pending = std::move(pending_);
     pending_.clear();
     for (Submitted& s : pending) {

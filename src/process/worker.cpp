@@ -73,7 +73,7 @@ void serve(int fd) noexcept {
     for (;;) {
       std::optional<Frame> f = ch.next();
       if (!f) {
-        if (!ch.receive()) exit_child(0);
+        if (ch.receive() == Channel::Received::closed) exit_child(0);
         continue;
       }
       if (f->header.type != FrameType::config) exit_child(2);
@@ -97,7 +97,7 @@ void serve(int fd) noexcept {
       if (!f) {
         // Nothing buffered: send the replies gathered so far, then wait for more.
         ch.flush();
-        if (!ch.receive()) exit_child(0);
+        if (ch.receive() == Channel::Received::closed) exit_child(0);
         continue;
       }
       if (f->header.type == FrameType::exit) {
@@ -105,6 +105,9 @@ void serve(int fd) noexcept {
         exit_child(0);
       }
       if (f->header.type != FrameType::task) exit_child(2);
+      // Send the previous reply before running this task: if this one crashes the worker, the
+      // results already computed must not die with it.
+      ch.flush();
       const std::uint64_t id = f->header.id;
       wire::Buffer reply;
       {
@@ -166,7 +169,7 @@ void forkserver_main(int control_fd) noexcept {
         ch.flush();
       }
       if (fds[0].revents != 0) {
-        if (!ch.receive()) break;  // the parent is gone or shut us down
+        if (ch.receive() == Channel::Received::closed) break;  // the parent is gone or done
         while (std::optional<Frame> f = ch.next()) {
           if (f->header.type != FrameType::spawn || f->fd < 0) continue;
           const pid_t self = getpid();

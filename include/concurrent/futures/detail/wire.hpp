@@ -174,8 +174,11 @@ struct Codec;  // Codec<T>::ok, ::write(Writer&, const T&), ::read(Reader&, T&)
 template <class T>
 inline constexpr bool serializable_v = Codec<std::remove_cv_t<T>>::ok;
 
+// Pointers are excluded first: cereal's traits accept raw pointers, then refuse them with a
+// static_assert, and a pointer's value means nothing in another process anyway.
 template <class T>
 concept CerealType =
+    !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
     cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
     cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
 
@@ -191,9 +194,9 @@ void read(Reader& r, T& value) {
 // Arithmetic, enums, cereal types and other trivially copyable types.
 template <class T>
 struct Codec {
-  static constexpr bool ok = std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
-                             (std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                              !std::is_member_pointer_v<T> && std::is_default_constructible_v<T>);
+  static constexpr bool ok = !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                             (std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
+                              (std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>));
   static void write(Writer& w, const T& value) {
     if constexpr (CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>) {
       w.cereal_archive()(value);
