@@ -26,11 +26,8 @@ int main() {
   // compare by identity, like Python objects, so they can be keys.
   std::unordered_map<cf::Future<int>, int> future_to_i;
   for (int i = 0; i < 10; ++i) future_to_i.emplace(executor.submit(worker_process, i), i);
-  // A dict iterates as its keys, a C++ map as (key, value) pairs: as_completed wants the keys.
-  // (`future_to_i | std::views::keys` would do, but Clang 14 rejects it with libstdc++ 12.)
-  std::vector<cf::Future<int>> keys;
-  for (const auto& [future, i] : future_to_i) keys.push_back(future);
-  for (cf::Future<int> future : cf::as_completed(keys)) {
+  // As with the dict in Python, as_completed takes the map and waits on its keys.
+  for (cf::Future<int> future : cf::as_completed(future_to_i)) {
     const int i = future_to_i.at(future);  // retrieve the value that was squared
     std::cout << i << ' ' << future.result() << '\n';
   }

@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <set>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -568,3 +570,20 @@ TEST_F(AsCompletedTest, InsideAOneWorkerPoolOnItsOwnTasksDoesNotDeadlock) {
 }
 
 }  // namespace
+
+// Python's idiom: as_completed({executor.submit(f, x): x for x in xs}) iterates the dict's keys.
+TEST(AsCompletedMapTest, MapKeyedByFuturesYieldsEachKeyOnce) {
+  std::unordered_map<cf::Future<int>, int> future_to_input;
+  for (int i = 0; i < 5; ++i) {
+    cf::Future<int> f;
+    f.set_result(i * i);
+    future_to_input.emplace(f, i);
+  }
+  std::set<int> inputs;
+  for (cf::Future<int> f : cf::as_completed(future_to_input, cftest::kDeadlock)) {
+    const int input = future_to_input.at(f);
+    EXPECT_EQ(f.result(), input * input);
+    inputs.insert(input);
+  }
+  EXPECT_EQ(inputs, (std::set<int>{0, 1, 2, 3, 4}));
+}

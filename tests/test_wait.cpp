@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -598,3 +599,18 @@ TEST_F(WaitTest, WaitInsideAOneWorkerPoolOnItsOwnTaskDoesNotDeadlock) {
 }
 
 }  // namespace
+
+TEST(WaitMapTest, MapKeyedByFuturesWaitsOnItsKeys) {
+  std::unordered_map<cf::Future<int>, std::string> future_to_name;
+  cf::Future<int> done;
+  done.set_result(1);
+  cf::Future<int> pending;
+  future_to_name.emplace(done, "done");
+  future_to_name.emplace(pending, "pending");
+  const auto result = cf::wait(future_to_name, 0s);
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(result)>, cf::WaitResult<cf::Future<int>>>);
+  ASSERT_EQ(result.done.size(), 1u);
+  EXPECT_EQ(future_to_name.at(result.done[0]), "done");
+  ASSERT_EQ(result.not_done.size(), 1u);
+  EXPECT_EQ(future_to_name.at(result.not_done[0]), "pending");
+}

@@ -1,7 +1,8 @@
 // cf::wait and cf::as_completed: waiting on many futures at once.
 //
 // Both take any range of Future<T> or AnyFuture, or a braced list {f1, f2} (mixed types allowed,
-// given back as AnyFuture). Duplicates (equal futures) count once. A cancelled future counts as
+// given back as AnyFuture), or a map keyed by futures (Python's {future: input} dict idiom: its
+// keys are used). Duplicates (equal futures) count once. A cancelled future counts as
 // completed (not as raising) from the moment cancel() returns (unlike CPython, where a future
 // cancelled by shutdown(cancel_futures=True) can leave wait blocked forever).
 //
@@ -49,8 +50,22 @@ inline constexpr bool is_future_v<Future<T>> = true;
 template <>
 inline constexpr bool is_future_v<AnyFuture> = true;
 
+// The future an element of the input stands for: itself, or a map entry's key.
+template <class E>
+struct future_element {
+  using type = E;
+  static const E& get(const E& e) { return e; }
+};
+template <class K, class V>
+struct future_element<std::pair<K, V>> {
+  using type = std::remove_const_t<K>;
+  static const type& get(const std::pair<K, V>& e) { return e.first; }
+};
+
 template <class R>
-using future_of = std::remove_cvref_t<reference_of<R>>;
+using element_t = std::remove_cvref_t<reference_of<R>>;
+template <class R>
+using future_of = typename future_element<element_t<R>>::type;
 
 template <class R>
 concept FutureRange = Iterable<R> && is_future_v<future_of<R>>;
@@ -60,7 +75,8 @@ template <class Fut, class R>
 std::vector<Fut> unique_futures(R&& futures) {
   std::vector<Fut> out;
   std::unordered_set<const void*> seen;
-  for (auto&& f : futures) {
+  for (auto&& element : futures) {
+    const auto& f = future_element<std::remove_cvref_t<decltype(element)>>::get(element);
     if (seen.insert(f.id()).second) out.push_back(Fut(f));
   }
   return out;
