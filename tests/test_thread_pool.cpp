@@ -255,7 +255,11 @@ TEST(ThreadPoolThreadsTest, NoThreadStartsBeforeTheFirstSubmit) {
   EXPECT_EQ(os_thread_count(), before);
   EXPECT_EQ(ex.submit(square, 3).result(kDeadlock), 9);
   EXPECT_EQ(ex.thread_count(), 1u);
-  EXPECT_EQ(os_thread_count(), before + 1);
+  if (kThreadSanitizer) {
+    EXPECT_GE(os_thread_count(), before + 1);  // TSan starts a thread of its own when it likes
+  } else {
+    EXPECT_EQ(os_thread_count(), before + 1);
+  }
 }
 
 // CPython: test_idle_thread_reuse (J4). CPython skips it without the GIL because its reuse is a

@@ -287,11 +287,13 @@ class ProcessPoolExecutor::Impl {
       if (done) return;
       epoll_event events[64];
       const int timeout_ms = next_timeout_ms();
+      bool sleep = false;
       {
+        // A submit after this point sees manager_sleeping_ and writes the eventfd, which ends
+        // the epoll_wait below at once; one before it left work in the inbox: do not sleep.
         std::lock_guard lock(mu_);
-        if (inbox_.empty()) manager_sleeping_ = true;
+        sleep = manager_sleeping_ = inbox_.empty();
       }
-      const bool sleep = manager_sleeping_;  // only this thread clears it while true is stored
       const int n = epoll_wait(epoll_fd_, events, 64, sleep ? timeout_ms : 0);
       {
         std::lock_guard lock(mu_);
