@@ -2,9 +2,12 @@
 //   namespace cf = concurrent::futures;
 #pragma once
 
+#include "concurrent/futures/compose.hpp"      // IWYU pragma: export
+#include "concurrent/futures/coroutine.hpp"    // IWYU pragma: export
 #include "concurrent/futures/errors.hpp"       // IWYU pragma: export
 #include "concurrent/futures/executor.hpp"     // IWYU pragma: export
 #include "concurrent/futures/future.hpp"       // IWYU pragma: export
 #include "concurrent/futures/process_pool.hpp"  // IWYU pragma: export
+#include "concurrent/futures/progress.hpp"     // IWYU pragma: export
 #include "concurrent/futures/thread_pool.hpp"  // IWYU pragma: export
 #include "concurrent/futures/wait.hpp"         // IWYU pragma: export

@@ -29,6 +29,7 @@ enum class FrameType : std::uint8_t {
   // worker -> parent
   hello = 10,        // the worker is up (sent before the initializer runs)
   init_failed = 11,  // payload: the initializer's exception
+  ready = 13,        // the initializer is done: tasks start running from now on
   reply = 12,        // id: task id; payload: ReplyStatus then value or exception
   // parent <-> fork server
   spawn = 20,    // id: worker slot; carries the worker's socket

@@ -618,6 +618,11 @@ class ProcessPoolExecutor::Impl {
         case FrameType::hello:
           w.hello = true;
           break;
+        case FrameType::ready:
+          // task_timeout counts from the task's start: not the worker's start-up or initializer.
+          w.ready = true;
+          if (!w.window.empty()) w.head_since = Clock::now();
+          break;
         case FrameType::init_failed: {
           std::string what = "the initializer failed";
           try {
@@ -634,7 +639,6 @@ class ProcessPoolExecutor::Impl {
         default:
           break;
       }
-      if (!w.ready && w.hello && f->header.type == FrameType::reply) w.ready = true;
     }
   }
 
@@ -793,7 +797,7 @@ class ProcessPoolExecutor::Impl {
   int next_timeout_ms() const {
     std::optional<Clock::time_point> next;
     for (const auto& [slot, w] : workers_) {
-      if (options_.task_timeout && !w.window.empty() && !w.timed_out) {
+      if (options_.task_timeout && w.ready && !w.window.empty() && !w.timed_out) {
         const auto t = w.head_since + *options_.task_timeout;
         if (!next || t < *next) next = t;
       }
@@ -811,7 +815,8 @@ class ProcessPoolExecutor::Impl {
     const auto now = Clock::now();
     for (auto& [slot, w] : workers_) {
       if (w.pid <= 0 || w.kill_signal != 0 || w.timed_out) continue;
-      if (options_.task_timeout && !w.window.empty() && now >= w.head_since + *options_.task_timeout) {
+      if (options_.task_timeout && w.ready && !w.window.empty() &&
+          now >= w.head_since + *options_.task_timeout) {
         w.timed_out = true;
         kill(w.pid, SIGKILL);
       } else if (!w.hello && options_.start_method == StartMethod::spawn &&

@@ -89,6 +89,8 @@ void serve(int fd) noexcept {
           exit_child(3);
         }
       }
+      ch.send(FrameType::ready, 0);
+      ch.flush();
       break;
     }
     std::uint64_t done = 0;

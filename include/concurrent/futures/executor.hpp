@@ -34,6 +34,10 @@ namespace detail {
 class ExecutorLink {
  public:
   explicit ExecutorLink(Executor* executor) : executor_(executor) {}
+  // Submits fn(args...) to the executor, as Executor::submit does; ShutdownError once the
+  // executor is gone.
+  template <class F, class... Args>
+  auto submit(F&& fn, Args&&... args);
   // Hands `task` to the executor; ShutdownError once the executor is gone.
   void schedule(TaskPtr task);
   std::size_t max_workers();
@@ -154,6 +158,10 @@ class MapRange {
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
+  // How many items this yields in all (Python's __length_hint__): known once the whole input has
+  // been read, which is at the call without buffersize; nullopt before that.
+  std::optional<std::size_t> length_hint() const { return core_->total_items(); }
+
  private:
   bool at_end() const { return ended_ || core_->exhausted(consumed_); }
 
@@ -245,6 +253,10 @@ class MapUnorderedRange {
 
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const noexcept { return {}; }
+
+  // How many items this yields in all (Python's __length_hint__): known once the whole input has
+  // been read, which is at the call without buffersize; nullopt before that.
+  std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
   bool at_end() const { return ended_ || core_->exhausted(consumed_); }
@@ -359,6 +371,10 @@ class Executor {
   // The most tasks this executor runs at once.
   virtual std::size_t max_workers() const = 0;
 
+  // For the library's continuations (then, resume_on): a handle that outlives the executor and
+  // refuses work with ShutdownError once the executor is gone.
+  const std::shared_ptr<detail::ExecutorLink>& link() const noexcept { return link_; }
+
  protected:
   // Takes ownership of `task` and runs it some time later; never blocks. Throws ShutdownError
   // after shutdown and BrokenExecutor when broken (the task is then dropped, never run).
@@ -418,5 +434,15 @@ class Executor {
 
   std::shared_ptr<detail::ExecutorLink> link_;
 };
+
+namespace detail {
+template <class F, class... Args>
+auto ExecutorLink::submit(F&& fn, Args&&... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+  Future<R> future;
+  schedule(make_task(future, std::forward<F>(fn), std::forward<Args>(args)...));
+  return future;
+}
+}  // namespace detail
 
 }  // namespace concurrent::futures

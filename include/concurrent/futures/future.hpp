@@ -44,6 +44,7 @@ std::function<void(std::string_view)> set_error_handler(
 const char* to_string(FutureState state) noexcept;
 
 class AnyFuture;
+class Executor;
 
 namespace detail {
 
@@ -124,6 +125,24 @@ class Future : public detail::FutureHandle {
         [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(Future<T>(s.shared_from_this())); });
   }
 
+  // A future of fn's result once this one is done (API.md §5; defined in compose.hpp). fn takes
+  // the value (const T&; nothing for Future<void>) and then runs only on success: an error passes
+  // to the returned future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs
+  // however this one ended. A callable that accepts both gets the value. fn's exception fails
+  // the returned future. Cancelling the returned future before fn starts means fn never runs; it
+  // never cancels this one. Never blocks.
+  // then(fn): fn runs in the thread that completes this future (the pool worker that ran its
+  // task, or the caller of set_result/set_exception/cancel), or at once in the calling thread if
+  // it is already done; like a done callback, it should be short.
+  template <class F>
+  auto then(F&& fn) const;
+  // then(executor, fn): fn is submitted to `executor` once this future is done. If the executor
+  // refuses it (ShutdownError, BrokenExecutor) the returned future fails with that error; if it
+  // drops it unrun (shutdown with cancel_futures) the returned future is cancelled. `executor`
+  // must outlive this future's completion.
+  template <class F>
+  auto then(Executor& executor, F&& fn) const;
+
   // Finishes with a value (set_result() for Future<void>). InvalidStateError if already done;
   // the first outcome is kept.
   template <class U = T>
@@ -200,3 +219,6 @@ struct std::hash<concurrent::futures::AnyFuture> {
     return std::hash<const void*>()(f.id());
   }
 };
+
+// Future<T>::then, when_all, when_any.
+#include "concurrent/futures/compose.hpp"  // IWYU pragma: export

@@ -170,6 +170,9 @@ class AsCompleted {
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
+  // How many futures this yields in all (Python's __length_hint__), known at the call.
+  std::size_t length_hint() const noexcept { return futures_.size(); }
+
  private:
   bool finished() const noexcept { return !current_ && yielded_ == futures_.size(); }
 

@@ -199,6 +199,14 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     if (buffersize_ > 0 && !input_done()) add_chunk();
   }
 
+  // How many items the map yields in all, once its whole input has been read (always, without
+  // buffersize); nullopt while a lazy map is still reading its input.
+  std::optional<std::size_t> total_items() const {
+    std::lock_guard lock(mu_);
+    if (!input_done_) return std::nullopt;
+    return items_read_;
+  }
+
   // True once `consumed` items are all the input there will be.
   bool exhausted(std::size_t consumed) const {
     std::lock_guard lock(mu_);
