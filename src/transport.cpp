@@ -65,26 +65,40 @@ EntryFn find_entry(std::uint64_t key) noexcept {
 
 namespace {
 
-// One loaded object's functions.
+// One loaded object's function symbols, read in place from its file (mapped, never copied): a
+// lookup scans them. Scans are rare (each result is cached), while building hash maps of every
+// symbol would cost every new worker process milliseconds before its first task.
 struct ObjectSymbols {
   std::string path;  // "" for the main program
-  std::unordered_map<std::uintptr_t, std::string> by_address;
-  std::unordered_map<std::string, std::uintptr_t> by_name;  // 0: ambiguous
+  std::uintptr_t bias = 0;
+  const Elf64_Sym* symbols = nullptr;
+  std::size_t count = 0;
+  const char* strings = nullptr;
+  std::size_t strings_size = 0;
+
+  const char* name_of(const Elf64_Sym& sym) const {
+    return sym.st_name < strings_size ? strings + sym.st_name : nullptr;
+  }
+  static bool is_function(const Elf64_Sym& sym) {
+    return ELF64_ST_TYPE(sym.st_info) == STT_FUNC && sym.st_shndx != SHN_UNDEF &&
+           sym.st_value != 0;
+  }
 };
 
-// Reads the function symbols of the ELF file at `file`, loaded at `bias`.
-void read_symbols(const std::string& file, std::uintptr_t bias, ObjectSymbols& out) {
+// Maps the ELF file at `file` (loaded at `bias`) and finds its symbol table: .symtab when
+// present, else .dynsym. The mapping stays for the life of the process.
+bool map_symbols(const std::string& file, std::uintptr_t bias, ObjectSymbols& out) {
   const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) return false;
   struct stat st{};
   if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) {
     close(fd);
-    return;
+    return false;
   }
   const auto size = static_cast<std::size_t>(st.st_size);
   void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
-  if (map == MAP_FAILED) return;
+  if (map == MAP_FAILED) return false;
   const auto* base = static_cast<const unsigned char*>(map);
   const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
   const bool valid = std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 &&
@@ -100,26 +114,20 @@ void read_symbols(const std::string& file, std::uintptr_t bias, ObjectSymbols& o
       }
     }
     if (table != nullptr && table->sh_link < eh->e_shnum &&
-        table->sh_offset + table->sh_size <= size) {
+        table->sh_offset + table->sh_size <= size &&
+        sections[table->sh_link].sh_offset + sections[table->sh_link].sh_size <= size) {
       const Elf64_Shdr& strtab = sections[table->sh_link];
-      const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + table->sh_offset);
-      const std::size_t count = table->sh_size / sizeof(Elf64_Sym);
-      const char* strings = reinterpret_cast<const char*>(base + strtab.sh_offset);
-      for (std::size_t i = 0; i < count; ++i) {
-        const Elf64_Sym& sym = syms[i];
-        if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
-            sym.st_value == 0 || sym.st_name >= strtab.sh_size) {
-          continue;
-        }
-        std::string name(strings + sym.st_name);
-        const std::uintptr_t address = bias + sym.st_value;
-        out.by_address.try_emplace(address, name);
-        auto [it, inserted] = out.by_name.try_emplace(std::move(name), address);
-        if (!inserted && it->second != address) it->second = 0;  // ambiguous
-      }
+      out.path = file;
+      out.bias = bias;
+      out.symbols = reinterpret_cast<const Elf64_Sym*>(base + table->sh_offset);
+      out.count = table->sh_size / sizeof(Elf64_Sym);
+      out.strings = reinterpret_cast<const char*>(base + strtab.sh_offset);
+      out.strings_size = strtab.sh_size;
+      return true;
     }
   }
   munmap(map, size);
+  return false;
 }
 
 class SymbolTables {
@@ -134,10 +142,15 @@ class SymbolTables {
     std::lock_guard lock(mu_);
     load();
     for (const ObjectSymbols& o : objects_) {
-      const auto it = o.by_address.find(address);
-      if (it != o.by_address.end()) {
+      if (address < o.bias) continue;
+      const std::uintptr_t value = address - o.bias;
+      for (std::size_t i = 0; i < o.count; ++i) {
+        const Elf64_Sym& sym = o.symbols[i];
+        if (sym.st_value != value || !ObjectSymbols::is_function(sym)) continue;
+        const char* n = o.name_of(sym);
+        if (n == nullptr || *n == '\0') continue;
         object = o.path;
-        symbol = it->second;
+        symbol = n;
         return true;
       }
     }
@@ -150,14 +163,28 @@ class SymbolTables {
   // The function named (object, symbol); 0 if unknown, 1 if ambiguous.
   std::uintptr_t find(const std::string& object, const std::string& symbol) {
     std::lock_guard lock(mu_);
+    const auto cached = found_.find(object + '\0' + symbol);
+    if (cached != found_.end()) return cached->second;
     load();
+    std::uintptr_t result = 0;
     for (const ObjectSymbols& o : objects_) {
       if (o.path != object) continue;
-      const auto it = o.by_name.find(symbol);
-      if (it == o.by_name.end()) return 0;
-      return it->second == 0 ? 1 : it->second;
+      for (std::size_t i = 0; i < o.count; ++i) {
+        const Elf64_Sym& sym = o.symbols[i];
+        if (!ObjectSymbols::is_function(sym)) continue;
+        const char* n = o.name_of(sym);
+        if (n == nullptr || symbol != n) continue;
+        const std::uintptr_t address = o.bias + sym.st_value;
+        if (result != 0 && result != address) {
+          result = 1;  // two functions of that name
+          break;
+        }
+        result = address;
+      }
+      break;
     }
-    return 0;
+    found_.emplace(object + '\0' + symbol, result);
+    return result;
   }
 
  private:
@@ -167,11 +194,12 @@ class SymbolTables {
     dl_iterate_phdr(
         [](dl_phdr_info* info, std::size_t, void* self) {
           auto& objects = static_cast<SymbolTables*>(self)->objects_;
+          const std::string path = info->dlpi_name != nullptr ? info->dlpi_name : "";
           ObjectSymbols o;
-          o.path = info->dlpi_name != nullptr ? info->dlpi_name : "";
-          const std::string file = o.path.empty() ? "/proc/self/exe" : o.path;
-          read_symbols(file, info->dlpi_addr, o);
-          if (!o.by_address.empty()) objects.push_back(std::move(o));
+          if (map_symbols(path.empty() ? "/proc/self/exe" : path, info->dlpi_addr, o)) {
+            o.path = path;
+            objects.push_back(std::move(o));
+          }
           return 0;
         },
         this);
@@ -180,6 +208,7 @@ class SymbolTables {
   std::mutex mu_;
   bool loaded_ = false;
   std::vector<ObjectSymbols> objects_;
+  std::unordered_map<std::string, std::uintptr_t> found_;  // "object\0symbol" -> find()
 };
 
 // Lookups by address repeat for every task: cache them.
