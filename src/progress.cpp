@@ -91,7 +91,8 @@ std::string format_progress(const ProgressLine& line) {
   if (line.total) {
     const std::size_t total = *line.total;
     const double fraction =
-        total == 0 ? 1.0 : std::min(1.0, static_cast<double>(line.count) / static_cast<double>(total));
+        total == 0 ? 1.0
+                   : std::min(1.0, static_cast<double>(line.count) / static_cast<double>(total));
     std::string eta = "?";
     if (line.count >= total) {
       eta = format_interval(0);
@@ -109,7 +110,8 @@ std::string format_progress(const ProgressLine& line) {
     text = head;
     if (width >= fixed + 4) {  // room for a bar worth drawing
       const std::size_t cells = width - fixed;
-      const auto filled = static_cast<std::size_t>(std::floor(fraction * static_cast<double>(cells)));
+      const auto filled =
+          static_cast<std::size_t>(std::floor(fraction * static_cast<double>(cells)));
       text += '|';
       text.append(filled, '#');
       text.append(cells - filled, ' ');

@@ -175,12 +175,14 @@ class ProcessPoolExecutor::Impl {
 
   std::size_t max_workers() const noexcept { return max_workers_; }
 
+  void check_open() const {
+    std::lock_guard lock(mu_);
+    if (!broken_.empty()) throw BrokenProcessPool(broken_);
+    if (shutdown_) throw ShutdownError();
+  }
+
   void submit(TaskPtr task) {
-    {
-      std::lock_guard lock(mu_);
-      if (!broken_.empty()) throw BrokenProcessPool(broken_);
-      if (shutdown_) throw ShutdownError();
-    }
+    check_open();
     detail::RemoteCall* remote = task->remote();
     if (remote == nullptr) {
       task->abandon(std::make_exception_ptr(SerializationError(task->why_not_remote())));
@@ -195,6 +197,10 @@ class ProcessPoolExecutor::Impl {
       task->abandon(std::current_exception());  // this future only; the pool goes on
       return;
     }
+    submit_serialized(std::move(task), std::move(request));
+  }
+
+  void submit_serialized(TaskPtr task, wire::Buffer request) {
     bool wake = false;
     {
       std::lock_guard lock(mu_);
@@ -901,5 +907,11 @@ std::vector<int> ProcessPoolExecutor::worker_pids() const { return impl_->worker
 int ProcessPoolExecutor::forkserver_pid() const { return impl_->forkserver_pid(); }
 
 void ProcessPoolExecutor::schedule(detail::TaskPtr task) { impl_->submit(std::move(task)); }
+
+void ProcessPoolExecutor::check_open() const { impl_->check_open(); }
+
+void ProcessPoolExecutor::schedule_serialized(detail::TaskPtr task, detail::wire::Buffer request) {
+  impl_->submit_serialized(std::move(task), std::move(request));
+}
 
 }  // namespace concurrent::futures

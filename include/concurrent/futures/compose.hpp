@@ -204,7 +204,8 @@ void schedule_then(Ex& executor, const Future<T>& f, const Future<U>& next, Fn&&
   if (then_short_circuit<T, U, std::remove_cvref_t<Fn>>(f, next)) return;
   Future<void> task;
   try {
-    task = executor.submit([f, next, fn = std::forward<Fn>(fn)]() mutable { run_then(f, next, fn); });
+    task =
+        executor.submit([f, next, fn = std::forward<Fn>(fn)]() mutable { run_then(f, next, fn); });
   } catch (...) {
     fail_if_pending(next, std::current_exception());  // ShutdownError, BrokenExecutor
     return;
@@ -256,8 +257,8 @@ struct AllOfTuple {
       if (error) return fail_if_pending(out, std::move(error));
     }
     try {
-      out.set_result(std::apply([](auto&... v) { return std::tuple<Vs...>(std::move(*v)...); },
-                                values));
+      out.set_result(
+          std::apply([](auto&... v) { return std::tuple<Vs...>(std::move(*v)...); }, values));
     } catch (const InvalidStateError&) {
       // cancelled by its owner: nobody wants the values
     } catch (...) {
@@ -385,10 +386,9 @@ auto Future<T>::then(Executor& executor, F&& fn) const {
   detail::check_then<T, Fn>();
   using U = detail::then_result_t<T, Fn>;
   Future<U> next;
-  add_done_callback(
-      [next, &executor, fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
-        detail::schedule_then(executor, f, next, std::move(fn));
-      });
+  add_done_callback([next, &executor, fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
+    detail::schedule_then(executor, f, next, std::move(fn));
+  });
   return next;
 }
 

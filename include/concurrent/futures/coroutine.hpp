@@ -21,7 +21,7 @@
 //   (ShutdownError, BrokenExecutor) without suspending, and CancelledError (or the pool's error)
 //   when the executor drops the task unrun (shutdown with cancel_futures, a broken pool): the
 //   coroutine is then resumed in the thread that dropped it. For executors whose tasks run in
-//   this process (ThreadPoolExecutor); a process pool cannot run a coroutine.
+//   this process (ThreadPoolExecutor); on a process pool the co_await throws SerializationError.
 //
 // cf::Future<T> as a coroutine type
 //   A function returning cf::Future<T> whose body uses co_await/co_return is a coroutine. It
@@ -29,9 +29,16 @@
 //   gets a running Future<T> (cancel() returns false, as for a started task). It finishes with
 //   the co_return value or with the exception that left the body, after the body's locals are
 //   destroyed (its parameters go with the frame, which frees itself right after), so the
-//   future's callbacks and waiters never run while a local lock is still held. As with every coroutine, parameters taken by reference must
-//   outlive it: take them by value. A coroutine suspended on a future that never finishes is
-//   never resumed, and its frame lives as long as that future's state does.
+//   future's callbacks and waiters never run while a local lock is still held. As with every
+//   coroutine, parameters taken by reference must outlive it: take them by value. A coroutine
+//   suspended on a future that never finishes is never resumed, and its frame lives as long as
+//   that future's state does.
+//
+// Compiler caveat: a coroutine may resume on another thread, but Clang 14 can reuse, after a
+// co_await, values it computed before it that are really per-thread: pthread_self() and so
+// std::this_thread::get_id(), errno, and the address of a thread_local (LLVM issues 47177,
+// 47179, 49257). With Clang, do not rely on those after a co_await in the same coroutine (a
+// system call such as gettid() is never merged that way). GCC is not affected.
 #pragma once
 
 #include <atomic>
@@ -187,8 +194,7 @@ class ResumeOn {
         // give the exception to, and the task must still count as having run (see below).
         const std::exception_ptr e = std::current_exception();
         detail::report_error("exception escaped a coroutine resumed by resume_on: " +
-                             detail::exception_type_name(e) + ": " +
-                             detail::exception_message(e));
+                             detail::exception_type_name(e) + ": " + detail::exception_message(e));
       }
     });
     // From here on the coroutine may already be running elsewhere and this awaiter gone: touch

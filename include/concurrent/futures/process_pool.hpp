@@ -71,10 +71,27 @@ class ProcessPoolExecutor : public Executor {
     static_assert((detail::wire::serializable_v<std::decay_t<Args>> && ...),
                   "ProcessPoolExecutor::submit: an argument type is not serializable (see "
                   "API.md: std types, trivially copyable structs or cereal types)");
-    using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+    using Fn = std::decay_t<F>;
+    using R = std::invoke_result_t<Fn, std::decay_t<Args>...>;
     static_assert(std::is_void_v<R> || detail::wire::serializable_v<R>,
                   "ProcessPoolExecutor::submit: the result type is not serializable");
-    return Executor::submit(std::forward<F>(fn), std::forward<Args>(args)...);
+    // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
+    check_open();
+    Future<R> future;
+    const std::uint64_t key = detail::CallEntry<Fn, std::decay_t<Args>...>::key;
+    detail::wire::Buffer request;
+    try {
+      detail::wire::Writer w(request);
+      w.pod(key);
+      const Fn callable = fn;
+      detail::write_callable(w, callable);
+      (detail::wire::write(w, static_cast<const std::decay_t<Args>&>(args)), ...);
+    } catch (...) {
+      future.set_exception(std::current_exception());  // this future only; the pool goes on
+      return future;
+    }
+    schedule_serialized(std::make_unique<detail::ReplyTask<R>>(future, key), std::move(request));
+    return future;
   }
 
   // See Executor::shutdown. wait=false returns at once; the manager finishes the work and
@@ -97,6 +114,11 @@ class ProcessPoolExecutor : public Executor {
   bool in_process() const noexcept override { return false; }
 
  private:
+  // ShutdownError after shutdown, BrokenProcessPool when broken.
+  void check_open() const;
+  // Queues a task whose request is already serialized.
+  void schedule_serialized(detail::TaskPtr task, detail::wire::Buffer request);
+
   class Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -42,7 +42,7 @@
 namespace concurrent::futures {
 
 struct ProgressOptions {
-  std::string label = {};                         // printed before the bar ("label: ")
+  std::string label = {};                           // printed before the bar ("label: ")
   std::optional<std::size_t> total = std::nullopt;  // overrides the total found from the range
 };
 

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <tuple>
 #include <utility>
 
@@ -197,6 +198,56 @@ class CallTask final : public Task, public RemoteCall {
   std::optional<std::tuple<Fn, Args...>> call_;
   std::optional<Stored<R>> value_;
   std::exception_ptr error_;
+};
+
+// The parent's side of a call whose request was serialized straight from the caller's arguments
+// (ProcessPoolExecutor::submit): it only completes the future from the worker's reply.
+template <class R>
+class ReplyTask final : public Task, public RemoteCall {
+ public:
+  ReplyTask(Future<R> future, std::uint64_t key) : future_(std::move(future)), key_(key) {}
+
+  bool start() noexcept override {
+    try {
+      return future_.set_running_or_notify_cancel();
+    } catch (...) {
+      return false;
+    }
+  }
+  void execute() noexcept override {
+    abandon(std::make_exception_ptr(std::logic_error("a serialized call cannot run in-process")));
+  }
+  void publish() noexcept override {}
+  void cancel() noexcept override {
+    try {
+      future_.cancel();
+    } catch (...) {
+    }
+  }
+  void abandon(const std::exception_ptr& error) noexcept override {
+    try {
+      if (!future_.done()) future_.set_exception(error);
+    } catch (...) {
+    }
+  }
+  RemoteCall* remote() noexcept override { return this; }
+  std::uint64_t entry_key() const noexcept override { return key_; }
+  void write_request(wire::Writer&) override {}
+  void read_reply(wire::Reader& r) override {
+    if (r.pod<ReplyStatus>() == ReplyStatus::error) {
+      future_.set_exception(wire::read_exception(r));
+    } else if constexpr (std::is_void_v<R>) {
+      future_.set_result();
+    } else {
+      Stored<R> value;
+      wire::read(r, value);
+      future_.set_result(std::move(value));
+    }
+  }
+
+ private:
+  Future<R> future_;
+  std::uint64_t key_;
 };
 
 // A task that calls fn(args...) (decay-copied, as std::thread does) and completes `future`.
