@@ -5,6 +5,7 @@
 // has lambdas and function objects; its function pointers get a SerializationError that says so.
 #include "concurrent/futures/detail/transport.hpp"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
@@ -47,12 +48,22 @@ EntryTable& entry_table() {
 }  // namespace
 
 std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept {
-  const std::uint64_t key = fnv1a(type_name);
+  // Two entries in different files can have the same mangled name (lambdas in same-named
+  // functions of anonymous namespaces). The entry's offset in its own object file tells them
+  // apart and is the same in every process running the program; it is only hashed, never used
+  // as an address.
+  std::uint64_t key = fnv1a(type_name);
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<const void*>(fn), &info) != 0 && info.dli_fbase != nullptr) {
+    const auto offset = reinterpret_cast<std::uintptr_t>(fn) -
+                        reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+    key ^= (static_cast<std::uint64_t>(offset) + 0x9e3779b97f4a7c15ULL) * 1099511628211ULL;
+  }
   EntryTable& table = entry_table();
   std::lock_guard lock(table.mu);
   auto [it, inserted] = table.entries.try_emplace(key, type_name, fn);
   // Two different entries with one key would be ambiguous: make the key unusable.
-  if (!inserted && it->second.first != type_name) it->second.second = nullptr;
+  if (!inserted && it->second.second != fn) it->second.second = nullptr;
   return key;
 }
 

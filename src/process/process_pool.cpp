@@ -26,6 +26,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -50,6 +51,8 @@ using detail::process::FrameType;
 namespace wire = detail::wire;
 
 constexpr std::size_t kWindow = 4;
+// Workers in a row that may die before they are ready before the pool breaks (replace_worker).
+constexpr int kMaxStartupFailures = 3;
 // A spawned worker that has not said hello by then never will (see serve_if_worker).
 constexpr auto kSpawnHelloTimeout = std::chrono::seconds(10);
 
@@ -113,7 +116,9 @@ struct Worker {
   bool channel_open = true;
   bool exit_sent = false;
   bool timed_out = false;
+  std::uint64_t timed_out_id = 0;  // the task that ran too long
   int kill_signal = 0;  // killed by us (terminate/kill/break): 0 if not
+  std::string protocol_error;  // killed by us because its stream could not be read
   Clock::time_point launched;
   Clock::time_point head_since;
 };
@@ -161,7 +166,14 @@ class ProcessPoolExecutor::Impl {
     std::promise<void> started;
     auto started_future = started.get_future();
     manager_ = std::thread([this, &started] { manager_main(started); });
-    started_future.get();  // rethrows a failure to start the fork server
+    try {
+      started_future.get();  // rethrows a failure to start the fork server
+    } catch (...) {
+      manager_.join();  // it has returned already
+      close(epoll_fd_);
+      close(wake_fd_);
+      throw;
+    }
   }
 
   Impl(const Impl&) = delete;
@@ -201,6 +213,11 @@ class ProcessPoolExecutor::Impl {
   }
 
   void submit_serialized(TaskPtr task, wire::Buffer request) {
+    if (request.size() > std::numeric_limits<std::uint32_t>::max()) {
+      task->abandon(std::make_exception_ptr(
+          SerializationError("a task's arguments take more than 4 GiB, the most one message holds")));
+      return;
+    }
     bool wake = false;
     {
       std::lock_guard lock(mu_);
@@ -337,9 +354,17 @@ class ProcessPoolExecutor::Impl {
     }
     for (Submitted& s : incoming) pending_.push_back(std::move(s));
     if (cancel) {
-      std::deque<Submitted> cancelled;
-      cancelled.swap(pending_);
-      for (Submitted& s : cancelled) s.task->cancel();
+      // Tasks handed out before (requeued from a worker that died or timed out) are running:
+      // they cannot be cancelled, so they stay and run.
+      std::deque<Submitted> keep;
+      for (Submitted& s : pending_) {
+        if (s.started) {
+          keep.push_back(std::move(s));
+        } else {
+          s.task->cancel();
+        }
+      }
+      pending_.swap(keep);
     }
     if (signal_to_send != 0) kill_all(signal_to_send);
   }
@@ -433,6 +458,7 @@ class ProcessPoolExecutor::Impl {
           break;
       }
     } catch (...) {
+      if (options_.start_method != StartMethod::forkserver) close(fds[1]);
       workers_.erase(slot);
       throw;
     }
@@ -616,8 +642,9 @@ class ProcessPoolExecutor::Impl {
       std::optional<Frame> f;
       try {
         f = w.channel->next();
-      } catch (const std::exception&) {
-        return;  // a corrupt stream: the worker is killed below as a protocol failure
+      } catch (const std::exception& e) {
+        protocol_failure(w, e.what());
+        return;
       }
       if (!f) return;
       switch (f->header.type) {
@@ -627,6 +654,7 @@ class ProcessPoolExecutor::Impl {
         case FrameType::ready:
           // task_timeout counts from the task's start: not the worker's start-up or initializer.
           w.ready = true;
+          startup_failures_ = 0;
           if (!w.window.empty()) w.head_since = Clock::now();
           break;
         case FrameType::init_failed: {
@@ -648,8 +676,30 @@ class ProcessPoolExecutor::Impl {
     }
   }
 
+  // The worker's stream cannot be followed any more (a reply that cannot be mapped, a frame out
+  // of order): its head task fails with the reason, the worker is killed, and the tasks queued
+  // behind the head go to other workers when its death is handled.
+  void protocol_failure(Worker& w, const std::string& why) {
+    if (!w.protocol_error.empty()) return;
+    w.protocol_error = why;
+    if (!w.window.empty()) {
+      w.window.front().submitted.task->abandon(std::make_exception_ptr(SerializationError(
+          "the reply from worker " + std::to_string(w.pid) + " could not be read: " + why)));
+      w.window.pop_front();
+    }
+    if (w.pid > 0) kill(w.pid, SIGKILL);
+    if (w.channel_open) {
+      w.channel_open = false;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, w.channel->fd(), nullptr);
+    }
+  }
+
   void complete_head(Worker& w, const Frame& f) {
-    if (w.window.empty() || w.window.front().id != f.header.id) return;  // not ours
+    if (!w.protocol_error.empty()) return;
+    if (w.window.empty() || w.window.front().id != f.header.id) {
+      protocol_failure(w, "a reply came for a task the worker does not hold");
+      return;
+    }
     InFlight done = std::move(w.window.front());
     w.window.pop_front();
     if (!w.window.empty()) w.head_since = Clock::now();
@@ -682,8 +732,11 @@ class ProcessPoolExecutor::Impl {
         (w.exit_sent || (options_.max_tasks_per_child != 0 &&
                          w.handed >= options_.max_tasks_per_child));
     const bool timed_out = w.timed_out;
+    const std::uint64_t timed_out_id = w.timed_out_id;
+    const bool protocol_failed = !w.protocol_error.empty();
     const int kill_signal = w.kill_signal;
     const bool said_hello = w.hello;
+    const bool was_ready = w.ready;
     const pid_t pid = w.pid;
     {
       std::lock_guard lock(mu_);
@@ -693,13 +746,19 @@ class ProcessPoolExecutor::Impl {
     workers_.erase(w.slot);  // w is gone from here on
 
     if (timed_out) {
-      if (!window.empty()) {
+      // Its reply may have come just before the kill (and was read above): then nothing timed
+      // out after all, and every task left goes to other workers.
+      if (!window.empty() && window.front().id == timed_out_id) {
         window.front().submitted.task->abandon(std::make_exception_ptr(TimeoutError(
             "the task ran longer than the pool's task_timeout; its worker " +
             std::to_string(pid) + " was killed")));
         window.pop_front();
       }
       requeue(std::move(window));
+      return;
+    }
+    if (protocol_failed) {
+      requeue(std::move(window));  // its head already failed with the reason
       return;
     }
     if (kill_signal != 0) {
@@ -719,7 +778,10 @@ class ProcessPoolExecutor::Impl {
       return;
     }
     const std::string crash = who + (window.empty() ? " while idle" : " while running a task");
-    if (options_.on_worker_crash == CrashPolicy::break_pool || !said_hello) {
+    // Workers that keep dying before they are ready (an initializer that crashes, say) would be
+    // replaced forever: after a few in a row the pool breaks whatever the policy.
+    const bool hopeless = !was_ready && ++startup_failures_ >= kMaxStartupFailures;
+    if (options_.on_worker_crash == CrashPolicy::break_pool || hopeless) {
       break_pool(crash);
       fail_window(window);
       return;
@@ -824,6 +886,7 @@ class ProcessPoolExecutor::Impl {
       if (options_.task_timeout && w.ready && !w.window.empty() &&
           now >= w.head_since + *options_.task_timeout) {
         w.timed_out = true;
+        w.timed_out_id = w.window.front().id;
         kill(w.pid, SIGKILL);
       } else if (!w.hello && options_.start_method == StartMethod::spawn &&
                  now >= w.launched + kSpawnHelloTimeout) {
@@ -873,6 +936,7 @@ class ProcessPoolExecutor::Impl {
   std::uint64_t next_slot_ = 1;
   std::uint64_t next_task_id_ = 1;
   bool forked_all_ = false;
+  int startup_failures_ = 0;  // workers in a row that died before they were ready
 };
 
 }  // namespace concurrent::futures

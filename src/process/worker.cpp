@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -57,13 +58,21 @@ void prepare_child(int keep, pid_t parent) noexcept {
   close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1);  // the parent died before PR_SET_PDEATHSIG took effect
+  // The parent's handlers and ignored signals are not the worker's: terminate_workers' SIGTERM
+  // must end it whatever the parent does with SIGTERM.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  signal(SIGPIPE, SIG_DFL);
 }
 
 void serve(int fd) noexcept {
+  // A task that calls exit() ends the worker (a crash while it holds a task) but must not run the
+  // atexit handlers and static destructors this process inherited from the parent. on_exit
+  // handlers run newest first, so this one runs before all of those.
+  on_exit([](int status, void*) { exit_child(status); }, nullptr);
   try {
     Channel ch(fd);
     ch.send(FrameType::hello, static_cast<std::uint64_t>(getpid()));
@@ -127,6 +136,14 @@ void serve(int fd) noexcept {
         }
       }
       f.reset();  // unmap a large request before replying
+      if (reply.size() > std::numeric_limits<std::uint32_t>::max()) {
+        reply.clear();
+        wire::Writer w(reply);
+        w.pod(ReplyStatus::error);
+        wire::write_exception(w, std::make_exception_ptr(SerializationError(
+                                     "a task's result takes more than 4 GiB, the most one "
+                                     "message holds")));
+      }
       ch.send(FrameType::reply, id, std::move(reply));
       ++done;
       if (max_tasks != 0 && done >= max_tasks) {
