@@ -103,9 +103,14 @@ std::string exception_message(const std::exception_ptr& e) {
 
 void report_error(std::string_view message) noexcept {
   try {
-    std::lock_guard lock(handler_mutex());
-    if (handler_slot()) {
-      handler_slot()(message);
+    // Called outside the lock: a handler may report, or install another handler, itself.
+    std::function<void(std::string_view)> handler;
+    {
+      std::lock_guard lock(handler_mutex());
+      handler = handler_slot();
+    }
+    if (handler) {
+      handler(message);
     } else {
       write_to_stderr(message);
     }

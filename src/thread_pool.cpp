@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -224,14 +225,33 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       std::lock_guard lock(mu_);
       threads.swap(threads_);
     }
+    std::optional<std::thread> self;
     for (std::thread& t : threads) {
       if (t.get_id() == std::this_thread::get_id()) {
-        t.detach();  // a task shutting down its own pool: it cannot join itself
+        self = std::move(t);  // a task shutting down its own pool cannot join its own thread
       } else {
         t.join();
       }
     }
+    if (self) {
+      // Left for the destructor to join. Only when the pool is destroyed from one of its own
+      // tasks is there nobody else to do it: then the thread is let go.
+      std::lock_guard lock(mu_);
+      threads_.push_back(std::move(*self));
+    }
   }
+
+ public:
+  // Called by the destructor: after join_all, no thread is left but possibly the caller.
+  void release_self() {
+    std::lock_guard lock(mu_);
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.detach();
+    }
+    threads_.clear();
+  }
+
+ private:
 
   const std::size_t max_workers_;
   const std::string prefix_;
@@ -266,6 +286,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options)
 ThreadPoolExecutor::~ThreadPoolExecutor() {
   disconnect();
   impl_->shutdown(/*wait=*/true, /*cancel_futures=*/false);
+  impl_->release_self();
 }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {

@@ -464,3 +464,21 @@ TYPED_TEST(ShutdownSharedMemoryTest, CancelledQueuedTaskDoesNotStallShutdownAndN
 }
 
 }  // namespace
+
+// A task may shut its own pool down (shutdown() waits by default); the pool's destructor, run
+// by another thread afterwards, must still join that task's thread (ASan finds it otherwise).
+TEST(ShutdownFromInsideTest, TaskShuttingDownItsOwnPoolThenDestructorIsSafe) {
+  cftest::Event shut_down;
+  {
+    cf::ThreadPoolExecutor ex(2);
+    ex.submit([&] { return 1; }).result(cftest::kDeadlock);
+    auto f = ex.submit([&] {
+      ex.shutdown();
+      shut_down.set();
+    });
+    ASSERT_TRUE(shut_down.wait());
+    f.result(cftest::kDeadlock);
+    EXPECT_THROW(ex.submit([] {}), cf::ShutdownError);
+  }
+  SUCCEED();
+}

@@ -181,6 +181,9 @@ class ProcessPoolExecutor::Impl {
 
   ~Impl() {
     shutdown(/*wait=*/true, /*cancel_futures=*/false);
+    // Still joinable only when a done-callback destroys its own pool (not supported): let go
+    // rather than terminate.
+    if (manager_.joinable()) manager_.detach();
     close(epoll_fd_);
     close(wake_fd_);
   }
@@ -271,13 +274,9 @@ class ProcessPoolExecutor::Impl {
 
   void join_manager() {
     std::lock_guard lock(join_mu_);
-    if (manager_.joinable()) {
-      if (manager_.get_id() == std::this_thread::get_id()) {
-        manager_.detach();  // a done-callback shutting its own pool down
-      } else {
-        manager_.join();
-      }
-    }
+    // A done-callback (they run on the manager thread) may shut the pool down: the manager
+    // cannot wait for itself, so it goes on and the destructor joins it later.
+    if (manager_.joinable() && manager_.get_id() != std::this_thread::get_id()) manager_.join();
   }
 
   // --- manager thread -------------------------------------------------------------------------

@@ -15,12 +15,18 @@
 //                         executor refuses it (shut down, broken) or drops it before it runs
 //                         (shutdown(cancel_futures=true)), the returned future fails with that
 //                         error (or is cancelled). The executor must outlive f's completion.
+//                         fn is a closure, so this is for executors that run tasks in this
+//                         process (ThreadPoolExecutor); with a process pool the returned future
+//                         fails with SerializationError.
 //   when_all / when_any   the returned future completes in the thread that completes the input
 //                         that decides it (or in the calling thread if that input is already
 //                         done), so its own callbacks run there too.
 //
 // Cancelling a future returned by any of these never cancels the inputs: it only means its
 // owner no longer wants the result (for then: fn will not run if it has not started).
+//
+// A fn that itself returns a Future<V> gives a Future<Future<V>>: there is no implicit
+// unwrapping (co_await, in coroutine.hpp, is the way to chain asynchronous steps).
 //
 // This header is included at the end of future.hpp; it needs no executor definition until
 // then(executor, fn) is instantiated, which happens only where an Executor is at hand.

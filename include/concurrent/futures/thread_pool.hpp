@@ -40,8 +40,9 @@ class ThreadPoolExecutor : public Executor {
   ~ThreadPoolExecutor() override;
 
   // See Executor::shutdown. Returns at once without wait; the threads finish the queue (unless
-  // cancel_futures emptied it) and end by themselves. Must not be called with wait=true from
-  // one of this pool's own tasks.
+  // cancel_futures emptied it) and end by themselves. Called with wait from one of this pool's
+  // own tasks, it waits for every other thread; the caller's own is joined by the destructor.
+  // Destroying the pool from one of its own tasks is not supported.
   void shutdown(bool wait = true, bool cancel_futures = false) override;
   std::size_t max_workers() const override;
   // Threads started so far (for tests and monitoring).
