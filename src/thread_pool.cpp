@@ -105,12 +105,15 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     if (wait) join_all();
   }
 
-  // detail::Helper: a worker waiting on a future runs queued tasks meanwhile.
+  // detail::Helper: a worker waiting on a future runs queued tasks meanwhile, but only when the
+  // pool could not run them otherwise (every thread started, none idle): that is when waiting
+  // could deadlock. Helping when another thread could take the task would only make this
+  // wait overrun its timeout by the length of an unrelated task.
   bool run_one_pending() override {
     detail::TaskPtr task;
     {
       std::lock_guard lock(mu_);
-      if (queue_.empty()) return false;
+      if (!must_help_locked()) return false;
       task = pop_locked();
     }
     task->run();
@@ -119,7 +122,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
 
   bool park(detail::Signal& signal) override {
     std::lock_guard lock(mu_);
-    if (!queue_.empty()) return false;
+    if (must_help_locked()) return false;
     parked_.push_back(&signal);
     return true;
   }
@@ -146,6 +149,11 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       return;  // the threads we have will run it
     }
     ++started_;
+  }
+
+  bool must_help_locked() const {
+    return !queue_.empty() && started_ >= max_workers_ &&
+           idle_.load(std::memory_order_acquire) == 0;
   }
 
   detail::TaskPtr pop_locked() {

@@ -65,9 +65,8 @@ class ProcessPoolExecutor : public Executor {
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args) {
     static_assert(detail::Transportable<F>,
-                  "ProcessPoolExecutor::submit: this callable cannot run in a worker process; use "
-                  "a function pointer, a captureless lambda or a trivially copyable function "
-                  "object");
+                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
+                  "function pointer, a captureless lambda or a trivially copyable function object");
     static_assert((detail::wire::serializable_v<std::decay_t<Args>> && ...),
                   "ProcessPoolExecutor::submit: an argument type is not serializable (see "
                   "API.md: std types, trivially copyable structs or cereal types)");
@@ -92,6 +91,29 @@ class ProcessPoolExecutor : public Executor {
     }
     schedule_serialized(std::make_unique<detail::ReplyTask<R>>(future, key), std::move(request));
     return future;
+  }
+
+  // Executor's map, map_unordered and starmap, with the compile-time check on the callable.
+  template <class F, class... Args>
+  auto map(F&& fn, Args&&... args) {
+    static_assert(detail::Transportable<F>,
+                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
+                  "function pointer, a captureless lambda or a trivially copyable function object");
+    return Executor::map(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto map_unordered(F&& fn, Args&&... args) {
+    static_assert(detail::Transportable<F>,
+                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
+                  "function pointer, a captureless lambda or a trivially copyable function object");
+    return Executor::map_unordered(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  template <class F, class Range>
+  auto starmap(F&& fn, Range&& tuples, const MapOptions& options = {}) {
+    static_assert(detail::Transportable<F>,
+                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
+                  "function pointer, a captureless lambda or a trivially copyable function object");
+    return Executor::starmap(std::forward<F>(fn), std::forward<Range>(tuples), options);
   }
 
   // See Executor::shutdown. wait=false returns at once; the manager finishes the work and

@@ -4,8 +4,10 @@
 // Threads start lazily: a submit starts a new thread only when no started thread is idle and
 // fewer than max_workers exist, so an idle thread is always reused first. Tasks run in
 // submission order (one shared FIFO queue). A worker that waits on a future (result, wait,
-// as_completed, map iteration) runs other pending tasks of its pool meanwhile, so nested
-// submit-and-wait never deadlocks, even with max_workers = 1.
+// as_completed, map iteration) while every thread of its pool is busy runs the pool's pending
+// tasks meanwhile, so nested submit-and-wait never deadlocks, even with max_workers = 1. (A task
+// it runs so may itself wait on work queued behind it; as in every work-helping pool, a cycle of
+// tasks waiting on each other can still deadlock.)
 //
 // If the initializer throws in any worker, the pool is broken: pending futures fail with
 // BrokenThreadPool and later submits throw it. The failure is reported to the error handler.
