@@ -172,7 +172,9 @@ std::vector<Workload> workloads() {
                     std::vector<std::vector<std::uint64_t>> factors(1);
                     const std::vector<std::uint64_t> nums = one_to(kFactorizeUpTo);
                     const cf::MapOptions options{.chunksize = settings.chunksize};
-                    for (auto f : executor.map(factorize_naive, nums, options)) {
+                    // The longest run: a progress bar on stderr when it is a terminal.
+                    for (auto f : cf::progress(executor.map(factorize_naive, nums, options),
+                                               {.label = "factorize"})) {
                       factors.push_back(std::move(f));
                     }
                     return check_factors(factors);

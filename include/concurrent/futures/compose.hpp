@@ -14,7 +14,8 @@
 //   f.then(executor, fn)  fn is submitted to `executor` when f finishes and runs there. If the
 //                         executor refuses it (shut down, broken) or drops it before it runs
 //                         (shutdown(cancel_futures=true)), the returned future fails with that
-//                         error (or is cancelled). The executor must outlive f's completion.
+//                         error (or is cancelled); so it does if the executor is gone by then
+//                         (ShutdownError).
 //                         fn is a closure, so this is for executors that run tasks in this
 //                         process (ThreadPoolExecutor); with a process pool the returned future
 //                         fails with SerializationError.
@@ -385,6 +386,16 @@ auto Future<T>::then(F&& fn) const {
   return next;
 }
 
+namespace detail {
+class ExecutorLink;
+// Ex is deduced, and the return type spelled, so that Executor need only be complete where
+// then() is instantiated.
+template <class Ex>
+std::shared_ptr<ExecutorLink> link_of(Ex& executor) {
+  return executor.link();
+}
+}  // namespace detail
+
 template <class T>
 template <class F>
 auto Future<T>::then(Executor& executor, F&& fn) const {
@@ -392,8 +403,11 @@ auto Future<T>::then(Executor& executor, F&& fn) const {
   detail::check_then<T, Fn>();
   using U = detail::then_result_t<T, Fn>;
   Future<U> next;
-  add_done_callback([next, &executor, fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
-    detail::schedule_then(executor, f, next, std::move(fn));
+  // The link, not the executor: if the executor is gone by the time f finishes, submitting
+  // through the link fails the returned future with ShutdownError instead of touching it.
+  add_done_callback([next, link = detail::link_of(executor),
+                     fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
+    detail::schedule_then(*link, f, next, std::move(fn));
   });
   return next;
 }

@@ -180,13 +180,13 @@ inline detail::FutureAwaiter<AnyFuture> operator co_await(AnyFuture future) {
 // The awaitable that cf::resume_on returns.
 class ResumeOn {
  public:
-  explicit ResumeOn(Executor& executor) : executor_(executor) {}
+  explicit ResumeOn(Executor& executor) : link_(executor.link()) {}
 
   bool await_ready() const noexcept { return false; }
 
   void await_suspend(std::coroutine_handle<> coroutine) {
     // An exception out of submit propagates from the co_await, the coroutine not suspended.
-    Future<void> task = executor_.submit([coroutine] {
+    Future<void> task = link_->submit([coroutine] {
       try {
         coroutine.resume();
       } catch (...) {
@@ -216,7 +216,7 @@ class ResumeOn {
   }
 
  private:
-  Executor& executor_;
+  std::shared_ptr<detail::ExecutorLink> link_;  // ShutdownError once the executor is gone
   std::exception_ptr error_;
 };
 

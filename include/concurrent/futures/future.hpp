@@ -138,8 +138,8 @@ class Future : public detail::FutureHandle {
   auto then(F&& fn) const;
   // then(executor, fn): fn is submitted to `executor` once this future is done. If the executor
   // refuses it (ShutdownError, BrokenExecutor) the returned future fails with that error; if it
-  // drops it unrun (shutdown with cancel_futures) the returned future is cancelled. `executor`
-  // must outlive this future's completion.
+  // drops it unrun (shutdown with cancel_futures) the returned future is cancelled; an executor
+  // destroyed before this future completes gives ShutdownError.
   template <class F>
   auto then(Executor& executor, F&& fn) const;
 
