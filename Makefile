@@ -24,7 +24,7 @@ BUILD_DIR := build
 RELEASE_BIN := $(BUILD_DIR)/release/bin
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
-.PHONY: help deps build demo test bench docs format format-check clean
+.PHONY: help deps build demo test bench bench-compare docs format format-check clean
 
 help:
 	@sed -n '4,13p' Makefile | sed 's/^# \{0,1\}//'
@@ -64,16 +64,14 @@ test: deps
 bench: deps
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS)
-	@list=$(BUILD_DIR)/release/bench/benchmarks.txt; \
-	if [ -f bench/run.sh ]; then \
-	  bash bench/run.sh "$$list"; \
-	else \
-	  while read -r program; do \
-	    [ -n "$$program" ] || continue; \
-	    echo "==> $$program"; \
-	    "$$program"; \
-	  done < "$$list"; \
-	fi
+	bash bench/run.sh $(BUILD_DIR)/release/bench/benchmarks.txt
+
+# The process pool beside CPython's ProcessPoolExecutor, multiprocessing.Pool and loky (Debian's
+# python3 with python3-joblib, not whichever python3 comes first on PATH).
+bench-compare: deps
+	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
+	cmake --build --preset release -j $(JOBS) --target bench_process_pool
+	/usr/bin/python3 bench/compare.py $(RELEASE_BIN)
 
 docs:
 	@if [ -f Doxyfile ]; then \

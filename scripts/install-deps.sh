@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  cmake ninja-build make g++ clang libclang-rt-14-dev clang-format python3
+  cmake ninja-build make g++ clang libclang-rt-14-dev clang-format python3 python3-joblib
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # the library (cereal: serializing user types for the process pool)

@@ -1,0 +1,208 @@
+// ProcessPoolExecutor on the workloads of the process-pool issue, 2 workers. Prints one line per
+// measurement, "name value unit", read by bench/compare.py to set our figures beside CPython's
+// ProcessPoolExecutor, multiprocessing.Pool and loky measured in the same run.
+//
+//   bench_process_pool [--reps=N] [--quick]
+//
+// Each figure is the median of --reps runs (default 5). --quick shrinks the sizes tenfold for a
+// smoke test; the goals are stated for the full sizes.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <concurrent/futures.hpp>
+
+namespace cf = concurrent::futures;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int ident(int x) { return x; }
+std::size_t length(const std::vector<char>& v) { return v.size(); }
+std::vector<char> make_bytes(std::size_t n) { return std::vector<char>(n, 'x'); }
+
+bool is_prime(std::uint64_t n) {
+  if (n % 2 == 0) return false;
+  const auto root = static_cast<std::uint64_t>(std::sqrt(static_cast<double>(n)));
+  for (std::uint64_t i = 3; i <= root; i += 2) {
+    if (n % i == 0) return false;
+  }
+  return true;
+}
+
+std::vector<std::uint64_t> factorize_naive(std::uint64_t n) {
+  std::vector<std::uint64_t> factors;
+  if (n < 2) return factors;
+  std::uint64_t p = 2;
+  while (true) {
+    if (n == 1) return factors;
+    if (n % p == 0) {
+      factors.push_back(p);
+      n /= p;
+    } else if (p * p >= n) {
+      factors.push_back(n);
+      return factors;
+    } else {
+      p += p > 2 ? 2 : 1;
+    }
+  }
+}
+
+std::uint64_t gcd(std::pair<std::uint64_t, std::uint64_t> pair) {
+  for (std::uint64_t i = std::min(pair.first, pair.second); i > 0; --i) {
+    if (pair.first % i == 0 && pair.second % i == 0) return i;
+  }
+  return 1;
+}
+
+const std::vector<std::uint64_t> kPrimes = {112272535095293, 112582705942171, 112272535095293,
+                                            115280095190773, 115797848077099, 1099726899285419};
+const std::vector<std::pair<std::uint64_t, std::uint64_t>> kPairs = {
+    {1963309, 2265973}, {2030677, 3814172}, {1551645, 2229620}, {2039045, 2020802},
+    {1823712, 1924928}, {2293129, 1020491}, {1281238, 2273782}, {3823812, 4237281},
+    {3812741, 4729139}, {1292391, 2123811}};
+
+double seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double measure(int reps, const std::function<double()>& once) {
+  std::vector<double> samples;
+  for (int i = 0; i < reps; ++i) samples.push_back(once());
+  return median(samples);
+}
+
+void report(const char* name, double value, const char* unit) {
+  std::printf("%s %.6g %s\n", name, value, unit);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cf::serve_if_worker(argc, argv);
+  int reps = 5;
+  int scale = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--reps=", 7) == 0) reps = std::max(1, std::atoi(argv[i] + 7));
+    if (std::strcmp(argv[i], "--quick") == 0) scale = 10;
+  }
+  const int tasks = 100'000 / scale;
+  const std::size_t map_items = 10'000'000 / static_cast<std::size_t>(scale);
+  const std::size_t big = (std::size_t{64} << 20) / static_cast<std::size_t>(scale);
+
+  cf::ProcessPoolExecutor pool(2);
+  pool.submit(ident, 0).result();  // workers up
+
+  report("throughput", measure(reps, [&] {
+           std::vector<cf::Future<int>> fs;
+           fs.reserve(static_cast<std::size_t>(tasks));
+           const auto t0 = Clock::now();
+           for (int i = 0; i < tasks; ++i) fs.push_back(pool.submit(ident, i));
+           for (auto& f : fs) f.result();
+           return tasks / seconds(t0);
+         }), "tasks/s");
+
+  report("round_trip", measure(reps, [&] {
+           std::vector<double> rt;
+           for (int i = 0; i < 2000; ++i) {
+             const auto t0 = Clock::now();
+             pool.submit(ident, i).result();
+             rt.push_back(seconds(t0) * 1e6);
+           }
+           return median(rt);
+         }), "us");
+
+  std::vector<int> items(map_items);
+  std::iota(items.begin(), items.end(), 0);
+  report("map_chunk1000", measure(reps, [&] {
+           const auto t0 = Clock::now();
+           long long sum = 0;
+           for (int x : pool.map(ident, items, cf::MapOptions{.chunksize = 1000})) sum += x;
+           if (sum < 0) std::puts("");
+           return static_cast<double>(map_items) / seconds(t0);
+         }), "items/s");
+
+  const std::vector<char> payload(big, 'x');
+  report("arg_64MiB", measure(reps, [&] {
+           const auto t0 = Clock::now();
+           pool.submit(length, payload).result();
+           return static_cast<double>(big) / seconds(t0) / 1e9;
+         }), "GB/s");
+  report("result_64MiB", measure(reps, [&] {
+           const auto t0 = Clock::now();
+           const std::size_t n = pool.submit(make_bytes, big).result().size();
+           return static_cast<double>(n) / seconds(t0) / 1e9;
+         }), "GB/s");
+
+  const std::pair<const char*, cf::StartMethod> methods[] = {
+      {"startup_fork", cf::StartMethod::fork},
+      {"startup_forkserver", cf::StartMethod::forkserver},
+      {"startup_spawn", cf::StartMethod::spawn}};
+  for (const auto& [name, method] : methods) {
+    report(name, measure(reps, [&, method = method] {
+             const auto t0 = Clock::now();
+             cf::ProcessPoolExecutor ex({.max_workers = 2, .start_method = method});
+             ex.submit(ident, 1).result();
+             return seconds(t0) * 1e3;
+           }), "ms");
+  }
+
+  // The seed workloads on a warm pool, against the same code run serially.
+  const auto seed = [&](const char* name, const std::function<void(cf::Executor*)>& run) {
+    const double serial = measure(reps, [&] {
+      const auto t0 = Clock::now();
+      run(nullptr);
+      return seconds(t0);
+    });
+    const double parallel = measure(reps, [&] {
+      const auto t0 = Clock::now();
+      run(&pool);
+      return seconds(t0);
+    });
+    report(name, serial / parallel, "x");
+  };
+  seed("seed_a_is_prime", [&](cf::Executor* ex) {
+    std::size_t primes = 0;
+    if (ex == nullptr) {
+      for (auto n : kPrimes) primes += is_prime(n);
+    } else {
+      for (bool p : ex->map(is_prime, kPrimes)) primes += p;
+    }
+    if (primes != 5) std::puts("wrong prime count");
+  });
+  std::vector<std::uint64_t> nums(200'000 / static_cast<std::size_t>(scale));
+  std::iota(nums.begin(), nums.end(), 1);
+  seed("seed_b_factorize", [&](cf::Executor* ex) {
+    std::size_t count = 0;
+    if (ex == nullptr) {
+      for (auto n : nums) count += factorize_naive(n).size();
+    } else {
+      for (const auto& f : ex->map(factorize_naive, nums, cf::MapOptions{.chunksize = 0})) {
+        count += f.size();
+      }
+    }
+    if (count == 0) std::puts("no factors");
+  });
+  seed("seed_c_gcd", [&](cf::Executor* ex) {
+    std::uint64_t total = 0;
+    if (ex == nullptr) {
+      for (const auto& p : kPairs) total += gcd(p);
+    } else {
+      for (auto g : ex->map(gcd, kPairs)) total += g;
+    }
+    if (total != 74) std::puts("wrong gcds");
+  });
+}

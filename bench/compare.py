@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Process pools compared in one run: cfutures' ProcessPoolExecutor (bench_process_pool) beside
+CPython's concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool and loky (the copy
+vendored by Debian's python3-joblib), 2 workers each, same workloads. Prints a Markdown table
+of medians with the goals of the process-pool issue.
+
+    bench/compare.py BUILD_BIN_DIR [--reps=N] [--quick]
+
+Python's per-task figures are rates, measured on 20,000 tasks rather than 100,000 (at its
+rate that would take minutes per repetition); everything else uses the same sizes as ours.
+"""
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from joblib.externals import loky
+
+
+def ident(x):
+    return x
+
+
+def length(b):
+    return len(b)
+
+
+def make_bytes(n):
+    return b"x" * n
+
+
+def measure(reps, once):
+    return statistics.median(once() for _ in range(reps))
+
+
+def python_figures(make_pool, submit, pool_map, reps, scale):
+    tasks = 20_000 // scale
+    items = 10_000_000 // scale
+    big = (64 << 20) // scale
+    out = {}
+    pool = make_pool()
+
+    def get(f):
+        return f.result() if hasattr(f, "result") else f.get()
+
+    get(submit(pool, ident, 0))  # workers up
+
+    def throughput():
+        t0 = time.perf_counter()
+        fs = [submit(pool, ident, i) for i in range(tasks)]
+        for f in fs:
+            get(f)
+        return tasks / (time.perf_counter() - t0)
+
+    def round_trip():
+        rt = []
+        for i in range(500):
+            t0 = time.perf_counter()
+            get(submit(pool, ident, i))
+            rt.append((time.perf_counter() - t0) * 1e6)
+        return statistics.median(rt)
+
+    def mapped():
+        t0 = time.perf_counter()
+        total = sum(pool_map(pool, ident, range(items), 1000))
+        assert total >= 0
+        return items / (time.perf_counter() - t0)
+
+    payload = b"x" * big
+
+    def arg_in():
+        t0 = time.perf_counter()
+        get(submit(pool, length, payload))
+        return big / (time.perf_counter() - t0) / 1e9
+
+    def result_out():
+        t0 = time.perf_counter()
+        n = len(get(submit(pool, make_bytes, big)))
+        return n / (time.perf_counter() - t0) / 1e9
+
+    out["throughput"] = measure(reps, throughput)
+    out["round_trip"] = measure(reps, round_trip)
+    out["map_chunk1000"] = measure(reps, mapped)
+    out["arg_64MiB"] = measure(reps, arg_in)
+    out["result_64MiB"] = measure(reps, result_out)
+    if hasattr(pool, "shutdown"):
+        pool.shutdown()
+    else:
+        pool.close()
+        pool.join()
+    return out
+
+
+def startup(method, reps):
+    def once():
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as ex:
+            ex.submit(ident, 1).result()
+        return (time.perf_counter() - t0) * 1e3
+
+    return measure(reps, once)
+
+
+def ours(bin_dir, args):
+    run = subprocess.run([os.path.join(bin_dir, "bench_process_pool"), *args],
+                         check=True, capture_output=True, text=True)
+    figures = {}
+    for line in run.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            figures[parts[0]] = float(parts[1])
+    return figures
+
+
+GOALS = [  # name, unit, goal text, check on our figure
+    ("throughput", "tasks/s", ">= 200,000", lambda v: v >= 200_000),
+    ("round_trip", "us (median)", "<= 25", lambda v: v <= 25),
+    ("map_chunk1000", "items/s", ">= 20M", lambda v: v >= 20e6),
+    ("arg_64MiB", "GB/s", ">= 2", lambda v: v >= 2),
+    ("result_64MiB", "GB/s", ">= 2", lambda v: v >= 2),
+    ("startup_fork", "ms", "<= 2", lambda v: v <= 2),
+    ("startup_forkserver", "ms", "<= 2", lambda v: v <= 2),
+    ("startup_spawn", "ms", "<= 10", lambda v: v <= 10),
+    ("seed_a_is_prime", "x serial", ">= 1.8", lambda v: v >= 1.8),
+    ("seed_b_factorize", "x serial", ">= 1.8", lambda v: v >= 1.8),
+    ("seed_c_gcd", "x serial", ">= 1.8", lambda v: v >= 1.8),
+]
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    bin_dir = sys.argv[1]
+    reps = 3
+    scale = 1
+    for a in sys.argv[2:]:
+        if a.startswith("--reps="):
+            reps = max(1, int(a[7:]))
+        if a == "--quick":
+            scale = 10
+    args = [f"--reps={reps}"] + (["--quick"] if scale > 1 else [])
+    print("load average before:", " ".join(open("/proc/loadavg").read().split()[:3]))
+    mine = ours(bin_dir, args)
+    ppe = python_figures(lambda: ProcessPoolExecutor(2),
+                         lambda p, f, *a: p.submit(f, *a),
+                         lambda p, f, it, cs: p.map(f, it, chunksize=cs), reps, scale)
+    mp = python_figures(lambda: multiprocessing.Pool(2),
+                        lambda p, f, *a: p.apply_async(f, a),
+                        lambda p, f, it, cs: p.imap(f, it, chunksize=cs), reps, scale)
+    lk = python_figures(lambda: loky.get_reusable_executor(max_workers=2),
+                        lambda p, f, *a: p.submit(f, *a),
+                        lambda p, f, it, cs: p.map(f, it, chunksize=cs), reps, scale)
+    for method in ("fork", "forkserver", "spawn"):
+        ppe["startup_" + method] = startup(method, reps)
+    print("load average after: ", " ".join(open("/proc/loadavg").read().split()[:3]))
+    print()
+    print("| measurement | unit | cfutures | CPython PPE | mp.Pool | loky | cfutures vs PPE (times better) | goal | |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, unit, goal, ok in GOALS:
+        value = mine.get(name)
+        if value is None:
+            continue
+        cells = []
+        for figures in (ppe, mp, lk):
+            cells.append(f"{figures[name]:.4g}" if name in figures else "")
+        ratio = ""
+        if name in ppe:
+            lower_is_better = unit.startswith(("us", "ms"))
+            ratio = f"{(ppe[name] / value if lower_is_better else value / ppe[name]):.1f}x"
+        print(f"| {name} | {unit} | {value:.4g} | {' | '.join(cells)} | {ratio} | {goal} | "
+              f"{'met' if ok(value) else 'MISSED'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs every benchmark program that is already built; builds nothing.
+#
+#   bench/run.sh [WHERE] [ARGS...]
+#
+# WHERE is one of:
+#   - a build directory: <dir>/bench/benchmarks.txt (written by bench/CMakeLists.txt) lists the
+#     programs, else every bench_* executable in <dir>/bin or <dir> itself is run;
+#   - the benchmarks.txt list itself (what `make bench` passes);
+# default: build/release. ARGS go to every program (e.g. --reps=11, or --quick for a smoke test).
+#
+# The benchmarks want a quiet machine: with 2 cores, one busy neighbour halves a pool of 2
+# workers. The load average is printed before and after; above 1.5 the figures are suspect.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+where=${1:-$repo/build/release}
+[[ $# -gt 0 ]] && shift
+
+programs=()
+add_list() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ -n $line ]] && programs+=("$line")
+  done <"$1"
+}
+add_dir() {
+  local program
+  for program in "$1"/bench_*; do
+    [[ -f $program && -x $program ]] && programs+=("$program")
+  done
+}
+
+if [[ -f $where ]]; then
+  add_list "$where"
+elif [[ -d $where ]]; then
+  if [[ -f $where/bench/benchmarks.txt ]]; then
+    add_list "$where/bench/benchmarks.txt"
+  elif [[ -d $where/bin ]]; then
+    add_dir "$where/bin"
+  else
+    add_dir "$where"
+  fi
+else
+  echo "run.sh: $where: no such build directory or list (build with: make bench)" >&2
+  exit 2
+fi
+if [[ ${#programs[@]} -eq 0 ]]; then
+  echo "run.sh: no benchmark programs found in $where (build with: make bench)" >&2
+  exit 2
+fi
+
+read -r load _ </proc/loadavg || load=unknown
+echo "load average before: $(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+if [[ $load != unknown ]] && awk -v l="$load" 'BEGIN { exit !(l > 1.5) }'; then
+  echo "warning: load average $load > 1.5; other processes will skew the figures" >&2
+fi
+
+status=0
+for program in "${programs[@]}"; do
+  echo
+  echo "==> $program $*"
+  if ! "$program" "$@"; then
+    echo "run.sh: $program failed" >&2
+    status=1
+  fi
+done
+echo
+echo "load average after: $(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+exit $status
