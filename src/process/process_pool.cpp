@@ -591,13 +591,7 @@ class ProcessPoolExecutor::Impl {
           worker_died(it->second, "could not be forked by the fork server");
           continue;
         }
-        it->second.pid = static_cast<pid_t>(pid);
-        pid_slots_[static_cast<pid_t>(pid)] = it->first;
-        {
-          std::lock_guard lock(mu_);
-          pids_.push_back(static_cast<pid_t>(pid));
-        }
-        if (it->second.kill_signal != 0) kill(it->second.pid, it->second.kill_signal);
+        learn_pid(it->second, static_cast<pid_t>(pid));
       } else if (f->header.type == FrameType::exited) {
         int status = 0;
         std::memcpy(&status, f->data(), std::min<std::size_t>(sizeof status, f->size()));
@@ -619,6 +613,18 @@ class ProcessPoolExecutor::Impl {
         if (w.pidfd < 0) worker_died(w, "was lost with the fork server");
       }
     }
+  }
+
+  // A fork-server worker's pid comes from its hello or from the server, whichever is read first.
+  void learn_pid(Worker& w, pid_t pid) {
+    if (w.pid > 0 || pid <= 0) return;
+    w.pid = pid;
+    pid_slots_[pid] = w.slot;
+    {
+      std::lock_guard lock(mu_);
+      pids_.push_back(pid);
+    }
+    if (w.kill_signal != 0) kill(pid, w.kill_signal);
   }
 
   void read_worker(Worker& w) {
@@ -649,6 +655,7 @@ class ProcessPoolExecutor::Impl {
       switch (f->header.type) {
         case FrameType::hello:
           w.hello = true;
+          learn_pid(w, static_cast<pid_t>(f->header.id));  // the fork server may not have said
           break;
         case FrameType::ready:
           // task_timeout counts from the task's start: not the worker's start-up or initializer.
