@@ -1027,3 +1027,9 @@ TYPED_TEST(MapSharedMemoryTest, MapOfAVoidFunctionRunsEachItemOnce) {
 }
 
 }  // namespace
+
+int main(int argc, char** argv) {
+  cf::serve_if_worker(argc, argv);  // the process-pool instances' spawn workers start here
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

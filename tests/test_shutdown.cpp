@@ -482,3 +482,9 @@ TEST(ShutdownFromInsideTest, TaskShuttingDownItsOwnPoolThenDestructorIsSafe) {
   }
   SUCCEED();
 }
+
+int main(int argc, char** argv) {
+  cf::serve_if_worker(argc, argv);  // the process-pool instances' spawn workers start here
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
