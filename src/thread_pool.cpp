@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "concurrent/futures/thread_pool.hpp"
+#include "system.hpp"
 
 namespace concurrent::futures {
 
@@ -30,17 +31,6 @@ namespace {
 
 constexpr const char* kBrokenMessage =
     "A thread initializer failed, the thread pool is not usable anymore";
-
-std::size_t usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return static_cast<std::size_t>(n);
-  }
-  const unsigned n = std::thread::hardware_concurrency();
-  return n > 0 ? n : 1;
-}
 
 std::string default_prefix() {
   static std::atomic<unsigned> counter{0};
@@ -306,7 +296,7 @@ std::size_t ThreadPoolExecutor::max_workers() const { return impl_->max_workers(
 std::size_t ThreadPoolExecutor::thread_count() const { return impl_->thread_count(); }
 
 std::size_t ThreadPoolExecutor::default_max_workers() {
-  return std::min<std::size_t>(32, usable_cpus() + 4);
+  return std::min<std::size_t>(32, detail::usable_cpus() + 4);
 }
 
 void ThreadPoolExecutor::schedule(detail::TaskPtr task) { impl_->submit(std::move(task)); }

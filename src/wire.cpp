@@ -11,14 +11,11 @@
 #include <typeinfo>
 
 #include "concurrent/futures/detail/state.hpp"
+#include "system.hpp"
 
 namespace concurrent::futures::detail::wire {
 
 namespace {
-
-[[noreturn]] void throw_errno(const char* what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
 
 std::size_t page_round(std::size_t n) {
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));

@@ -1,4 +1,5 @@
 #include "process/channel.hpp"
+#include "system.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -11,10 +12,6 @@
 namespace concurrent::futures::detail::process {
 
 namespace {
-[[noreturn]] void throw_errno(const char* what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
 // resize + memcpy rather than vector::insert, on which GCC 12 gives false -Warray-bounds errors.
 void append(std::vector<std::byte>& to, const void* data, std::size_t n) {
   if (n == 0) return;

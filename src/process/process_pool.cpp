@@ -38,6 +38,7 @@
 #include "concurrent/futures/process_pool.hpp"
 #include "process/channel.hpp"
 #include "process/worker.hpp"
+#include "system.hpp"
 
 namespace concurrent::futures {
 
@@ -56,19 +57,7 @@ constexpr int kMaxStartupFailures = 3;
 // A spawned worker that has not said hello by then never will (see serve_if_worker).
 constexpr auto kSpawnHelloTimeout = std::chrono::seconds(10);
 
-[[noreturn]] void throw_errno(const char* what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
-std::size_t usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
-    return static_cast<std::size_t>(CPU_COUNT(&set));
-  }
-  const unsigned n = std::thread::hardware_concurrency();
-  return n > 0 ? n : 1;
-}
+using detail::throw_errno;
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -128,7 +117,7 @@ struct Worker {
 class ProcessPoolExecutor::Impl {
  public:
   explicit Impl(ProcessPoolOptions options)
-      : max_workers_(options.max_workers.value_or(usable_cpus())), options_(options) {
+      : max_workers_(options.max_workers.value_or(detail::usable_cpus())), options_(options) {
     if (max_workers_ == 0) throw std::invalid_argument("max_workers must be greater than 0");
     if (options_.start_method == StartMethod::fork && options_.max_tasks_per_child != 0) {
       throw std::invalid_argument(

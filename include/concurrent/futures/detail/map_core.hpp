@@ -515,28 +515,16 @@ class ChunkTask final : public Task, public RemoteCall {
 
   bool start() noexcept override {
     started_at_ = Clock::now();
-    try {
-      return chunk_->done.set_running_or_notify_cancel();
-    } catch (...) {
-      return false;
-    }
+    return start_future(chunk_->done);
   }
   void execute() noexcept override {
     core_->run_items(*chunk_, items_, *fn_);
     fn_.reset();
   }
   void publish() noexcept override { finish(); }
-  void cancel() noexcept override {
-    try {
-      chunk_->done.cancel();
-    } catch (...) {
-    }
-  }
+  void cancel() noexcept override { cancel_future(chunk_->done); }
   void abandon(const std::exception_ptr& error) noexcept override {
-    try {
-      if (!chunk_->done.done()) chunk_->done.set_exception(error);
-    } catch (...) {
-    }
+    fail_future(chunk_->done, error);
   }
 
   RemoteCall* remote() noexcept override {

@@ -89,6 +89,45 @@ class Task {
 
 using TaskPtr = std::unique_ptr<Task>;
 
+// What every task kind does with the future it completes. None throws: a future someone
+// completed by hand meanwhile (InvalidStateError) keeps its first outcome.
+template <class R>
+bool start_future(const Future<R>& f) noexcept {
+  try {
+    return f.set_running_or_notify_cancel();
+  } catch (...) {
+    return false;  // completed by hand: nothing left to do
+  }
+}
+template <class R>
+void cancel_future(const Future<R>& f) noexcept {
+  try {
+    f.cancel();
+  } catch (...) {
+  }
+}
+template <class R>
+void fail_future(const Future<R>& f, const std::exception_ptr& error) noexcept {
+  try {
+    if (!f.done()) f.set_exception(error);
+  } catch (...) {
+  }
+}
+// Completes `f` from a worker's reply to a call entry (transport.hpp): status, then the value
+// or the exception. Throws SerializationError for bytes it cannot read.
+template <class R>
+void complete_from_reply(const Future<R>& f, wire::Reader& r) {
+  if (r.pod<ReplyStatus>() == ReplyStatus::error) {
+    f.set_exception(wire::read_exception(r));
+  } else if constexpr (std::is_void_v<R>) {
+    f.set_result();
+  } else {
+    Stored<R> value;
+    wire::read(r, value);
+    f.set_result(std::move(value));
+  }
+}
+
 template <class R, class Fn, class... Args>
 class CallTask final : public Task, public RemoteCall {
   static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
@@ -98,13 +137,7 @@ class CallTask final : public Task, public RemoteCall {
   CallTask(Future<R> future, F&& fn, A&&... args)
       : future_(std::move(future)), call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
 
-  bool start() noexcept override {
-    try {
-      return future_.set_running_or_notify_cancel();
-    } catch (...) {
-      return false;  // someone completed the future by hand: nothing left to do
-    }
-  }
+  bool start() noexcept override { return start_future(future_); }
 
   void execute() noexcept override {
     try {
@@ -136,19 +169,8 @@ class CallTask final : public Task, public RemoteCall {
     value_.reset();
   }
 
-  void cancel() noexcept override {
-    try {
-      future_.cancel();
-    } catch (...) {
-    }
-  }
-
-  void abandon(const std::exception_ptr& error) noexcept override {
-    try {
-      if (!future_.done()) future_.set_exception(error);
-    } catch (...) {
-    }
-  }
+  void cancel() noexcept override { cancel_future(future_); }
+  void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
 
   RemoteCall* remote() noexcept override {
     if constexpr (kRemotable) {
@@ -180,17 +202,7 @@ class CallTask final : public Task, public RemoteCall {
   }
 
   void read_reply(wire::Reader& r) override {
-    if constexpr (kRemotable) {
-      if (r.pod<ReplyStatus>() == ReplyStatus::error) {
-        future_.set_exception(wire::read_exception(r));
-      } else if constexpr (std::is_void_v<R>) {
-        future_.set_result();
-      } else {
-        Stored<R> value;
-        wire::read(r, value);
-        future_.set_result(std::move(value));
-      }
-    }
+    if constexpr (kRemotable) complete_from_reply(future_, r);
   }
 
  private:
@@ -207,43 +219,17 @@ class ReplyTask final : public Task, public RemoteCall {
  public:
   ReplyTask(Future<R> future, std::uint64_t key) : future_(std::move(future)), key_(key) {}
 
-  bool start() noexcept override {
-    try {
-      return future_.set_running_or_notify_cancel();
-    } catch (...) {
-      return false;
-    }
-  }
+  bool start() noexcept override { return start_future(future_); }
   void execute() noexcept override {
     abandon(std::make_exception_ptr(std::logic_error("a serialized call cannot run in-process")));
   }
   void publish() noexcept override {}
-  void cancel() noexcept override {
-    try {
-      future_.cancel();
-    } catch (...) {
-    }
-  }
-  void abandon(const std::exception_ptr& error) noexcept override {
-    try {
-      if (!future_.done()) future_.set_exception(error);
-    } catch (...) {
-    }
-  }
+  void cancel() noexcept override { cancel_future(future_); }
+  void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
   RemoteCall* remote() noexcept override { return this; }
   std::uint64_t entry_key() const noexcept override { return key_; }
   void write_request(wire::Writer&) override {}
-  void read_reply(wire::Reader& r) override {
-    if (r.pod<ReplyStatus>() == ReplyStatus::error) {
-      future_.set_exception(wire::read_exception(r));
-    } else if constexpr (std::is_void_v<R>) {
-      future_.set_result();
-    } else {
-      Stored<R> value;
-      wire::read(r, value);
-      future_.set_result(std::move(value));
-    }
-  }
+  void read_reply(wire::Reader& r) override { complete_from_reply(future_, r); }
 
  private:
   Future<R> future_;
