@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
-#include <ranges>
 #include <set>
 #include <string>
 #include <thread>
@@ -96,12 +95,12 @@ TYPED_TEST(ShutdownTest, MapAfterShutdownThrowsShutdownErrorFromTheCall) {
       SCOPED_TRACE(testing::Message() << "chunksize " << chunksize << " buffersize " << buffersize);
       const cf::MapOptions options{.chunksize = chunksize, .buffersize = buffersize};
       try {
-        auto results = ex.map(square, std::views::iota(0, 10), options);
+        auto results = ex.map(square, cftest::ints(0, 10), options);
         ADD_FAILURE() << "map after shutdown did not throw";
       } catch (const cf::ShutdownError& e) {
         EXPECT_STREQ(e.what(), "cannot schedule new futures after shutdown");
       }
-      EXPECT_THROW((void)ex.map_unordered(square, std::views::iota(0, 10), options),
+      EXPECT_THROW((void)ex.map_unordered(square, cftest::ints(0, 10), options),
                    cf::ShutdownError);
       const std::vector<std::pair<int, int>> pairs{{1, 2}, {3, 4}};
       EXPECT_THROW((void)ex.starmap(add, pairs, options), cf::ShutdownError);
@@ -164,7 +163,7 @@ TYPED_TEST(ShutdownTest, ScopedExecutorMapGivesAllResults) {
   std::vector<int> results;
   {
     auto ex = this->make_executor();
-    results = collect(ex->map(absolute, std::views::iota(-5, 5)));
+    results = collect(ex->map(absolute, cftest::ints(-5, 5)));
   }
   EXPECT_EQ(results, (std::vector<int>{5, 4, 3, 2, 1, 0, 1, 2, 3, 4}));
 }
@@ -176,7 +175,7 @@ TYPED_TEST(ShutdownTest, EagerMapRangeOutlivesItsExecutor) {
     SCOPED_TRACE(chunksize);
     auto ex = this->make_executor();
     auto results =
-        ex->map(absolute, std::views::iota(-5, 5), cf::MapOptions{.chunksize = chunksize});
+        ex->map(absolute, cftest::ints(-5, 5), cf::MapOptions{.chunksize = chunksize});
     ex.reset();
     EXPECT_EQ(collect(results), (std::vector<int>{5, 4, 3, 2, 1, 0, 1, 2, 3, 4}));
   }
@@ -185,7 +184,7 @@ TYPED_TEST(ShutdownTest, EagerMapRangeOutlivesItsExecutor) {
 // F11 test_shutdown_no_wait: shutdown(wait=false) with a map in flight; all results computed.
 TYPED_TEST(ShutdownTest, ShutdownWithoutWaitStillComputesEveryMapResult) {
   auto ex = this->make_executor();
-  auto results = ex->map(absolute, std::views::iota(-5, 5));
+  auto results = ex->map(absolute, cftest::ints(-5, 5));
   ex->shutdown(/*wait=*/false);
   EXPECT_EQ(collect(results), (std::vector<int>{5, 4, 3, 2, 1, 0, 1, 2, 3, 4}));
 }
@@ -195,7 +194,7 @@ TYPED_TEST(ShutdownTest, ShutdownWithoutWaitStillComputesEveryMapResult) {
 // truncation), and nothing crashes.
 TYPED_TEST(ShutdownTest, LazyMapRangeOutlivingItsExecutorThrowsShutdownErrorOnIncrement) {
   auto ex = this->make_executor(2);
-  auto results = ex->map(square, std::views::iota(0), cf::MapOptions{.buffersize = 2});
+  auto results = ex->map(square, cftest::Count(0), cf::MapOptions{.buffersize = 2});
   ex.reset();
   auto it = results.begin();
   EXPECT_EQ(*it, 0);
@@ -204,7 +203,7 @@ TYPED_TEST(ShutdownTest, LazyMapRangeOutlivingItsExecutorThrowsShutdownErrorOnIn
 
 TYPED_TEST(ShutdownTest, LazyMapRangeAfterShutdownThrowsShutdownErrorOnIncrement) {
   auto ex = this->make_executor(2);
-  auto results = ex->map(square, std::views::iota(0), cf::MapOptions{.buffersize = 2});
+  auto results = ex->map(square, cftest::Count(0), cf::MapOptions{.buffersize = 2});
   ex->shutdown();
   auto it = results.begin();
   EXPECT_EQ(*it, 0);
@@ -213,7 +212,7 @@ TYPED_TEST(ShutdownTest, LazyMapRangeAfterShutdownThrowsShutdownErrorOnIncrement
 
 TYPED_TEST(ShutdownTest, LazyMapUnorderedRangeOutlivingItsExecutorThrowsShutdownError) {
   auto ex = this->make_executor(2);
-  auto results = ex->map_unordered(square, std::views::iota(0), cf::MapOptions{.buffersize = 2});
+  auto results = ex->map_unordered(square, cftest::Count(0), cf::MapOptions{.buffersize = 2});
   ex.reset();
   auto it = results.begin();
   auto [index, future] = *it;
@@ -371,7 +370,7 @@ TYPED_TEST(ShutdownSharedMemoryTest, CancelFuturesCancelsPendingMapItems) {
     g->wait();
   });
   ASSERT_TRUE(started.wait());
-  auto results = ex->map(square, std::views::iota(0, 3));
+  auto results = ex->map(square, cftest::ints(0, 3));
   ex->shutdown(/*wait=*/false, /*cancel_futures=*/true);
   gate.open();
   int items = 0;

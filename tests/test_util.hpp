@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "concurrent/futures.hpp"
@@ -64,6 +66,46 @@ class Count {
   long start_;
   std::atomic<long>* reads_;
 };
+
+// f(begin), f(begin + 1), ..., f(end - 1), computed as they are read (views::iota |
+// views::transform, which Clang 14 cannot compile with libstdc++ 12).
+template <class F>
+class Generated {
+ public:
+  Generated(int begin, int end, F f) : begin_(begin), end_(end), f_(std::move(f)) {}
+  struct Sentinel {
+    int end;
+  };
+  class Iterator {
+   public:
+    using value_type = std::decay_t<decltype(std::declval<const F&>()(0))>;
+    using difference_type = std::ptrdiff_t;
+    Iterator(int i, const F* f) : i_(i), f_(f) {}
+    value_type operator*() const { return (*f_)(i_); }
+    Iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    void operator++(int) { ++i_; }
+    friend bool operator==(const Iterator& it, const Sentinel& s) { return it.i_ == s.end; }
+
+   private:
+    int i_;
+    const F* f_;
+  };
+  Iterator begin() const { return Iterator(begin_, &f_); }
+  Sentinel end() const { return {end_}; }
+
+ private:
+  int begin_;
+  int end_;
+  F f_;
+};
+
+// begin, ..., end - 1 as ints.
+inline auto ints(int begin, int end) {
+  return Generated(begin, end, [](int i) { return i; });
+}
 
 // CPython's create_future(state, exception, result) for the canned futures.
 inline cf::Future<int> pending_future() { return cf::Future<int>(); }
