@@ -562,12 +562,18 @@ class ChunkTask final : public Task, public RemoteCall {
       const std::size_t n = r.size();
       if (n != chunk_->out.size()) throw SerializationError("a chunk's reply has the wrong length");
       for (Outcome<R>& out : chunk_->out) {
-        if (r.pod<ReplyStatus>() == ReplyStatus::error) {
-          out.template emplace<2>(wire::read_exception(r));
-        } else if constexpr (std::is_void_v<R>) {
-          out.template emplace<1>();
-        } else {
-          wire::read(r, out.template emplace<1>());
+        const std::size_t length = r.size();
+        wire::Reader item(r.take(length), length);
+        try {
+          if (item.pod<ReplyStatus>() == ReplyStatus::error) {
+            out.template emplace<2>(wire::read_exception(item));
+          } else if constexpr (std::is_void_v<R>) {
+            out.template emplace<1>();
+          } else {
+            wire::read(item, out.template emplace<1>());
+          }
+        } catch (...) {
+          out.template emplace<2>(std::current_exception());  // this item only
         }
       }
       core_->sizer_.record(n, Clock::now() - started_at_);

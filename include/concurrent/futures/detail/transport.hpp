@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -135,7 +136,8 @@ const std::uint64_t CallEntry<F, Args...>::key =
     register_entry(typeid(CallEntry<F, Args...>).name(), &CallEntry<F, Args...>::run);
 
 // The entry for one chunk of map(): the callable, then the items; the reply has one outcome per
-// item, so one failing item fails only itself.
+// item, each with its length, so one item that fails (to run, or to be read back in the
+// parent) fails only itself.
 template <class Fn, class Item, class R>
 struct ChunkEntry {
   static void run(wire::Reader& request, wire::Writer& reply) noexcept {
@@ -147,6 +149,8 @@ struct ChunkEntry {
       reply.size(items.size());
       for (Item& item : items) {
         const std::size_t mark = reply.buffer().size();
+        reply.pod(std::uint64_t{0});  // the item's length, filled in below
+        const std::size_t start = reply.buffer().size();
         try {
           if constexpr (std::is_void_v<R>) {
             std::apply(fn, std::move(item));
@@ -157,10 +161,12 @@ struct ChunkEntry {
             wire::write(reply, result);
           }
         } catch (...) {
-          reply.buffer().truncate(mark);
+          reply.buffer().truncate(start);
           reply.pod(ReplyStatus::error);
           wire::write_exception(reply, std::current_exception());
         }
+        const auto length = static_cast<std::uint64_t>(reply.buffer().size() - start);
+        std::memcpy(reply.buffer().data() + mark, &length, sizeof length);
       }
     });
   }
