@@ -16,6 +16,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <unordered_set>
 #include <vector>
 
 #include "concurrent/futures.hpp"
@@ -177,6 +178,70 @@ class CapturedErrors {
   mutable std::mutex mu_;
   std::vector<std::string> messages_;
   std::function<void(std::string_view)> previous_;
+};
+
+// Helpers shared by the wait and as_completed tests.
+
+using FutureSet = std::unordered_set<cf::AnyFuture>;
+
+template <class Fut>
+FutureSet as_set(const std::vector<Fut>& futures) {
+  return FutureSet(futures.begin(), futures.end());
+}
+
+// CPython's CANCELLED_AND_NOTIFIED_FUTURE: cancelled, then acknowledged by an executor.
+inline cf::Future<int> cancelled_and_notified_future() {
+  auto f = cancelled_future();
+  f.set_running_or_notify_cancel();
+  return f;
+}
+
+template <class Fn>
+std::chrono::steady_clock::duration time_of(Fn&& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  std::forward<Fn>(fn)();
+  return std::chrono::steady_clock::now() - start;
+}
+
+// Generous: "returns at once" must hold on a loaded 2-core machine under a sanitizer.
+constexpr auto kPromptly = 2s;
+
+// A hand-written input range that makes each future on the fly, by value (CPython's tests pass
+// any iterable, e.g. itertools.repeat(f, 3)). Written out rather than a std::views pipeline,
+// which Clang 14 cannot compile against libstdc++ 12.
+template <class Fut>
+class GeneratedRange {
+ public:
+  explicit GeneratedRange(std::vector<Fut> items) : items_(std::move(items)) {}
+
+  class iterator {
+   public:
+    using value_type = Fut;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(const std::vector<Fut>* items, std::size_t i) : items_(items), i_(i) {}
+    Fut operator*() const { return (*items_)[i_]; }
+    iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator old = *this;
+      ++i_;
+      return old;
+    }
+    bool operator==(const iterator& other) const { return i_ == other.i_; }
+
+   private:
+    const std::vector<Fut>* items_ = nullptr;
+    std::size_t i_ = 0;
+  };
+
+  iterator begin() const { return {&items_, 0}; }
+  iterator end() const { return {&items_, items_.size()}; }
+
+ private:
+  std::vector<Fut> items_;
 };
 
 }  // namespace cftest
