@@ -364,6 +364,7 @@ inline const std::type_info& dynamic_type(const std::exception_ptr& e) {
 }
 
 inline std::string what_of(const std::exception_ptr& e) {
+  if (!e) return "<no exception: the future succeeded>";
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
@@ -376,6 +377,7 @@ inline std::string what_of(const std::exception_ptr& e) {
 // Whether `e` is (or derives from) E.
 template <class E>
 bool holds(const std::exception_ptr& e) {
+  if (!e) return false;  // rethrowing a null exception_ptr is undefined (it crashes)
   try {
     std::rethrow_exception(e);
   } catch (const E&) {
