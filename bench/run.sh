@@ -60,6 +60,10 @@ status=0
 for program in "${programs[@]}"; do
   echo
   echo "==> $program $*"
+  if [[ ! -x $program ]]; then
+    echo "run.sh: $program is not built; skipped" >&2
+    continue
+  fi
   if ! "$program" "$@"; then
     echo "run.sh: $program failed" >&2
     status=1
