@@ -4,7 +4,8 @@
 #   make demo                      install deps, build (release) and run the demo
 #   make test                      release tests, then the sanitizer suites in $(SANITIZERS)
 #   make test SANITIZERS="tsan asan"
-#   make bench                     build the benchmarks (release) and run them
+#   make bench                     build the benchmarks (release), run them, draw bench/plots/*.png
+#   make bench BENCH_ARGS=--quick  the same with small sizes (a smoke test; figures meaningless)
 #   make check-<preset>            configure, build and test one preset (release, debug, asan,
 #                                  tsan, clang)
 #   make format | format-check | docs | clean
@@ -22,12 +23,14 @@ CLANG_FORMAT ?= clang-format
 
 BUILD_DIR := build
 RELEASE_BIN := $(BUILD_DIR)/release/bin
+BENCH_OUT := $(BUILD_DIR)/bench-results
+BENCH_ARGS ?=
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
 .PHONY: help deps build demo test bench bench-compare docs format format-check clean
 
 help:
-	@sed -n '4,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,14p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@bash scripts/install-deps.sh
@@ -60,11 +63,18 @@ test: deps
 
 # The release tree is reconfigured with the benchmarks on (the presets leave them off to keep
 # test builds short). bench/run.sh, when present, decides what to run and how; it gets the list of
-# built benchmark programs as its argument.
+# built benchmark programs as its argument. Then the process pool is measured beside the Python
+# pools (bench/compare.py), and bench/plot.sh draws the charts into bench/plots/ from the CSV files
+# every program writes into $(BENCH_OUT). BENCH_ARGS go to every program (e.g. --quick, --reps=9).
 bench: deps
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS)
-	bash bench/run.sh $(BUILD_DIR)/release/bench/benchmarks.txt
+	mkdir -p $(BENCH_OUT)
+	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
+	  bash bench/run.sh $(BUILD_DIR)/release/bench/benchmarks.txt $(BENCH_ARGS)
+	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
+	  /usr/bin/python3 bench/compare.py $(RELEASE_BIN) $(BENCH_ARGS)
+	bash bench/plot.sh $(BENCH_OUT) bench/plots
 
 # The process pool beside CPython's ProcessPoolExecutor, multiprocessing.Pool and loky (Debian's
 # python3 with python3-joblib, not whichever python3 comes first on PATH).

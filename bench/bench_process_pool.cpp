@@ -19,6 +19,8 @@
 
 #include <concurrent/futures.hpp>
 
+#include "seeds.hpp"
+
 namespace cf = concurrent::futures;
 using Clock = std::chrono::steady_clock;
 
@@ -27,47 +29,6 @@ namespace {
 int ident(int x) { return x; }
 std::size_t length(const std::vector<char>& v) { return v.size(); }
 std::vector<char> make_bytes(std::size_t n) { return std::vector<char>(n, 'x'); }
-
-bool is_prime(std::uint64_t n) {
-  if (n % 2 == 0) return false;
-  const auto root = static_cast<std::uint64_t>(std::sqrt(static_cast<double>(n)));
-  for (std::uint64_t i = 3; i <= root; i += 2) {
-    if (n % i == 0) return false;
-  }
-  return true;
-}
-
-std::vector<std::uint64_t> factorize_naive(std::uint64_t n) {
-  std::vector<std::uint64_t> factors;
-  if (n < 2) return factors;
-  std::uint64_t p = 2;
-  while (true) {
-    if (n == 1) return factors;
-    if (n % p == 0) {
-      factors.push_back(p);
-      n /= p;
-    } else if (p * p >= n) {
-      factors.push_back(n);
-      return factors;
-    } else {
-      p += p > 2 ? 2 : 1;
-    }
-  }
-}
-
-std::uint64_t gcd(std::pair<std::uint64_t, std::uint64_t> pair) {
-  for (std::uint64_t i = std::min(pair.first, pair.second); i > 0; --i) {
-    if (pair.first % i == 0 && pair.second % i == 0) return i;
-  }
-  return 1;
-}
-
-const std::vector<std::uint64_t> kPrimes = {112272535095293, 112582705942171, 112272535095293,
-                                            115280095190773, 115797848077099, 1099726899285419};
-const std::vector<std::pair<std::uint64_t, std::uint64_t>> kPairs = {
-    {1963309, 2265973}, {2030677, 3814172}, {1551645, 2229620}, {2039045, 2020802},
-    {1823712, 1924928}, {2293129, 1020491}, {1281238, 2273782}, {3823812, 4237281},
-    {3812741, 4729139}, {1292391, 2123811}};
 
 double seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -110,57 +71,75 @@ int main(int argc, char** argv) {
       {"startup_forkserver", cf::StartMethod::forkserver},
       {"startup_spawn", cf::StartMethod::spawn}};
   for (const auto& [name, method] : methods) {
-    report(name, measure(reps, [&, method = method] {
-             const auto t0 = Clock::now();
-             cf::ProcessPoolExecutor ex({.max_workers = 2, .start_method = method});
-             ex.submit(ident, 1).result();
-             return seconds(t0) * 1e3;
-           }), "ms");
+    report(name,
+           measure(reps,
+                   [&, method = method] {
+                     const auto t0 = Clock::now();
+                     cf::ProcessPoolExecutor ex({.max_workers = 2, .start_method = method});
+                     ex.submit(ident, 1).result();
+                     return seconds(t0) * 1e3;
+                   }),
+           "ms");
   }
 
   cf::ProcessPoolExecutor pool(2);
   pool.submit(ident, 0).result();  // workers up
 
-  report("throughput", measure(reps, [&] {
-           std::vector<cf::Future<int>> fs;
-           fs.reserve(static_cast<std::size_t>(tasks));
-           const auto t0 = Clock::now();
-           for (int i = 0; i < tasks; ++i) fs.push_back(pool.submit(ident, i));
-           for (auto& f : fs) f.result();
-           return tasks / seconds(t0);
-         }), "tasks/s");
+  report("throughput",
+         measure(reps,
+                 [&] {
+                   std::vector<cf::Future<int>> fs;
+                   fs.reserve(static_cast<std::size_t>(tasks));
+                   const auto t0 = Clock::now();
+                   for (int i = 0; i < tasks; ++i) fs.push_back(pool.submit(ident, i));
+                   for (auto& f : fs) f.result();
+                   return tasks / seconds(t0);
+                 }),
+         "tasks/s");
 
-  report("round_trip", measure(reps, [&] {
-           std::vector<double> rt;
-           for (int i = 0; i < 2000; ++i) {
-             const auto t0 = Clock::now();
-             pool.submit(ident, i).result();
-             rt.push_back(seconds(t0) * 1e6);
-           }
-           return median(rt);
-         }), "us");
+  report("round_trip",
+         measure(reps,
+                 [&] {
+                   std::vector<double> rt;
+                   for (int i = 0; i < 2000; ++i) {
+                     const auto t0 = Clock::now();
+                     pool.submit(ident, i).result();
+                     rt.push_back(seconds(t0) * 1e6);
+                   }
+                   return median(rt);
+                 }),
+         "us");
 
   std::vector<int> items(map_items);
   std::iota(items.begin(), items.end(), 0);
-  report("map_chunk1000", measure(reps, [&] {
-           const auto t0 = Clock::now();
-           long long sum = 0;
-           for (int x : pool.map(ident, items, cf::MapOptions{.chunksize = 1000})) sum += x;
-           if (sum < 0) std::puts("");
-           return static_cast<double>(map_items) / seconds(t0);
-         }), "items/s");
+  report("map_chunk1000",
+         measure(reps,
+                 [&] {
+                   const auto t0 = Clock::now();
+                   long long sum = 0;
+                   for (int x : pool.map(ident, items, cf::MapOptions{.chunksize = 1000})) sum += x;
+                   if (sum < 0) std::puts("");
+                   return static_cast<double>(map_items) / seconds(t0);
+                 }),
+         "items/s");
 
   const std::vector<char> payload(big, 'x');
-  report("arg_64MiB", measure(reps, [&] {
-           const auto t0 = Clock::now();
-           pool.submit(length, payload).result();
-           return static_cast<double>(big) / seconds(t0) / 1e9;
-         }), "GB/s");
-  report("result_64MiB", measure(reps, [&] {
-           const auto t0 = Clock::now();
-           const std::size_t n = pool.submit(make_bytes, big).result().size();
-           return static_cast<double>(n) / seconds(t0) / 1e9;
-         }), "GB/s");
+  report("arg_64MiB",
+         measure(reps,
+                 [&] {
+                   const auto t0 = Clock::now();
+                   pool.submit(length, payload).result();
+                   return static_cast<double>(big) / seconds(t0) / 1e9;
+                 }),
+         "GB/s");
+  report("result_64MiB",
+         measure(reps,
+                 [&] {
+                   const auto t0 = Clock::now();
+                   const std::size_t n = pool.submit(make_bytes, big).result().size();
+                   return static_cast<double>(n) / seconds(t0) / 1e9;
+                 }),
+         "GB/s");
 
   // The seed workloads on a warm pool, against the same code run serially.
   const auto seed = [&](const char* name, const std::function<void(cf::Executor*)>& run) {
@@ -179,20 +158,20 @@ int main(int argc, char** argv) {
   seed("seed_a_is_prime", [&](cf::Executor* ex) {
     std::size_t primes = 0;
     if (ex == nullptr) {
-      for (auto n : kPrimes) primes += is_prime(n);
+      for (auto n : seeds::kPrimeCandidates) primes += seeds::is_prime(n);
     } else {
-      for (bool p : ex->map(is_prime, kPrimes)) primes += p;
+      for (bool p : ex->map(seeds::is_prime, seeds::kPrimeCandidates)) primes += p;
     }
-    if (primes != 5) std::puts("wrong prime count");
+    if (primes != seeds::kPrimesAmongCandidates) std::puts("wrong prime count");
   });
   std::vector<std::uint64_t> nums(200'000 / static_cast<std::size_t>(scale));
   std::iota(nums.begin(), nums.end(), 1);
   seed("seed_b_factorize", [&](cf::Executor* ex) {
     std::size_t count = 0;
     if (ex == nullptr) {
-      for (auto n : nums) count += factorize_naive(n).size();
+      for (auto n : nums) count += seeds::factorize_naive(n).size();
     } else {
-      for (const auto& f : ex->map(factorize_naive, nums, cf::MapOptions{.chunksize = 0})) {
+      for (const auto& f : ex->map(seeds::factorize_naive, nums, cf::MapOptions{.chunksize = 0})) {
         count += f.size();
       }
     }
@@ -201,10 +180,10 @@ int main(int argc, char** argv) {
   seed("seed_c_gcd", [&](cf::Executor* ex) {
     std::uint64_t total = 0;
     if (ex == nullptr) {
-      for (const auto& p : kPairs) total += gcd(p);
+      for (const auto& p : seeds::kGcdPairs) total += seeds::gcd_countdown(p);
     } else {
-      for (auto g : ex->map(gcd, kPairs)) total += g;
+      for (auto g : ex->map(seeds::gcd_countdown, seeds::kGcdPairs)) total += g;
     }
-    if (total != 74) std::puts("wrong gcds");
+    if (total != seeds::kGcdSum) std::puts("wrong gcds");
   });
 }

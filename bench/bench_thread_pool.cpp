@@ -42,6 +42,8 @@
 
 #include <concurrent/futures.hpp>
 
+#include "seeds.hpp"
+
 namespace cf = concurrent::futures;
 using Clock = std::chrono::steady_clock;
 
@@ -219,6 +221,31 @@ void print_table() {
       "split between 2 plain std::threads that claim items from an atomic counter (no futures, no "
       "pool): what this machine allowed at that moment, not a goal.\n",
       g_options.reps);
+}
+
+// The table as anchors_thread.csv in $CFUTURES_BENCH_OUT, when it is set, for bench/plot.sh.
+// goal_speedup restates the goal as a speed-up over that row's anchor (a limit such as "<= 5 us"
+// becomes anchor / 5); 0 when the row has no goal. Commas in names become semicolons (gnuplot
+// splits quoted fields at commas too).
+void write_csv() {
+  auto field = [](std::string text) {
+    std::replace(text.begin(), text.end(), ',', ';');
+    return text;
+  };
+  const char* dir = std::getenv("CFUTURES_BENCH_OUT");
+  if (dir == nullptr || *dir == '\0') return;
+  const std::string path = std::string(dir) + "/anchors_thread.csv";
+  std::ofstream out(path);
+  out << "measurement,anchor,unit,ours,anchor_value,speedup,goal_speedup\n";
+  for (const Row& row : g_rows) {
+    double goal = row.goal_factor;
+    if (goal == 0 && row.goal_limit > 0) {
+      goal = row.higher_is_better ? row.goal_limit / row.anchor : row.anchor / row.goal_limit;
+    }
+    out << field(row.measurement) << ',' << field(row.anchor_name) << ',' << field(row.unit) << ','
+        << row.ours << ',' << row.anchor << ',' << row.speedup() << ',' << goal << '\n';
+  }
+  if (!out) std::fprintf(stderr, "cannot write %s\n", path.c_str());
 }
 
 // Prints the per-repetition figures so that the spread is visible next to the median.
@@ -410,47 +437,10 @@ void bench_round_trip(Pools& pools) {
 
 // --- 3. seed workloads --------------------------------------------------------------------------
 
-// Trial division by odd numbers up to sqrt(n), as in the Python documentation's example.
-bool is_prime(std::uint64_t n) {
-  if (n < 2) return false;
-  if (n == 2) return true;
-  if (n % 2 == 0) return false;
-  const auto root = static_cast<std::uint64_t>(std::sqrt(static_cast<double>(n)));
-  for (std::uint64_t i = 3; i <= root; i += 2) {
-    if (n % i == 0) return false;
-  }
-  return true;
-}
-
-// Eli Bendersky's factorize_naive: the prime factors of n in non-decreasing order.
-std::vector<std::uint64_t> factorize_naive(std::uint64_t n) {
-  std::vector<std::uint64_t> factors;
-  if (n < 2) return factors;
-  std::uint64_t p = 2;
-  for (;;) {
-    if (n == 1) return factors;
-    if (n % p == 0) {
-      factors.push_back(p);
-      n /= p;
-    } else if (p * p >= n) {
-      factors.push_back(n);
-      return factors;
-    } else if (p > 2) {
-      p += 2;
-    } else {
-      p += 1;
-    }
-  }
-}
-
-// gcd by counting down from min(a, b), as in "Effective Python" item 64.
-std::uint64_t gcd_countdown(std::pair<std::uint64_t, std::uint64_t> pair) {
-  const auto [a, b] = pair;
-  for (std::uint64_t i = std::min(a, b); i > 0; --i) {
-    if (a % i == 0 && b % i == 0) return i;
-  }
-  return 0;  // not reachable for positive inputs
-}
+using seeds::factorize_naive;
+using seeds::gcd_countdown;
+using seeds::is_prime;
+using seeds::Pair;
 
 // The best a pool that runs each item as one task in FIFO order on 2 workers can do: the
 // makespan of that list schedule, from the serial time of each item.
@@ -510,8 +500,7 @@ Medians serial_vs_pool(const char* label, Serial&& serial, Parallel&& parallel, 
 
 void bench_is_prime(cf::ThreadPoolExecutor& pool) {
   if (!selected("is_prime")) return;
-  const std::vector<std::uint64_t> numbers = {112272535095293, 112582705942171, 112272535095293,
-                                              115280095190773, 115797848077099, 1099726899285419};
+  const std::vector<std::uint64_t>& numbers = seeds::kPrimeCandidates;
   std::printf("\n[3a] is_prime by trial division over %zu numbers, pool.map(is_prime, numbers)\n",
               numbers.size());
   auto serial = [&] {
@@ -627,11 +616,7 @@ void bench_factorize(cf::ThreadPoolExecutor& pool) {
 
 void bench_gcd(cf::ThreadPoolExecutor& pool) {
   if (!selected("gcd")) return;
-  using Pair = std::pair<std::uint64_t, std::uint64_t>;
-  const std::vector<Pair> pairs = {{1963309, 2265973}, {2030677, 3814172}, {1551645, 2229620},
-                                   {2039045, 2020802}, {1823712, 1924928}, {2293129, 1020491},
-                                   {1281238, 2273782}, {3823812, 4237281}, {3812741, 4729139},
-                                   {1292391, 2123811}};
+  const std::vector<Pair>& pairs = seeds::kGcdPairs;
   std::printf("\n[3c] gcd by counting down over %zu pairs, pool.map(gcd_countdown, pairs)\n",
               pairs.size());
   auto serial = [&] {
@@ -781,5 +766,6 @@ int main(int argc, char** argv) {
       "\nload average at end: %s; CPU used by other processes during the whole run: %.0f%%\n",
       load_average().c_str(), whole_run.others_percent());
   print_table();
+  write_csv();
   return 0;
 }

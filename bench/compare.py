@@ -2,7 +2,8 @@
 """Process pools compared in one run: cfutures' ProcessPoolExecutor (bench_process_pool) beside
 CPython's concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool and loky (the copy
 vendored by Debian's python3-joblib), 2 workers each, same workloads. Prints a Markdown table
-of medians with the goals of the process-pool issue.
+of medians with the goals of the process-pool issue; with the environment variable
+CFUTURES_BENCH_OUT set to a directory, also writes anchors_process.csv there (for the charts).
 
     bench/compare.py BUILD_BIN_DIR [--reps=N] [--quick]
 
@@ -115,19 +116,41 @@ def ours(bin_dir, args):
     return figures
 
 
-GOALS = [  # name, unit, goal text, check on our figure
-    ("throughput", "tasks/s", ">= 200,000", lambda v: v >= 200_000),
-    ("round_trip", "us (median)", "<= 25", lambda v: v <= 25),
-    ("map_chunk1000", "items/s", ">= 20M", lambda v: v >= 20e6),
-    ("arg_64MiB", "GB/s", ">= 2", lambda v: v >= 2),
-    ("result_64MiB", "GB/s", ">= 2", lambda v: v >= 2),
-    ("startup_fork", "ms", "<= 2", lambda v: v <= 2),
-    ("startup_forkserver", "ms", "<= 2", lambda v: v <= 2),
-    ("startup_spawn", "ms", "<= 10", lambda v: v <= 10),
-    ("seed_a_is_prime", "x serial", ">= 1.8", lambda v: v >= 1.8),
-    ("seed_b_factorize", "x serial", ">= 1.8", lambda v: v >= 1.8),
-    ("seed_c_gcd", "x serial", ">= 1.8", lambda v: v >= 1.8),
+GOALS = [  # name, unit, goal text, goal value, whether higher is better
+    ("throughput", "tasks/s", ">= 200,000", 200_000, True),
+    ("round_trip", "us (median)", "<= 25", 25, False),
+    ("map_chunk1000", "items/s", ">= 20M", 20e6, True),
+    ("arg_64MiB", "GB/s", ">= 2", 2, True),
+    ("result_64MiB", "GB/s", ">= 2", 2, True),
+    ("startup_fork", "ms", "<= 2", 2, False),
+    ("startup_forkserver", "ms", "<= 2", 2, False),
+    ("startup_spawn", "ms", "<= 10", 10, False),
+    ("seed_a_is_prime", "x serial", ">= 1.8", 1.8, True),
+    ("seed_b_factorize", "x serial", ">= 1.8", 1.8, True),
+    ("seed_c_gcd", "x serial", ">= 1.8", 1.8, True),
 ]
+
+
+def times_better(ours_value, theirs, higher_is_better):
+    """How many times better ours is than theirs (> 1: ours wins)."""
+    return ours_value / theirs if higher_is_better else theirs / ours_value
+
+
+def write_csv(path, mine, anchors):
+    """Ours against each anchor, one row per (measurement, anchor), for bench/plot.sh.
+    goal_speedup is the goal restated as a speed-up over that anchor."""
+    with open(path, "w") as out:
+        out.write("measurement,anchor,unit,ours,anchor_value,speedup,goal_speedup\n")
+        for name, unit, _, goal, higher in GOALS:
+            if name not in mine:
+                continue
+            for anchor, figures in anchors:
+                if name not in figures:
+                    continue
+                value, theirs = mine[name], figures[name]
+                out.write(f"{name},{anchor},{unit},{value:.6g},{theirs:.6g},"
+                          f"{times_better(value, theirs, higher):.4g},"
+                          f"{times_better(goal, theirs, higher):.4g}\n")
 
 
 def main():
@@ -159,7 +182,7 @@ def main():
     print()
     print("| measurement | unit | cfutures | CPython PPE | mp.Pool | loky | cfutures vs PPE (times better) | goal | |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, unit, goal, ok in GOALS:
+    for name, unit, goal, goal_value, higher in GOALS:
         value = mine.get(name)
         if value is None:
             continue
@@ -168,10 +191,15 @@ def main():
             cells.append(f"{figures[name]:.4g}" if name in figures else "")
         ratio = ""
         if name in ppe:
-            lower_is_better = unit.startswith(("us", "ms"))
-            ratio = f"{(ppe[name] / value if lower_is_better else value / ppe[name]):.1f}x"
+            ratio = f"{times_better(value, ppe[name], higher):.1f}x"
+        met = value >= goal_value if higher else value <= goal_value
         print(f"| {name} | {unit} | {value:.4g} | {' | '.join(cells)} | {ratio} | {goal} | "
-              f"{'met' if ok(value) else 'MISSED'} |")
+              f"{'met' if met else 'MISSED'} |")
+    out_dir = os.environ.get("CFUTURES_BENCH_OUT")
+    if out_dir:
+        write_csv(os.path.join(out_dir, "anchors_process.csv"), mine,
+                  [("CPython ProcessPoolExecutor", ppe), ("multiprocessing.Pool", mp),
+                   ("loky", lk)])
 
 
 if __name__ == "__main__":

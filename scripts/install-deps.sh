@@ -13,6 +13,8 @@ packages=(
   libcereal-dev
   # benchmark anchors and the demo
   libboost-dev libtbb-dev libfmt-dev libcli11-dev
+  # the charts of `make bench`
+  gnuplot-nox fonts-dejavu-core
 )
 
 if [[ "${CFUTURES_SKIP_DEPS:-0}" == 1 ]]; then
