@@ -13,6 +13,7 @@
 // An exception at any step fails that future only and the pool goes on (unlike CPython, where
 // steps 2 and 5 break the pool). A process that dies at a worker step is a crash.
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -502,6 +503,45 @@ TEST_P(ProcessCrashTest, CrashFailsEveryUnfinishedFutureOrOnlyItsOwn) {
     ASSERT_EQ(later.size(), 6u);
     for (int i = 0; i < 6; ++i)
       EXPECT_EQ(later[static_cast<std::size_t>(i)].result(kDeadlock), i * i);
+  }
+}
+
+// A task: closes every descriptor of its worker, its channel among them, and dies 300 ms later,
+// so that the pool sees the stream end well before it learns of the death. The 50 ms before it
+// reports leave the pool time to read the end of the stream first.
+int close_channel_then_abort(std::string dir) {
+  syscall(SYS_close_range, 3u, ~0u, 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  proctest::report_started(dir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::abort();
+}
+
+TEST_P(ProcessCrashTest, NoReplacementStartsBeforeTheCrashPolicyDecides) {
+  // Tasks submitted between the end of a worker's stream and the handling of its death wait for
+  // the crash policy: with break_pool they fail (or are refused) and none runs on a replacement
+  // started early; with replace_worker they run on the replacement.
+  cf::ProcessPoolExecutor ex(options(1));
+  ProcessGate gate;
+  auto dying = ex.submit(&close_channel_then_abort, gate.dir());
+  ASSERT_EQ(gate.wait_started(1).size(), 1u);
+  std::vector<cf::Future<int>> later;
+  for (int i = 0; i < 4; ++i) {
+    try {
+      later.push_back(ex.submit(&square, i));
+    } catch (const cf::BrokenProcessPool&) {
+      EXPECT_TRUE(breaks());
+    }
+  }
+  EXPECT_TRUE(proctest::holds<cf::BrokenProcessPool>(dying.exception(kDeadlock)));
+  for (std::size_t i = 0; i < later.size(); ++i) {
+    if (breaks()) {
+      const std::exception_ptr e = later[i].exception(kDeadlock);
+      EXPECT_TRUE(proctest::holds<cf::BrokenProcessPool>(e))
+          << "task " << i << " ran on a replacement worker before the pool broke";
+    } else {
+      EXPECT_EQ(later[i].result(kDeadlock), static_cast<int>(i * i));
+    }
   }
 }
 

@@ -402,9 +402,19 @@ class ProcessPoolExecutor::Impl {
     }
   }
 
+  // Workers that hold one of the max_workers slots: every worker not yet reaped but those on
+  // their way out for a known reason (asked to exit, out of tasks, timed out, killed, stream
+  // broken), whose replacement may start at once. A worker whose stream ended unexpectedly keeps
+  // its slot until its death is handled and the crash policy decides: starting another worker
+  // in between would let tasks run on a pool that is about to break.
   std::size_t live_workers() const {
     std::size_t n = 0;
-    for (const auto& [slot, w] : workers_) n += accepting(w) ? 1 : 0;
+    for (const auto& [slot, w] : workers_) {
+      const bool leaving =
+          w.exit_sent || w.kill_signal != 0 || w.timed_out || !w.protocol_error.empty() ||
+          (options_.max_tasks_per_child != 0 && w.handed >= options_.max_tasks_per_child);
+      n += leaving ? 0 : 1;
+    }
     return n;
   }
 
