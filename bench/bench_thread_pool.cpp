@@ -42,7 +42,7 @@
 
 #include <concurrent/futures.hpp>
 
-#include "seeds.hpp"
+#include "../demo/seeds.hpp"
 
 namespace cf = concurrent::futures;
 using Clock = std::chrono::steady_clock;

@@ -36,63 +36,25 @@
 
 #include <concurrent/futures.hpp>
 
+#include "seeds.hpp"
+
 namespace cf = concurrent::futures;
 
 namespace {
 
 // --- The articles' functions, unchanged but for the language -------------------------------------
 
-bool is_prime(std::uint64_t n) {
-  if (n % 2 == 0) return false;
-  const auto sqrt_n = static_cast<std::uint64_t>(std::floor(std::sqrt(static_cast<double>(n))));
-  for (std::uint64_t i = 3; i <= sqrt_n; i += 2) {
-    if (n % i == 0) return false;
-  }
-  return true;
-}
-
-std::vector<std::uint64_t> factorize_naive(std::uint64_t n) {
-  if (n < 2) return {};
-  std::vector<std::uint64_t> factors;
-  std::uint64_t p = 2;
-  while (true) {
-    if (n == 1) return factors;
-    if (n % p == 0) {
-      factors.push_back(p);
-      n /= p;
-    } else if (p * p >= n) {
-      factors.push_back(n);
-      return factors;
-    } else if (p > 2) {
-      p += 2;  // advance in steps of 2 over odd numbers
-    } else {
-      p += 1;  // from 2 to 3
-    }
-  }
-}
-
-using Pair = std::pair<std::uint64_t, std::uint64_t>;
-
-std::uint64_t gcd(Pair pair) {
-  const auto [a, b] = pair;
-  for (std::uint64_t i = std::min(a, b); i > 0; --i) {
-    if (a % i == 0 && b % i == 0) return i;
-  }
-  return 0;  // not reachable: 1 divides both
-}
+using seeds::factorize_naive;
+using seeds::gcd_countdown;
+using seeds::is_prime;
+using seeds::kFactorizeUpTo;
+using seeds::kGcdPairs;
+using seeds::one_to;
+using seeds::Pair;
 
 void wait_one_second() { std::this_thread::sleep_for(std::chrono::seconds(1)); }
 
-const std::vector<std::uint64_t> kPrimes = {112272535095293, 112582705942171, 112272535095293,
-                                            115280095190773, 115797848077099, 1099726899285419};
-
-const std::vector<Pair> kGcdPairs = {
-    {1963309, 2265973}, {2030677, 3814172}, {1551645, 2229620}, {2039045, 2020802},
-    {1823712, 1924928}, {2293129, 1020491}, {1281238, 2273782}, {3823812, 4237281},
-    {3812741, 4729139}, {1292391, 2123811},
-};
-
-constexpr std::uint64_t kFactorizeUpTo = 200'000;
+const std::vector<std::uint64_t>& kPrimes = seeds::kPrimeCandidates;
 
 // --- Checks: what each workload computed, as a short text ----------------------------------------
 
@@ -140,12 +102,6 @@ struct Workload {
   std::function<std::string(cf::Executor&, const Settings&)> parallel;
 };
 
-std::vector<std::uint64_t> one_to(std::uint64_t n) {
-  std::vector<std::uint64_t> nums(n);
-  std::iota(nums.begin(), nums.end(), std::uint64_t{1});
-  return nums;
-}
-
 std::vector<Workload> workloads() {
   std::vector<Workload> list;
   list.push_back({"a", "(a) is_prime x6",
@@ -182,12 +138,13 @@ std::vector<Workload> workloads() {
   list.push_back({"c", "(c) gcd x10",
                   [](const Settings&) {
                     std::vector<std::uint64_t> gcds;
-                    for (const Pair& pair : kGcdPairs) gcds.push_back(gcd(pair));
+                    for (const Pair& pair : kGcdPairs) gcds.push_back(gcd_countdown(pair));
                     return check_gcds(gcds);
                   },
                   [](cf::Executor& executor, const Settings&) {
                     std::vector<std::uint64_t> gcds;
-                    for (std::uint64_t g : executor.map(gcd, kGcdPairs)) gcds.push_back(g);
+                    for (std::uint64_t g : executor.map(gcd_countdown, kGcdPairs))
+                      gcds.push_back(g);
                     return check_gcds(gcds);
                   }});
   list.push_back({"d", "(d) sleep 1 s x2",

@@ -1,5 +1,5 @@
-// The seed articles' workloads, shared by the benchmark programs: the functions as the articles
-// wrote them (but for the language), their inputs, and what a correct run computes.
+// The seed articles' workloads, shared by the demo and the benchmark programs: the functions as
+// the articles wrote them (but for the language), their inputs, and what a correct run computes.
 //
 //   (a) is_prime by trial division over the six numbers of the Python documentation's example
 //   (b) Eli Bendersky's naive factorization of 1..200000
