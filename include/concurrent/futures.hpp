@@ -1,5 +1,8 @@
-// cfutures: Python's concurrent.futures in C++20. Include this one header; spell the namespace
-//   namespace cf = concurrent::futures;
+/// @file
+/// `cfutures`: Python's concurrent.futures in C++20. Include this one header; spell the namespace
+/// @code
+/// namespace cf = concurrent::futures;
+/// @endcode
 #pragma once
 
 #include "concurrent/futures/compose.hpp"      // IWYU pragma: export
@@ -11,3 +14,7 @@
 #include "concurrent/futures/progress.hpp"     // IWYU pragma: export
 #include "concurrent/futures/thread_pool.hpp"  // IWYU pragma: export
 #include "concurrent/futures/wait.hpp"         // IWYU pragma: export
+
+/// @namespace concurrent::futures
+/// Everything cfutures offers (spelled `cf::` in these docs); its nested namespace `detail` is
+/// private.

@@ -1,36 +1,35 @@
-// Composing futures without blocking a thread (API.md §5): Future<T>::then, cf::when_all and
-// cf::when_any.
-//
-// Everything here is built on add_done_callback: a combinator registers a callback with each
-// input and completes its own future from the callback that sees the last (when_all) or the
-// first (when_any) input finish. No thread ever waits, so combinators may be nested freely and
-// used from inside pool tasks.
-//
-// Which thread does the work:
-//   f.then(fn)            fn runs in the thread that completes f (the pool worker that ran f's
-//                         task, or whoever called set_result/set_exception/cancel), or at once in
-//                         the calling thread if f is already done. Keep fn short, as any done
-//                         callback, or use the executor form.
-//   f.then(executor, fn)  fn is submitted to `executor` when f finishes and runs there. If the
-//                         executor refuses it (shut down, broken) or drops it before it runs
-//                         (shutdown(cancel_futures=true)), the returned future fails with that
-//                         error (or is cancelled); so it does if the executor is gone by then
-//                         (ShutdownError).
-//                         fn is a closure, so this is for executors that run tasks in this
-//                         process (ThreadPoolExecutor); with a process pool the returned future
-//                         fails with SerializationError.
-//   when_all / when_any   the returned future completes in the thread that completes the input
-//                         that decides it (or in the calling thread if that input is already
-//                         done), so its own callbacks run there too.
-//
-// Cancelling a future returned by any of these never cancels the inputs: it only means its
-// owner no longer wants the result (for then: fn will not run if it has not started).
-//
-// A fn that itself returns a Future<V> gives a Future<Future<V>>: there is no implicit
-// unwrapping (co_await, in coroutine.hpp, is the way to chain asynchronous steps).
-//
-// This header is included at the end of future.hpp; it needs no executor definition until
-// then(executor, fn) is instantiated, which happens only where an Executor is at hand.
+/// @file
+/// Composing futures without blocking a thread (API.md §5): Future<T>::then, cf::when_all and
+/// cf::when_any.
+///
+/// Everything here is built on add_done_callback: a combinator registers a callback with each
+/// input and completes its own future from the callback that sees the last (when_all) or the
+/// first (when_any) input finish. No thread ever waits, so combinators may be nested freely and
+/// used from inside pool tasks.
+///
+/// Which thread does the work:
+/// - `f.then(fn)`: fn runs in the thread that completes f (the pool worker that ran f's task, or
+///   whoever called set_result/set_exception/cancel), or at once in the calling thread if f is
+///   already done. Keep fn short, as any done callback, or use the executor form.
+/// - `f.then(executor, fn)`: fn is submitted to `executor` when f finishes and runs there. If the
+///   executor refuses it (shut down, broken) or drops it before it runs
+///   (shutdown(cancel_futures=true)), the returned future fails with that error (or is
+///   cancelled); so it does if the executor is gone by then (ShutdownError).
+///   fn is a closure, so this is for executors that run tasks in this process
+///   (ThreadPoolExecutor); with a process pool the returned future fails with
+///   SerializationError.
+/// - `when_all` / `when_any`: the returned future completes in the thread that completes the
+///   input that decides it (or in the calling thread if that input is already done), so its own
+///   callbacks run there too.
+///
+/// Cancelling a future returned by any of these never cancels the inputs: it only means its
+/// owner no longer wants the result (for then: fn will not run if it has not started).
+///
+/// A fn that itself returns a Future<V> gives a Future<Future<V>>: there is no implicit
+/// unwrapping (co_await, in coroutine.hpp, is the way to chain asynchronous steps).
+///
+/// This header is included at the end of future.hpp; it needs no executor definition until
+/// then(executor, fn) is instantiated, which happens only where an Executor is at hand.
 #pragma once
 
 #include <array>
@@ -413,14 +412,16 @@ auto Future<T>::then(Executor& executor, F&& fn) const {
 }
 
 // --- when_all -------------------------------------------------------------------------------
-// A future that finishes once every input is done (value, error or cancel). If any input failed
-// or was cancelled, it fails with the first such input's exception in argument order
-// (CancelledError for a cancel), after all inputs are done; otherwise it holds every value, in
-// argument order, copied out of the inputs. void inputs give std::monostate; AnyFuture inputs
-// give the (successfully finished) AnyFuture itself. Never blocks; keeps no reference to an
-// input once it is done. Cancelling the result does not cancel the inputs.
+/// @name when_all
+/// A future that finishes once every input is done (value, error or cancel). If any input failed
+/// or was cancelled, it fails with the first such input's exception in argument order
+/// (CancelledError for a cancel), after all inputs are done; otherwise it holds every value, in
+/// argument order, copied out of the inputs. void inputs give std::monostate; AnyFuture inputs
+/// give the (successfully finished) AnyFuture itself. Never blocks; keeps no reference to an
+/// input once it is done. Cancelling the result does not cancel the inputs.
+///@{
 
-// Future<std::tuple<V1, V2, ...>>. when_all() with no argument is already finished.
+/// Future<std::tuple<V1, V2, ...>>. when_all() with no argument is already finished.
 template <detail::ComposableFuture... Futs>
 Future<std::tuple<detail::all_value_t<Futs>...>> when_all(const Futs&... futures) {
   using State = detail::AllOfTuple<detail::all_value_t<Futs>...>;
@@ -436,40 +437,46 @@ Future<std::tuple<detail::all_value_t<Futs>...>> when_all(const Futs&... futures
   return out;
 }
 
-// Future<std::vector<V>> over any range of Future<T> (or AnyFuture); an empty range gives an
-// empty vector at once. Equal futures are not merged: each position gets its value.
+/// Future<std::vector<V>> over any range of Future<T> (or AnyFuture); an empty range gives an
+/// empty vector at once. Equal futures are not merged: each position gets its value.
 template <detail::ComposableFutureRange R>
 auto when_all(R&& futures) {
   using Fut = std::remove_cvref_t<detail::reference_of<R>>;
   return detail::when_all_of<Fut>(std::forward<R>(futures));
 }
 
-// A braced list of futures of any types: when_all({f1, f2}) -> Future<std::vector<AnyFuture>>.
+/// A braced list of futures of any types: when_all({f1, f2}) -> Future<std::vector<AnyFuture>>.
 inline Future<std::vector<AnyFuture>> when_all(std::initializer_list<AnyFuture> futures) {
   return detail::when_all_of<AnyFuture>(futures);
 }
+///@}
 
 // --- when_any -------------------------------------------------------------------------------
-// A Future<std::size_t> holding the position of the first input to finish in any way (value,
-// error or cancel); if some are already done, the first of those in input order. The inputs are
-// left as they are: look at the winner for its outcome. An empty range throws
-// std::invalid_argument. Never blocks. Cancelling the result does not cancel the inputs.
+/// @name when_any
+/// A Future<std::size_t> holding the position of the first input to finish in any way (value,
+/// error or cancel); if some are already done, the first of those in input order. The inputs are
+/// left as they are: look at the winner for its outcome. An empty range throws
+/// std::invalid_argument. Never blocks. Cancelling the result does not cancel the inputs.
+///@{
 
+/// Over any range of Future<T> (or AnyFuture).
 template <detail::ComposableFutureRange R>
 Future<std::size_t> when_any(R&& futures) {
   using Fut = std::remove_cvref_t<detail::reference_of<R>>;
   return detail::when_any_of<Fut>(std::forward<R>(futures));
 }
 
+/// A braced list of futures of any types: when_any({f1, f2}).
 inline Future<std::size_t> when_any(std::initializer_list<AnyFuture> futures) {
   return detail::when_any_of<AnyFuture>(futures);
 }
 
-// when_any(f1, f2, ...) with futures of any types.
+/// when_any(f1, f2, ...) with futures of any types.
 template <detail::ComposableFuture... Futs>
   requires(sizeof...(Futs) > 0)
 Future<std::size_t> when_any(const Futs&... futures) {
   return when_any({AnyFuture(futures)...});
 }
+///@}
 
 }  // namespace concurrent::futures

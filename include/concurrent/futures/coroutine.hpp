@@ -1,44 +1,48 @@
-// C++20 coroutines and futures (API.md §5): `co_await f` for any Future<T> or AnyFuture, a way to
-// move a coroutine onto an executor, and cf::Future<T> itself as a coroutine return type.
-//
-//   cf::Future<int> total(cf::Executor& ex) {      // a coroutine: it returns a Future at once
-//     int a = co_await ex.submit(work, 1);          // suspends; no thread waits for `work`
-//     co_await cf::resume_on(ex);                   // continue on one of ex's threads
-//     co_return a + co_await ex.submit(work, 2);
-//   }
-//
-// co_await f
-//   If f is already done, the coroutine goes on without suspending. Otherwise it suspends and is
-//   resumed by a done callback of f: in the thread that completes f (the pool worker that ran
-//   f's task, or whoever called set_result/set_exception/cancel), which then runs the coroutine
-//   up to its next suspension before going on with its own work. `co_await cf::resume_on(ex)`
-//   moves it elsewhere. The expression gives a copy of f's value (a const T& into f's shared
-//   state when T cannot be copied; valid while any copy of f lives), nothing for Future<void> and
-//   AnyFuture, and rethrows f's exception (CancelledError if f was cancelled).
-//
-// co_await cf::resume_on(executor)
-//   Suspends and resumes in a task submitted to `executor`. Throws what submit throws
-//   (ShutdownError, BrokenExecutor) without suspending, and CancelledError (or the pool's error)
-//   when the executor drops the task unrun (shutdown with cancel_futures, a broken pool): the
-//   coroutine is then resumed in the thread that dropped it. For executors whose tasks run in
-//   this process (ThreadPoolExecutor); on a process pool the co_await throws SerializationError.
-//
-// cf::Future<T> as a coroutine type
-//   A function returning cf::Future<T> whose body uses co_await/co_return is a coroutine. It
-//   starts at once in the calling thread and runs until its first suspension; the caller then
-//   gets a running Future<T> (cancel() returns false, as for a started task). It finishes with
-//   the co_return value or with the exception that left the body, after the body's locals are
-//   destroyed (its parameters go with the frame, which frees itself right after), so the
-//   future's callbacks and waiters never run while a local lock is still held. As with every
-//   coroutine, parameters taken by reference must outlive it: take them by value. A coroutine
-//   suspended on a future that never finishes is never resumed, and its frame lives as long as
-//   that future's state does.
-//
-// Compiler caveat: a coroutine may resume on another thread, but Clang 14 can reuse, after a
-// co_await, values it computed before it that are really per-thread: pthread_self() and so
-// std::this_thread::get_id(), errno, and the address of a thread_local (LLVM issues 47177,
-// 47179, 49257). With Clang, do not rely on those after a co_await in the same coroutine (a
-// system call such as gettid() is never merged that way). GCC is not affected.
+/// @file
+/// C++20 coroutines and futures (API.md §5): `co_await f` for any Future<T> or AnyFuture, a way to
+/// move a coroutine onto an executor, and cf::Future<T> itself as a coroutine return type.
+///
+/// @code
+/// cf::Future<int> total(cf::Executor& ex) {      // a coroutine: it returns a Future at once
+///   int a = co_await ex.submit(work, 1);          // suspends; no thread waits for `work`
+///   co_await cf::resume_on(ex);                   // continue on one of ex's threads
+///   co_return a + co_await ex.submit(work, 2);
+/// }
+/// @endcode
+///
+/// @par `co_await f`
+/// If f is already done, the coroutine goes on without suspending. Otherwise it suspends and is
+/// resumed by a done callback of f: in the thread that completes f (the pool worker that ran f's
+/// task, or whoever called set_result/set_exception/cancel), which then runs the coroutine up to
+/// its next suspension before going on with its own work. `co_await cf::resume_on(ex)` moves it
+/// elsewhere. The expression gives a copy of f's value (a const T& into f's shared state when T
+/// cannot be copied; valid while any copy of f lives), nothing for Future<void> and AnyFuture,
+/// and rethrows f's exception (CancelledError if f was cancelled).
+///
+/// @par `co_await cf::resume_on(executor)`
+/// Suspends and resumes in a task submitted to `executor`. Throws what submit throws
+/// (ShutdownError, BrokenExecutor) without suspending, and CancelledError (or the pool's error)
+/// when the executor drops the task unrun (shutdown with cancel_futures, a broken pool): the
+/// coroutine is then resumed in the thread that dropped it. For executors whose tasks run in
+/// this process (ThreadPoolExecutor); on a process pool the co_await throws SerializationError.
+///
+/// @par `cf::Future<T>` as a coroutine type
+/// A function returning cf::Future<T> whose body uses co_await/co_return is a coroutine. It
+/// starts at once in the calling thread and runs until its first suspension; the caller then
+/// gets a running Future<T> (cancel() returns false, as for a started task). It finishes with
+/// the co_return value or with the exception that left the body, after the body's locals are
+/// destroyed (its parameters go with the frame, which frees itself right after), so the
+/// future's callbacks and waiters never run while a local lock is still held. As with every
+/// coroutine, parameters taken by reference must outlive it: take them by value. A coroutine
+/// suspended on a future that never finishes is never resumed, and its frame lives as long as
+/// that future's state does.
+///
+/// @par Compiler caveat
+/// A coroutine may resume on another thread, but Clang 14 can reuse, after a co_await, values it
+/// computed before it that are really per-thread: pthread_self() and so std::this_thread::get_id(),
+/// errno, and the address of a thread_local (LLVM issues 47177, 47179, 49257). With Clang, do not
+/// rely on those after a co_await in the same coroutine (a system call such as gettid() is never
+/// merged that way). GCC is not affected.
 #pragma once
 
 #include <atomic>
@@ -168,7 +172,8 @@ class FuturePromise<void> : public FuturePromiseBase<void> {
 
 }  // namespace detail
 
-// `co_await f`: see the file comment.
+/// `co_await f`: see the file comment (coroutine.hpp).
+///@{
 template <class T>
 detail::FutureAwaiter<Future<T>> operator co_await(Future<T> future) {
   return detail::FutureAwaiter<Future<T>>(std::move(future));
@@ -176,8 +181,9 @@ detail::FutureAwaiter<Future<T>> operator co_await(Future<T> future) {
 inline detail::FutureAwaiter<AnyFuture> operator co_await(AnyFuture future) {
   return detail::FutureAwaiter<AnyFuture>(std::move(future));
 }
+///@}
 
-// The awaitable that cf::resume_on returns.
+/// The awaitable that cf::resume_on returns.
 class ResumeOn {
  public:
   explicit ResumeOn(Executor& executor) : link_(executor.link()) {}
@@ -220,12 +226,12 @@ class ResumeOn {
   std::exception_ptr error_;
 };
 
-// `co_await cf::resume_on(executor)`: see the file comment.
+/// `co_await cf::resume_on(executor)`: see the file comment (coroutine.hpp).
 inline ResumeOn resume_on(Executor& executor) { return ResumeOn(executor); }
 
 }  // namespace concurrent::futures
 
-// A function returning cf::Future<T> may be a coroutine (see the file comment).
+/// A function returning cf::Future<T> may be a coroutine (see the file comment).
 template <class T, class... Args>
 struct std::coroutine_traits<concurrent::futures::Future<T>, Args...> {
   using promise_type = concurrent::futures::detail::FuturePromise<T>;

@@ -1,10 +1,11 @@
-// cf::Executor: the interface every executor has (threads, processes, MPI ranks), so that code
-// written against `cf::Executor&` runs unchanged on any of them.
-//
-// The templates here (submit, map, map_unordered, starmap) turn the user's callable and
-// arguments into detail::Task objects and hand them to the executor's one virtual entry point,
-// schedule(). An executor decides where and how a task runs; the futures, chunking, ordering,
-// timeouts and cancellation of map are shared by all of them.
+/// @file
+/// `cf::Executor`: the interface every executor has (threads, processes, MPI ranks), so that code
+/// written against `cf::Executor&` runs unchanged on any of them.
+///
+/// The templates here (submit, map, map_unordered, starmap) turn the user's callable and
+/// arguments into detail::Task objects and hand them to the executor's one virtual entry point,
+/// schedule(). An executor decides where and how a task runs; the futures, chunking, ordering,
+/// timeouts and cancellation of map are shared by all of them.
 #pragma once
 
 #include <cstddef>
@@ -54,6 +55,9 @@ class ExecutorLink {
   Executor* executor_;
 };
 
+// Hidden from the API reference (see Doxyfile) up to the end of the namespace: definitions of
+// members of classes declared in detail/map_core.hpp, a header the reference does not read.
+/// @cond
 template <class R>
 void MapCore<R>::submit_chunk(TaskPtr task, const ChunkPtr& chunk, std::size_t c,
                               std::size_t items) {
@@ -116,13 +120,14 @@ auto zip_source(Rs&&... ranges) {
 template <class Fn, class Item>
 using apply_result_t = std::decay_t<decltype(std::apply(std::declval<Fn&>(), std::declval<Item>()))>;
 
+/// @endcond
 }  // namespace detail
 
-// The range map() returns: a move-only input range of fn's results in input order.
-// Dereferencing waits for that item and returns it (moved out: once per position) or rethrows
-// the exception fn threw for it; ++ then goes on to the next item. When the map's timeout runs
-// out, dereferencing throws TimeoutError, the rest is cancelled and ++ reaches end().
-// Destroying the range cancels the work that has not started.
+/// The range map() returns: a move-only input range of fn's results in input order.
+/// Dereferencing waits for that item and returns it (moved out: once per position) or rethrows
+/// the exception fn threw for it; ++ then goes on to the next item. When the map's timeout runs
+/// out, dereferencing throws TimeoutError, the rest is cancelled and ++ reaches end().
+/// Destroying the range cancels the work that has not started.
 template <class R>
 class MapRange {
   using Core = detail::MapCore<R>;
@@ -158,8 +163,8 @@ class MapRange {
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // How many items this yields in all (Python's __length_hint__): known once the whole input has
-  // been read, which is at the call without buffersize; nullopt before that.
+  /// How many items this yields in all (Python's __length_hint__): known once the whole input has
+  /// been read, which is at the call without buffersize; nullopt before that.
   std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
@@ -215,8 +220,8 @@ class MapRange {
   bool ended_ = false;
 };
 
-// The range map_unordered() returns: (input index, done future) pairs in completion order.
-// Same timeout and cancellation rules as MapRange.
+/// The range map_unordered() returns: (input index, done future) pairs in completion order.
+/// Same timeout and cancellation rules as MapRange.
 template <class R>
 class MapUnorderedRange {
   using Core = detail::MapCore<R>;
@@ -254,8 +259,8 @@ class MapUnorderedRange {
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // How many items this yields in all (Python's __length_hint__): known once the whole input has
-  // been read, which is at the call without buffersize; nullopt before that.
+  /// How many items this yields in all (Python's __length_hint__): known once the whole input has
+  /// been read, which is at the call without buffersize; nullopt before that.
   std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
@@ -313,6 +318,8 @@ class MapUnorderedRange {
   bool ended_ = false;
 };
 
+/// The interface every executor has (threads, processes, MPI ranks): code written against
+/// `cf::Executor&` runs unchanged on any of them.
 class Executor {
  public:
   Executor() : link_(std::make_shared<detail::ExecutorLink>(this)) {}
@@ -320,10 +327,10 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
   virtual ~Executor() = default;
 
-  // Schedules fn(args...) and returns its future. Arguments are decay-copied into the task (as
-  // std::thread does); std::ref passes a reference (thread pools only). Throws ShutdownError
-  // after shutdown() and BrokenExecutor when the executor is broken; an exception from fn
-  // itself goes to the future. Never blocks.
+  /// Schedules fn(args...) and returns its future. Arguments are decay-copied into the task (as
+  /// std::thread does); std::ref passes a reference (thread pools only). Throws ShutdownError
+  /// after shutdown() and BrokenExecutor when the executor is broken; an exception from fn
+  /// itself goes to the future. Never blocks.
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args)
       -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> {
@@ -333,22 +340,28 @@ class Executor {
     return future;
   }
 
-  // fn(x, y, ...) over the ranges zipped (shortest wins); the last argument may be a
-  // MapOptions. Returns a MapRange<R> (see above) of results in input order. Without
-  // buffersize, this call reads all the input and submits all the work, iterated or not; an
-  // exception from reading the input comes out of here.
+  /// fn(x, y, ...) over the ranges zipped (shortest wins); the last argument may be a
+  /// MapOptions. Returns a MapRange<R> of results in input order. Without buffersize, this call
+  /// reads all the input and submits all the work, iterated or not; an exception from reading
+  /// the input comes out of here.
+  ///
+  /// MapOptions (declared in detail/map_core.hpp) has three fields: `timeout`, measured from the
+  /// call; `chunksize`, items per task (default 1; 0 = chosen automatically); `buffersize`, 0 to
+  /// submit everything now (Python's default) or N for at most N chunks in flight, the input
+  /// being read lazily (infinite ranges allowed).
   template <class F, class... Args>
   auto map(F&& fn, Args&&... args) {
     return dispatch_map</*unordered=*/false>(std::forward<F>(fn), std::forward<Args>(args)...);
   }
 
-  // Like map, but yields (input index, done Future<R>) pairs as items complete.
+  /// Like map, but yields (input index, done Future<R>) pairs as items complete, in a
+  /// MapUnorderedRange<R>; may end with a MapOptions.
   template <class F, class... Args>
   auto map_unordered(F&& fn, Args&&... args) {
     return dispatch_map</*unordered=*/true>(std::forward<F>(fn), std::forward<Args>(args)...);
   }
 
-  // fn(std::get<I>(t)...) for each tuple-like t of `tuples`; may end with a MapOptions.
+  /// fn(std::get<I>(t)...) for each tuple-like t of `tuples`; may end with a MapOptions.
   template <class F, class Range>
   auto starmap(F&& fn, Range&& tuples, const MapOptions& options = {}) {
     static_assert(detail::Iterable<Range>, "starmap's second argument must be a range");
@@ -363,29 +376,29 @@ class Executor {
     return make_map<false, Item>(std::forward<F>(fn), options, std::move(source));
   }
 
-  // No new work is accepted from now on. cancel_futures cancels work that has not started;
-  // with wait, returns once all running and pending work has finished and every worker has
-  // ended. Calling it again is harmless.
+  /// No new work is accepted from now on. cancel_futures cancels work that has not started;
+  /// with wait, returns once all running and pending work has finished and every worker has
+  /// ended. Calling it again is harmless.
   virtual void shutdown(bool wait = true, bool cancel_futures = false) = 0;
 
-  // The most tasks this executor runs at once.
+  /// The most tasks this executor runs at once.
   virtual std::size_t max_workers() const = 0;
 
-  // For the library's continuations (then, resume_on): a handle that outlives the executor and
-  // refuses work with ShutdownError once the executor is gone.
+  /// For the library's continuations (then, resume_on): a handle that outlives the executor and
+  /// refuses work with ShutdownError once the executor is gone.
   const std::shared_ptr<detail::ExecutorLink>& link() const noexcept { return link_; }
 
  protected:
-  // Takes ownership of `task` and runs it some time later; never blocks. Throws ShutdownError
-  // after shutdown and BrokenExecutor when broken (the task is then dropped, never run).
+  /// Takes ownership of `task` and runs it some time later; never blocks. Throws ShutdownError
+  /// after shutdown and BrokenExecutor when broken (the task is then dropped, never run).
   virtual void schedule(detail::TaskPtr task) = 0;
 
-  // Derived destructors call this first: map ranges that outlive the executor then get
-  // ShutdownError instead of reaching a destroyed object.
+  /// Derived destructors call this first: map ranges that outlive the executor then get
+  /// ShutdownError instead of reaching a destroyed object.
   void disconnect() noexcept { link_->close(); }
 
-  // Whether tasks run in this process (and so may share memory with the caller). Decides how
-  // map's automatic chunking works (see detail/map_core.hpp).
+  /// Whether tasks run in this process (and so may share memory with the caller). Decides how
+  /// map's automatic chunking works (see detail/map_core.hpp).
   virtual bool in_process() const noexcept { return true; }
 
  private:

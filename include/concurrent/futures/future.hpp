@@ -1,22 +1,23 @@
-// cf::Future<T> and cf::AnyFuture: Python's concurrent.futures.Future in C++.
-//
-// A Future is a copyable handle to one shared result; copies refer to the same state (like
-// Python objects and std::shared_future), compare equal and hash alike. Every member is
-// thread-safe. A future may outlive the executor that made it.
-//
-// States: pending -> running -> finished, or pending -> cancelled. See detail/state.hpp for the
-// state machine and its locking.
-//
-// Waiting: result() and exception() block until the future is done. With a timeout they throw
-// TimeoutError when it runs out; a timeout <= 0 polls. When the calling thread is a worker of a
-// ThreadPoolExecutor, it runs other pending tasks of that pool while it waits, so a task may
-// wait on work it submitted to its own pool without deadlock.
-//
-// Callbacks: add_done_callback(fn) calls fn(future) exactly once: at once in the calling thread
-// if the future is already done, otherwise in the thread that completes it (the worker that ran
-// the task, or the thread that called cancel/set_result/set_exception), in the order added. An
-// exception thrown by fn is reported to the error handler (stderr by default) and swallowed; the
-// other callbacks still run.
+/// @file
+/// `cf::Future<T>` and `cf::AnyFuture`: Python's concurrent.futures.Future in C++.
+///
+/// A Future is a copyable handle to one shared result; copies refer to the same state (like
+/// Python objects and std::shared_future), compare equal and hash alike. Every member is
+/// thread-safe. A future may outlive the executor that made it.
+///
+/// States (FutureState): pending -> running -> finished, or pending -> cancelled. See
+/// detail/state.hpp for the state machine and its locking.
+///
+/// Waiting: result() and exception() block until the future is done. With a timeout they throw
+/// TimeoutError when it runs out; a timeout <= 0 polls. When the calling thread is a worker of a
+/// ThreadPoolExecutor, it runs other pending tasks of that pool while it waits, so a task may
+/// wait on work it submitted to its own pool without deadlock.
+///
+/// Callbacks: add_done_callback(fn) calls fn(future) exactly once: at once in the calling thread
+/// if the future is already done, otherwise in the thread that completes it (the worker that ran
+/// the task, or the thread that called cancel/set_result/set_exception), in the order added. An
+/// exception thrown by fn is reported to the error handler (stderr by default) and swallowed; the
+/// other callbacks still run.
 #pragma once
 
 #include <chrono>
@@ -34,13 +35,13 @@
 
 namespace concurrent::futures {
 
-// Installs the process-wide handler that receives callback and initializer failures (one
-// message per failure). Returns the previous handler; the default writes to stderr. Passing an
-// empty function restores the default. Thread-safe.
+/// Installs the process-wide handler that receives callback and initializer failures (one
+/// message per failure). Returns the previous handler; the default writes to stderr. Passing an
+/// empty function restores the default. Thread-safe.
 std::function<void(std::string_view)> set_error_handler(
     std::function<void(std::string_view)> handler);
 
-// "pending", "running", "cancelled" or "finished".
+/// "pending", "running", "cancelled" or "finished".
 const char* to_string(FutureState state) noexcept;
 
 class AnyFuture;
@@ -93,6 +94,24 @@ class FutureHandle {
 
 }  // namespace detail
 
+/// Python's concurrent.futures.Future: a copyable handle to one shared result (see the file
+/// comment for its states, waiting and callbacks).
+///
+/// Besides the members below, it has those it shares with AnyFuture through their common base,
+/// which this reference leaves out:
+/// - `bool cancel() const`: pending -> cancelled and true; running or finished -> false;
+///   cancelled -> true. A cancel wakes waiters and runs the callbacks, in this thread.
+/// - `bool cancelled() const`, `bool running() const`, `bool done() const` (cancelled or
+///   finished), `FutureState state() const`: never block.
+/// - `std::exception_ptr exception() const` and `exception(timeout)`: block until done. nullptr
+///   if it succeeded, else the exception it raised. CancelledError if cancelled; TimeoutError if
+///   the timeout (<= 0: poll) runs out first.
+/// - `bool set_running_or_notify_cancel() const`: for executors and tests. pending -> running
+///   and true; cancelled -> false (waiters were already woken by cancel()); running or finished
+///   -> InvalidStateError.
+/// - `void set_exception(std::exception_ptr error) const`: finishes with an error.
+///   InvalidStateError if already done (the first outcome is kept).
+/// - `const void* id() const`: the shared state's identity, equal for copies of one future.
 template <class T>
 class Future : public detail::FutureHandle {
   static_assert(!std::is_reference_v<T>, "Future<T> holds values: T may not be a reference");
@@ -103,21 +122,23 @@ class Future : public detail::FutureHandle {
  public:
   using value_type = T;
 
-  // A new pending future not tied to any executor (Python: Future()).
+  /// A new pending future not tied to any executor (Python: Future()).
   Future() : FutureHandle(std::make_shared<State>()) {}
-  // Adopts an existing state (used by the library; `state` must be a detail::State<T>).
+  /// Adopts an existing state (used by the library; `state` must be a detail::State<T>).
   explicit Future(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
 
-  // Blocks until done, then returns the value (a reference into the shared state, valid while
-  // any copy of the future lives) or rethrows the exception the task raised. CancelledError if
-  // cancelled; TimeoutError if the timeout (<= 0: poll) runs out first.
+  /// Blocks until done, then returns the value (a reference into the shared state, valid while
+  /// any copy of the future lives) or rethrows the exception the task raised. CancelledError if
+  /// cancelled; TimeoutError if the timeout (<= 0: poll) runs out first.
+  ///@{
   ResultRef result() const { return result_at(std::nullopt); }
   template <class Rep, class Period>
   ResultRef result(std::chrono::duration<Rep, Period> timeout) const {
     return result_at(detail::deadline_after(timeout));
   }
+  ///@}
 
-  // fn(Future<T>) once the future is done; see the file comment for which thread runs it.
+  /// fn(Future<T>) once the future is done; see the file comment for which thread runs it.
   template <class F>
     requires std::is_invocable_v<std::decay_t<F>&, Future<T>>
   void add_done_callback(F&& fn) const {
@@ -125,26 +146,28 @@ class Future : public detail::FutureHandle {
         [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(Future<T>(s.shared_from_this())); });
   }
 
-  // A future of fn's result once this one is done (API.md §5; defined in compose.hpp). fn takes
-  // the value (const T&; nothing for Future<void>) and then runs only on success: an error passes
-  // to the returned future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs
-  // however this one ended. A callable that accepts both gets the value. fn's exception fails
-  // the returned future. Cancelling the returned future before fn starts means fn never runs; it
-  // never cancels this one. Never blocks.
-  // then(fn): fn runs in the thread that completes this future (the pool worker that ran its
-  // task, or the caller of set_result/set_exception/cancel), or at once in the calling thread if
-  // it is already done; like a done callback, it should be short.
+  /// A future of fn's result once this one is done (API.md §5; defined in compose.hpp). fn takes
+  /// the value (const T&; nothing for Future<void>) and then runs only on success: an error passes
+  /// to the returned future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs
+  /// however this one ended. A callable that accepts both gets the value. fn's exception fails
+  /// the returned future. Cancelling the returned future before fn starts means fn never runs; it
+  /// never cancels this one. Never blocks.
+  ///
+  /// then(fn): fn runs in the thread that completes this future (the pool worker that ran its
+  /// task, or the caller of set_result/set_exception/cancel), or at once in the calling thread if
+  /// it is already done; like a done callback, it should be short.
   template <class F>
   auto then(F&& fn) const;
-  // then(executor, fn): fn is submitted to `executor` once this future is done. If the executor
-  // refuses it (ShutdownError, BrokenExecutor) the returned future fails with that error; if it
-  // drops it unrun (shutdown with cancel_futures) the returned future is cancelled; an executor
-  // destroyed before this future completes gives ShutdownError.
+  /// then(executor, fn): fn is submitted to `executor` once this future is done. If the executor
+  /// refuses it (ShutdownError, BrokenExecutor) the returned future fails with that error; if it
+  /// drops it unrun (shutdown with cancel_futures) the returned future is cancelled; an executor
+  /// destroyed before this future completes gives ShutdownError. Otherwise as then(fn).
   template <class F>
   auto then(Executor& executor, F&& fn) const;
 
-  // Finishes with a value (set_result() for Future<void>). InvalidStateError if already done;
-  // the first outcome is kept.
+  /// Finishes with a value (set_result() for Future<void>). InvalidStateError if already done;
+  /// the first outcome is kept.
+  ///@{
   template <class U = T>
     requires(!std::is_void_v<U>)
   void set_result(U value) const {
@@ -155,8 +178,13 @@ class Future : public detail::FutureHandle {
   void set_result() const {
     typed().set_result(detail::Unit{});
   }
+  ///@}
 
+  /// Whether both refer to the same shared state (copies of one future).
   friend bool operator==(const Future& a, const Future& b) noexcept { return a.id() == b.id(); }
+  /// Like Python's repr: `<Future at 0x55d0c8a1e2b0 state=finished returned int>` (or
+  /// `raised std::runtime_error`, or `state=pending`); the address is the shared state's, so
+  /// copies print alike, and type names are demangled.
   friend std::ostream& operator<<(std::ostream& out, const Future& f) {
     return out << f.state_->repr();
   }
@@ -173,9 +201,9 @@ class Future : public detail::FutureHandle {
   }
 };
 
-// A type-erased handle to any Future<T>: everything but result()/set_result(). Lets wait and
-// as_completed take futures of different types together. Compares equal to the Future<T> it
-// came from.
+/// A type-erased handle to any Future<T>: everything but result()/set_result() (see Future for
+/// the members they share). Lets wait and as_completed take futures of different types
+/// together. Compares equal to the Future<T> it came from.
 class AnyFuture : public detail::FutureHandle {
  public:
   template <class T>
@@ -183,7 +211,7 @@ class AnyFuture : public detail::FutureHandle {
       : FutureHandle(f.shared_state()) {}
   explicit AnyFuture(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
 
-  // fn(AnyFuture) once done; same rules as Future<T>::add_done_callback.
+  /// fn(AnyFuture) once done; same rules as Future<T>::add_done_callback.
   template <class F>
     requires std::is_invocable_v<std::decay_t<F>&, AnyFuture>
   void add_done_callback(F&& fn) const {
@@ -191,14 +219,17 @@ class AnyFuture : public detail::FutureHandle {
         [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(AnyFuture(s.shared_from_this())); });
   }
 
+  /// Whether both refer to the same shared state.
   friend bool operator==(const AnyFuture& a, const AnyFuture& b) noexcept {
     return a.id() == b.id();
   }
+  /// As for Future<T>: like Python's repr.
   friend std::ostream& operator<<(std::ostream& out, const AnyFuture& f) {
     return out << f.state_->repr();
   }
 };
 
+/// A Future<T> and an AnyFuture made from it compare equal.
 template <class T>
 bool operator==(const Future<T>& a, const AnyFuture& b) noexcept {
   return a.id() == b.id();
@@ -206,6 +237,7 @@ bool operator==(const Future<T>& a, const AnyFuture& b) noexcept {
 
 }  // namespace concurrent::futures
 
+/// Hashes a future by its shared state, as == compares: futures can key unordered containers.
 template <class T>
 struct std::hash<concurrent::futures::Future<T>> {
   std::size_t operator()(const concurrent::futures::Future<T>& f) const noexcept {
@@ -213,6 +245,7 @@ struct std::hash<concurrent::futures::Future<T>> {
   }
 };
 
+/// Hashes an AnyFuture as the Future<T> it came from.
 template <>
 struct std::hash<concurrent::futures::AnyFuture> {
   std::size_t operator()(const concurrent::futures::AnyFuture& f) const noexcept {

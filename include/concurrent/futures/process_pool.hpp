@@ -1,20 +1,22 @@
-// cf::ProcessPoolExecutor: C++ functions run in real worker processes, with serialized arguments.
-//
-// Each worker is a process with its own channel (a unix socket) to the parent, so a dying worker
-// can corrupt nothing shared. One manager thread in the parent owns every worker: it hands tasks
-// out, reads replies, completes futures (their callbacks run in that thread, as in CPython), and
-// learns of deaths from events (pidfd, the fork server's report, channel end-of-stream), never by
-// polling.
-//
-// What can be sent: see detail/transport.hpp (callables) and detail/wire.hpp (values). Submitting
-// anything else to a ProcessPoolExecutor is a compile-time error; through cf::Executor& it is a
-// future failing with SerializationError.
-//
-// Failures: an exception at any step of one task (serializing its arguments here, reading them in
-// the worker, running it, serializing its result there, reading it here) fails that future only.
-// A worker process that ends while it holds a task is a crash, handled by on_worker_crash. A task
-// running longer than task_timeout has its worker killed and replaced and raises TimeoutError;
-// that is not a crash. Nothing hangs: every unfinished future ends.
+/// @file
+/// `cf::ProcessPoolExecutor`: C++ functions run in real worker processes, with serialized
+/// arguments.
+///
+/// Each worker is a process with its own channel (a unix socket) to the parent, so a dying worker
+/// can corrupt nothing shared. One manager thread in the parent owns every worker: it hands tasks
+/// out, reads replies, completes futures (their callbacks run in that thread, as in CPython), and
+/// learns of deaths from events (pidfd, the fork server's report, channel end-of-stream), never by
+/// polling.
+///
+/// What can be sent: see detail/transport.hpp (callables) and detail/wire.hpp (values). Submitting
+/// anything else to a ProcessPoolExecutor is a compile-time error; through cf::Executor& it is a
+/// future failing with SerializationError.
+///
+/// Failures: an exception at any step of one task (serializing its arguments here, reading them in
+/// the worker, running it, serializing its result there, reading it here) fails that future only.
+/// A worker process that ends while it holds a task is a crash, handled by on_worker_crash. A task
+/// running longer than task_timeout has its worker killed and replaced and raises TimeoutError;
+/// that is not a crash. Nothing hangs: every unfinished future ends.
 #pragma once
 
 #include <chrono>
@@ -27,41 +29,47 @@
 
 namespace concurrent::futures {
 
+/// How a ProcessPoolExecutor starts its workers.
 enum class StartMethod {
-  fork,        // fork the calling process (all workers at the first submit)
-  forkserver,  // fork workers from a single-threaded server process made with the executor
-  spawn,       // start the program afresh; main must call cf::serve_if_worker(argc, argv) first
+  fork,        ///< fork the calling process (all workers at the first submit)
+  forkserver,  ///< fork workers from a single-threaded server process made with the executor
+  spawn,       ///< start the program afresh; main must call cf::serve_if_worker(argc, argv) first
 };
 
+/// What a ProcessPoolExecutor does when a worker process dies while it holds a task.
 enum class CrashPolicy {
-  break_pool,      // CPython: every unfinished future and later submits get BrokenProcessPool
-  replace_worker,  // only the dead worker's task fails; a new worker takes its place
+  break_pool,      ///< CPython: every unfinished future and later submits get BrokenProcessPool
+  replace_worker,  ///< only the dead worker's task fails; a new worker takes its place
 };
 
+/// The options of a ProcessPoolExecutor (Python's constructor arguments, and more).
 struct ProcessPoolOptions {
-  // Default: the CPUs this process may use; 0 -> std::invalid_argument.
+  /// Default: the CPUs this process may use; 0 -> std::invalid_argument.
   std::optional<std::size_t> max_workers = std::nullopt;
+  /// How workers are started (see StartMethod).
   StartMethod start_method = StartMethod::forkserver;
-  // Runs once in each worker before its first task; if it throws, the pool is broken.
+  /// Runs once in each worker before its first task; if it throws, the pool is broken.
   void (*initializer)() = nullptr;
-  // 0: unlimited; else a worker is replaced after this many tasks (std::invalid_argument with
-  // fork, as in CPython).
+  /// 0: unlimited; else a worker is replaced after this many tasks (std::invalid_argument with
+  /// fork, as in CPython).
   std::size_t max_tasks_per_child = 0;
-  // A task running longer than this (counted from its start in the worker) has its worker killed
-  // and replaced; its future raises TimeoutError.
+  /// A task running longer than this (counted from its start in the worker) has its worker killed
+  /// and replaced; its future raises TimeoutError.
   std::optional<std::chrono::nanoseconds> task_timeout = std::nullopt;
+  /// What a worker dying while it holds a task does (see CrashPolicy).
   CrashPolicy on_worker_crash = CrashPolicy::break_pool;
 };
 
+/// Runs C++ functions in worker processes, Python's ProcessPoolExecutor (see the file comment).
 class ProcessPoolExecutor : public Executor {
  public:
   ProcessPoolExecutor();
   explicit ProcessPoolExecutor(std::size_t max_workers);
   explicit ProcessPoolExecutor(ProcessPoolOptions options);
-  // shutdown(wait=true): pending work runs, every worker (and the fork server) is reaped.
+  /// shutdown(wait=true): pending work runs, every worker (and the fork server) is reaped.
   ~ProcessPoolExecutor() override;
 
-  // Executor::submit, with the check at compile time that fn can run in a worker.
+  /// Executor::submit, with the check at compile time that fn can run in a worker.
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args) {
     static_assert(detail::Transportable<F>,
@@ -93,7 +101,8 @@ class ProcessPoolExecutor : public Executor {
     return future;
   }
 
-  // Executor's map, map_unordered and starmap, with the compile-time check on the callable.
+  /// Executor's map, map_unordered and starmap, with the compile-time check on the callable.
+  ///@{
   template <class F, class... Args>
   auto map(F&& fn, Args&&... args) {
     static_assert(detail::Transportable<F>,
@@ -115,21 +124,24 @@ class ProcessPoolExecutor : public Executor {
                   "function pointer, a captureless lambda or a trivially copyable function object");
     return Executor::starmap(std::forward<F>(fn), std::forward<Range>(tuples), options);
   }
+  ///@}
 
-  // See Executor::shutdown. wait=false returns at once; the manager finishes the work and
-  // reaps the workers in the background.
+  /// See Executor::shutdown. wait=false returns at once; the manager finishes the work and
+  /// reaps the workers in the background.
   void shutdown(bool wait = true, bool cancel_futures = false) override;
   std::size_t max_workers() const override;
 
-  // shutdown(wait=false, cancel_futures=true), then SIGTERM to every worker: pending futures end
-  // cancelled, running ones fail with BrokenProcessPool; later submits throw ShutdownError.
+  /// shutdown(wait=false, cancel_futures=true), then SIGTERM to every worker: pending futures end
+  /// cancelled, running ones fail with BrokenProcessPool; later submits throw ShutdownError.
   void terminate_workers();
-  // The same with SIGKILL.
+  /// As terminate_workers(), with SIGKILL.
   void kill_workers();
 
-  // Process ids of the live workers, and of the fork server (or -1); for tests and monitoring.
+  /// Process ids of the live workers, and of the fork server (or -1); for tests and monitoring.
+  ///@{
   std::vector<int> worker_pids() const;
   int forkserver_pid() const;
+  ///@}
 
  protected:
   void schedule(detail::TaskPtr task) override;
@@ -145,8 +157,8 @@ class ProcessPoolExecutor : public Executor {
   std::unique_ptr<Impl> impl_;
 };
 
-// First line of main in programs that use StartMethod::spawn: returns at once in a normal
-// process; in a spawned worker it serves tasks and exits, never returning.
+/// First line of main in programs that use StartMethod::spawn: returns at once in a normal
+/// process; in a spawned worker it serves tasks and exits, never returning.
 void serve_if_worker(int argc, char** argv);
 
 }  // namespace concurrent::futures

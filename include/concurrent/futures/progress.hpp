@@ -1,30 +1,35 @@
-// cf::progress(range): a progress bar on stderr for any loop (API.md §5).
-//
-//   for (auto f : cf::progress(cf::as_completed(futures))) { ... }
-//   for (long n : cf::progress(executor.map(work, inputs), {.label = "work"})) { ... }
-//
-// progress(range) is an input range that yields the range's elements unchanged (the same type,
-// by reference when the range gives references); it counts how many the loop has moved past.
-// When stderr is a terminal (isatty(2)) and the environment variable CF_PROGRESS is not "0", it
-// keeps one line on stderr up to date, in tqdm's layout:
-//
-//   work:  42%|##########              | 420/1000 [00:03<00:04, 123.45it/s]
-//   work: 420 [00:03, 123.45it/s]                      (total unknown)
-//
-// done/total, rate, elapsed time and, with a total, the ETA. The total comes from
-// ProgressOptions::total, else from the range: a `length_hint()` member (map, map_unordered and
-// as_completed ranges), else std::size(range) (containers, arrays, anything with size()); else
-// it is unknown. The line is drawn when iteration begins, redrawn at most every 100 ms, and
-// finished with a newline when the loop reaches the end (or, if it stops early, when the range
-// is destroyed). Otherwise it writes nothing at all.
-//
-// Cost: ++ adds an increment and a compare; the clock is read every `stride` elements, stride
-// adapting so that it is read about every 20 ms (at most 256 elements apart). Not drawing, the
-// clock is never read.
-//
-// Ownership: an lvalue range is referred to (it must outlive the loop); an rvalue range is moved
-// in. One thread iterates; the bar is written only from that thread. Output the loop body
-// writes to stderr meanwhile will be mixed with the bar.
+/// @file
+/// `cf::progress(range)`: a progress bar on stderr for any loop (API.md §5).
+///
+/// @code
+/// for (auto f : cf::progress(cf::as_completed(futures))) { ... }
+/// for (long n : cf::progress(executor.map(work, inputs), {.label = "work"})) { ... }
+/// @endcode
+///
+/// progress(range) is an input range that yields the range's elements unchanged (the same type,
+/// by reference when the range gives references); it counts how many the loop has moved past.
+/// When stderr is a terminal (isatty(2)) and the environment variable CF_PROGRESS is not "0", it
+/// keeps one line on stderr up to date, in tqdm's layout:
+///
+/// ```
+///   work:  42%|##########              | 420/1000 [00:03<00:04, 123.45it/s]
+///   work: 420 [00:03, 123.45it/s]                      (total unknown)
+/// ```
+///
+/// done/total, rate, elapsed time and, with a total, the ETA. The total comes from
+/// ProgressOptions::total, else from the range: a `length_hint()` member (map, map_unordered and
+/// as_completed ranges), else std::size(range) (containers, arrays, anything with size()); else
+/// it is unknown. The line is drawn when iteration begins, redrawn at most every 100 ms, and
+/// finished with a newline when the loop reaches the end (or, if it stops early, when the range
+/// is destroyed). Otherwise it writes nothing at all.
+///
+/// Cost: ++ adds an increment and a compare; the clock is read every `stride` elements, stride
+/// adapting so that it is read about every 20 ms (at most 256 elements apart). Not drawing, the
+/// clock is never read.
+///
+/// Ownership: an lvalue range is referred to (it must outlive the loop); an rvalue range is moved
+/// in. One thread iterates; the bar is written only from that thread. Output the loop body
+/// writes to stderr meanwhile will be mixed with the bar.
 #pragma once
 
 #include <chrono>
@@ -41,9 +46,10 @@
 
 namespace concurrent::futures {
 
+/// The options of cf::progress.
 struct ProgressOptions {
-  std::string label = {};                           // printed before the bar ("label: ")
-  std::optional<std::size_t> total = std::nullopt;  // overrides the total found from the range
+  std::string label = {};                           ///< printed before the bar ("label: ")
+  std::optional<std::size_t> total = std::nullopt;  ///< overrides the total found from the range
 };
 
 namespace detail {
@@ -116,8 +122,8 @@ std::optional<std::size_t> range_total(R& range) {
 
 }  // namespace detail
 
-// The range cf::progress returns. Movable until iteration begins (the meter lives on the heap so
-// that iterators keep pointing at it; the wrapped range's own iterators follow its rules).
+/// The range cf::progress returns. Movable until iteration begins (the meter lives on the heap so
+/// that iterators keep pointing at it; the wrapped range's own iterators follow its rules).
 template <class R>
 class Progress {
   // Like detail::Cursor: a reference to an lvalue range, a moved-in copy of an rvalue one.
@@ -154,7 +160,7 @@ class Progress {
     iterator() = default;
     iterator(BaseIterator it, detail::ProgressMeter* meter) : it_(std::move(it)), meter_(meter) {}
 
-    // Exactly what the wrapped iterator gives.
+    /// Exactly what the wrapped iterator gives.
     decltype(auto) operator*() const { return *it_; }
     const BaseIterator& base() const noexcept { return it_; }
     iterator& operator++() {
@@ -164,7 +170,7 @@ class Progress {
     }
     void operator++(int) { ++*this; }
 
-    // The loop asks this after every element: reaching the end finishes the line.
+    /// The loop asks this after every element: reaching the end finishes the line.
     friend bool operator==(const iterator& it, const sentinel& end) {
       if (it.it_ != end.base()) return false;
       it.meter_->finish();
@@ -176,15 +182,15 @@ class Progress {
     detail::ProgressMeter* meter_ = nullptr;
   };
 
-  // Draws the first line, then begins the wrapped range (which may block: as_completed waits
-  // for the first future there).
+  /// Draws the first line, then begins the wrapped range (which may block: as_completed waits
+  /// for the first future there).
   iterator begin() {
     meter_->start();
     return iterator(std::begin(range_), meter_.get());
   }
   sentinel end() { return sentinel(std::end(range_)); }
 
-  // Elements moved past so far.
+  /// Elements moved past so far.
   std::size_t count() const noexcept { return meter_->count(); }
 
  private:
@@ -192,7 +198,8 @@ class Progress {
   std::unique_ptr<detail::ProgressMeter> meter_;
 };
 
-// See the file comment.
+/// Yields the elements of `range` unchanged and draws a progress bar on stderr while a loop goes
+/// through them: see the file comment (progress.hpp) for when it draws and what it costs.
 template <class R>
   requires detail::Iterable<R>
 Progress<R> progress(R&& range, ProgressOptions options = {}) {

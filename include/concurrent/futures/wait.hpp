@@ -1,14 +1,15 @@
-// cf::wait and cf::as_completed: waiting on many futures at once.
-//
-// Both take any range of Future<T> or AnyFuture, or a braced list {f1, f2} (mixed types allowed,
-// given back as AnyFuture), or a map keyed by futures (Python's {future: input} dict idiom: its
-// keys are used). Duplicates (equal futures) count once. A cancelled future counts as
-// completed (not as raising) from the moment cancel() returns (unlike CPython, where a future
-// cancelled by shutdown(cancel_futures=True) can leave wait blocked forever).
-//
-// Neither keeps a reference to a future after returning or yielding it. Both wait without
-// polling: one waiter is registered with every pending future and woken by its completion. On a
-// thread-pool worker they run other pending tasks of the pool while waiting (see future.hpp).
+/// @file
+/// `cf::wait` and `cf::as_completed`: waiting on many futures at once.
+///
+/// Both take any range of Future<T> or AnyFuture, or a braced list {f1, f2} (mixed types allowed,
+/// given back as AnyFuture), or a map keyed by futures (Python's {future: input} dict idiom: its
+/// keys are used). Duplicates (equal futures) count once. A cancelled future counts as
+/// completed (not as raising) from the moment cancel() returns (unlike CPython, where a future
+/// cancelled by shutdown(cancel_futures=True) can leave wait blocked forever).
+///
+/// Neither keeps a reference to a future after returning or yielding it. Both wait without
+/// polling: one waiter is registered with every pending future and woken by its completion. On a
+/// thread-pool worker they run other pending tasks of the pool while waiting (see future.hpp).
 #pragma once
 
 #include <chrono>
@@ -30,11 +31,16 @@
 
 namespace concurrent::futures {
 
+/// When wait returns: see wait.
 enum class ReturnWhen { first_completed, first_exception, all_completed };
+/// Python's spelling of a ReturnWhen value.
+///@{
 inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
 inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
 inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
+///@}
 
+/// What wait returns: the futures done and those not done, each in input order.
 template <class Fut>
 struct WaitResult {
   std::vector<Fut> done;
@@ -117,7 +123,7 @@ class CompletionQueue final : public Waiter {
 
 }  // namespace detail
 
-// The range returned by as_completed: a move-only input range of futures in completion order.
+/// The range returned by as_completed: a move-only input range of futures in completion order.
 template <class Fut>
 class AsCompleted {
  public:
@@ -148,7 +154,7 @@ class AsCompleted {
     using difference_type = std::ptrdiff_t;
     iterator() = default;
     explicit iterator(AsCompleted* owner) : owner_(owner) {}
-    // The current future, moved out: dereference once per position.
+    /// The current future, moved out: dereference once per position.
     Fut operator*() const { return std::move(*owner_->current_); }
     iterator& operator++() {
       owner_->advance();
@@ -162,15 +168,15 @@ class AsCompleted {
     AsCompleted* owner_ = nullptr;
   };
 
-  // Waits for the first future. TimeoutError("N (of M) futures unfinished") if the timeout runs
-  // out first; the same from ++ for later ones.
+  /// Waits for the first future. TimeoutError("N (of M) futures unfinished") if the timeout runs
+  /// out first; the same from ++ for later ones.
   iterator begin() {
     advance();
     return iterator(this);
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // How many futures this yields in all (Python's __length_hint__), known at the call.
+  /// How many futures this yields in all (Python's __length_hint__), known at the call.
   std::size_t length_hint() const noexcept { return futures_.size(); }
 
  private:
@@ -202,10 +208,10 @@ class AsCompleted {
 };
 
 // --- wait ---------------------------------------------------------------------------------------
-// Blocks until return_when holds (default ALL_COMPLETED) or the timeout runs out; never throws
-// on timeout. FIRST_EXCEPTION returns when any future finishes by raising, and is ALL_COMPLETED
-// if none does. done/not_done keep the input order.
-
+/// Blocks until return_when holds (default ALL_COMPLETED) or the timeout runs out; never throws
+/// on timeout. FIRST_EXCEPTION returns when any future finishes by raising, and is ALL_COMPLETED
+/// if none does. done/not_done keep the input order.
+///@{
 template <detail::FutureRange R>
 auto wait(R&& futures, ReturnWhen return_when = ALL_COMPLETED) {
   using Fut = detail::future_of<R>;
@@ -229,11 +235,12 @@ WaitResult<AnyFuture> wait(std::initializer_list<AnyFuture> futures,
   return detail::wait_impl(detail::unique_futures<AnyFuture>(futures),
                            detail::deadline_after(timeout), return_when);
 }
+///@}
 
 // --- as_completed -------------------------------------------------------------------------------
-// Yields each future once, as it completes (those already done first). The timeout runs from
-// this call; when it runs out, begin()/++ throw TimeoutError("N (of M) futures unfinished").
-
+/// Yields each future once, as it completes (those already done first). The timeout runs from
+/// this call; when it runs out, begin()/++ throw TimeoutError("N (of M) futures unfinished").
+///@{
 template <detail::FutureRange R>
 AsCompleted<detail::future_of<R>> as_completed(R&& futures) {
   using Fut = detail::future_of<R>;
@@ -254,5 +261,6 @@ AsCompleted<AnyFuture> as_completed(std::initializer_list<AnyFuture> futures,
   return AsCompleted<AnyFuture>(detail::unique_futures<AnyFuture>(futures),
                                 detail::deadline_after(timeout));
 }
+///@}
 
 }  // namespace concurrent::futures
