@@ -8,7 +8,9 @@
 #   make bench BENCH_ARGS=--quick  the same with small sizes (a smoke test; figures meaningless)
 #   make check-<preset>            configure, build and test one preset (release, debug, asan,
 #                                  tsan, clang)
-#   make format | format-check | docs | clean
+#   make docs                      the API reference from the headers' comments (Doxygen):
+#                                  build/docs/html/index.html
+#   make format | format-check | clean
 #
 # JOBS (default: the number of CPUs) sets build and test parallelism.
 
@@ -25,12 +27,14 @@ BUILD_DIR := build
 RELEASE_BIN := $(BUILD_DIR)/release/bin
 BENCH_OUT := $(BUILD_DIR)/bench-results
 BENCH_ARGS ?=
+# Doxyfile's OUTPUT_DIRECTORY.
+DOCS_DIR := $(BUILD_DIR)/docs
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
 .PHONY: help deps build demo test bench bench-compare docs format format-check clean
 
 help:
-	@sed -n '4,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,16p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@bash scripts/install-deps.sh
@@ -83,13 +87,15 @@ bench-compare: deps
 	cmake --build --preset release -j $(JOBS) --target bench_process_pool
 	/usr/bin/python3 bench/compare.py $(RELEASE_BIN)
 
-docs:
-	@if [ -f Doxyfile ]; then \
-	  command -v doxygen >/dev/null || { echo "doxygen is not installed (apt-get install doxygen)" >&2; exit 1; }; \
-	  doxygen Doxyfile; \
-	else \
-	  echo "No Doxyfile yet: no API documentation to build."; \
-	fi
+# The API reference from the public headers' comments (settings in Doxyfile). Any Doxygen warning
+# fails it. Made afresh each time: Doxygen would leave the pages of removed symbols behind, and it
+# creates only the last directory of its output path.
+docs: deps
+	@command -v doxygen >/dev/null || { echo "docs: doxygen is not installed" >&2; exit 1; }
+	rm -rf $(DOCS_DIR)
+	mkdir -p $(DOCS_DIR)
+	doxygen Doxyfile
+	@echo "API reference: $(DOCS_DIR)/html/index.html"
 
 format:
 	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \

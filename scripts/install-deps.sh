@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages needed to build, test and benchmark cfutures.
+# Installs the Debian/Ubuntu packages needed to build, test, benchmark and document cfutures.
 # Does nothing (and prints one line) when they are all installed already, so `make` can call it
 # every time. Set CFUTURES_SKIP_DEPS=1 to skip it, e.g. on a system without apt.
 set -euo pipefail
@@ -15,6 +15,8 @@ packages=(
   libboost-dev libtbb-dev libfmt-dev libcli11-dev
   # the charts of `make bench`
   gnuplot-nox fonts-dejavu-core
+  # the API reference (make docs)
+  doxygen
 )
 
 if [[ "${CFUTURES_SKIP_DEPS:-0}" == 1 ]]; then
