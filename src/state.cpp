@@ -178,8 +178,8 @@ void StateBase::run_callback(Callback& callback) noexcept {
     callback(*this);
   } catch (...) {
     const std::exception_ptr e = std::current_exception();
-    report_error("exception calling callback for " + repr() + ": " + exception_type_name(e) +
-                 ": " + exception_message(e));
+    report_error("exception calling callback for " + repr() + ": " + exception_type_name(e) + ": " +
+                 exception_message(e));
   }
 }
 

@@ -55,8 +55,8 @@ std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept {
   std::uint64_t key = fnv1a(type_name);
   Dl_info info{};
   if (dladdr(reinterpret_cast<const void*>(fn), &info) != 0 && info.dli_fbase != nullptr) {
-    const auto offset = reinterpret_cast<std::uintptr_t>(fn) -
-                        reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+    const auto offset =
+        reinterpret_cast<std::uintptr_t>(fn) - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
     key ^= (static_cast<std::uint64_t>(offset) + 0x9e3779b97f4a7c15ULL) * 1099511628211ULL;
   }
   EntryTable& table = entry_table();
@@ -91,8 +91,7 @@ struct ObjectSymbols {
     return sym.st_name < strings_size ? strings + sym.st_name : nullptr;
   }
   static bool is_function(const Elf64_Sym& sym) {
-    return ELF64_ST_TYPE(sym.st_info) == STT_FUNC && sym.st_shndx != SHN_UNDEF &&
-           sym.st_value != 0;
+    return ELF64_ST_TYPE(sym.st_info) == STT_FUNC && sym.st_shndx != SHN_UNDEF && sym.st_value != 0;
   }
 };
 
@@ -101,7 +100,7 @@ struct ObjectSymbols {
 bool map_symbols(const std::string& file, std::uintptr_t bias, ObjectSymbols& out) {
   const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) {
     close(fd);
     return false;

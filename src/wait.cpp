@@ -66,8 +66,8 @@ std::vector<bool> snapshot(const std::vector<const StateBase*>& states) {
 
 }  // namespace
 
-std::vector<bool> wait_states(const std::vector<const StateBase*>& states,
-                              const Deadline& deadline, ReturnWhen return_when) {
+std::vector<bool> wait_states(const std::vector<const StateBase*>& states, const Deadline& deadline,
+                              ReturnWhen return_when) {
   if (already_satisfied(states, return_when) || expired(deadline)) return snapshot(states);
 
   WaitCondition condition(return_when, states.size());
@@ -85,9 +85,7 @@ std::vector<bool> wait_states(const std::vector<const StateBase*>& states,
   return snapshot(states);
 }
 
-void CompletionQueue::on_done(const StateBase& state) noexcept {
-  push_done(&state);
-}
+void CompletionQueue::on_done(const StateBase& state) noexcept { push_done(&state); }
 
 void CompletionQueue::push_done(const StateBase* state) {
   {

@@ -33,9 +33,10 @@ struct ThreadPoolFactory {
 
 template <cf::StartMethod Method>
 struct ProcessPoolFactory {
-  static constexpr const char* kName = Method == cf::StartMethod::fork         ? "ProcessPoolFork"
-                                       : Method == cf::StartMethod::forkserver ? "ProcessPoolForkserver"
-                                                                               : "ProcessPoolSpawn";
+  static constexpr const char* kName = Method == cf::StartMethod::fork ? "ProcessPoolFork"
+                                       : Method == cf::StartMethod::forkserver
+                                           ? "ProcessPoolForkserver"
+                                           : "ProcessPoolSpawn";
   static std::unique_ptr<cf::Executor> make(std::size_t max_workers) {
     return std::make_unique<cf::ProcessPoolExecutor>(
         cf::ProcessPoolOptions{.max_workers = max_workers, .start_method = Method});
@@ -44,10 +45,9 @@ struct ProcessPoolFactory {
 
 // The process pools need main() to call cf::serve_if_worker first (spawn): the test files that
 // use this fixture define their own main (see the end of each).
-using AllExecutors =
-    ::testing::Types<ThreadPoolFactory, ProcessPoolFactory<cf::StartMethod::fork>,
-                     ProcessPoolFactory<cf::StartMethod::forkserver>,
-                     ProcessPoolFactory<cf::StartMethod::spawn>>;
+using AllExecutors = ::testing::Types<ThreadPoolFactory, ProcessPoolFactory<cf::StartMethod::fork>,
+                                      ProcessPoolFactory<cf::StartMethod::forkserver>,
+                                      ProcessPoolFactory<cf::StartMethod::spawn>>;
 using SharedMemoryExecutors = ::testing::Types<ThreadPoolFactory>;
 
 // Names the typed instantiations after the executor ("MapTest/ThreadPool.…") instead of "/0".

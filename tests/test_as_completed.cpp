@@ -11,11 +11,11 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>

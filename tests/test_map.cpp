@@ -5,9 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <limits>
 #include <list>
 #include <map>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -141,8 +141,7 @@ TYPED_TEST(MapTest, MapOfAVoidFunctionYieldsOncePerItemWithPerItemErrors) {
   cf::Executor& ex = this->executor();
   for (std::size_t chunksize : {1u, 3u, 0u}) {
     SCOPED_TRACE(chunksize);
-    auto results =
-        ex.map(fail_on_two, cftest::ints(0, 5), cf::MapOptions{.chunksize = chunksize});
+    auto results = ex.map(fail_on_two, cftest::ints(0, 5), cf::MapOptions{.chunksize = chunksize});
     int items = 0;
     for (auto it = results.begin(); it != results.end(); ++it, ++items) {
       if (items == 2) {
@@ -173,8 +172,8 @@ TYPED_TEST(MapTest, ConcurrentMapsFromTwoThreadsAreIndependent) {
   {
     std::jthread a([&] { first = collect(ex.map(square, cftest::ints(0, 300))); });
     std::jthread b([&] {
-      second = collect(ex.map(add, cftest::ints(0, 300), cftest::ints(0, 300),
-                              cf::MapOptions{.chunksize = 7}));
+      second = collect(
+          ex.map(add, cftest::ints(0, 300), cftest::ints(0, 300), cf::MapOptions{.chunksize = 7}));
     });
   }
   EXPECT_EQ(first, iota_vector(300, square));
@@ -301,9 +300,8 @@ TYPED_TEST(MapTest, FixedChunksizeLargerThanTheInputGivesCorrectResults) {
   cf::Executor& ex = this->executor();
   for (std::size_t chunksize : {2u, 6u, 40u, 50u}) {
     SCOPED_TRACE(chunksize);
-    EXPECT_EQ(
-        collect(ex.map(square, cftest::ints(0, 40), cf::MapOptions{.chunksize = chunksize})),
-        iota_vector(40, square));
+    EXPECT_EQ(collect(ex.map(square, cftest::ints(0, 40), cf::MapOptions{.chunksize = chunksize})),
+              iota_vector(40, square));
   }
 }
 
@@ -390,9 +388,9 @@ TYPED_TEST(MapTest, EagerMapReadsAllInputBeforeReturning) {
     SCOPED_TRACE(chunksize);
     int reads = 0;
     auto input = cftest::Generated(0, 25, [&reads](int i) {
-                   ++reads;
-                   return i;
-                 });
+      ++reads;
+      return i;
+    });
     auto results = ex.map(square, input, cf::MapOptions{.chunksize = chunksize});
     EXPECT_EQ(reads, 25);
     EXPECT_EQ(collect(results), iota_vector(25, square));
@@ -407,9 +405,9 @@ TYPED_TEST(MapTest, InputErrorComesOutOfMapWithoutBuffersize) {
   for (std::size_t chunksize : {1u, 3u, 0u}) {
     SCOPED_TRACE(chunksize);
     auto input = cftest::Generated(0, 10, [](int i) {
-                   if (i == 4) throw std::runtime_error("input broke");
-                   return i;
-                 });
+      if (i == 4) throw std::runtime_error("input broke");
+      return i;
+    });
     try {
       auto results = ex.map(square, input, cf::MapOptions{.chunksize = chunksize});
       ADD_FAILURE() << "map() did not throw";
@@ -424,9 +422,9 @@ TYPED_TEST(MapTest, InputErrorComesOutOfTheIncrementThatReadsIt) {
   // buffersize 2, chunksize 1: map() reads items 0 and 1, the first ++ reads item 2 and the
   // second ++ reads item 3, which throws.
   auto input = cftest::Generated(0, 10, [](int i) {
-                 if (i == 3) throw std::runtime_error("input broke");
-                 return i;
-               });
+    if (i == 3) throw std::runtime_error("input broke");
+    return i;
+  });
   // The range type is unnamed in API.md: spell it from the call.
   std::optional<decltype(ex.map(square, input, cf::MapOptions{}))> results;
   ASSERT_NO_THROW(results.emplace(ex.map(square, input, cf::MapOptions{.buffersize = 2})));
@@ -449,9 +447,8 @@ TYPED_TEST(MapTest, BuffersizeGivesResultsInOrder) {
   cf::Executor& ex = this->executor();
   for (std::size_t buffersize : {1u, 2u, 4u, 8u}) {
     SCOPED_TRACE(buffersize);
-    EXPECT_EQ(
-        collect(ex.map(to_str, cftest::ints(0, 4), cf::MapOptions{.buffersize = buffersize})),
-        (std::vector<std::string>{"0", "1", "2", "3"}));
+    EXPECT_EQ(collect(ex.map(to_str, cftest::ints(0, 4), cf::MapOptions{.buffersize = buffersize})),
+              (std::vector<std::string>{"0", "1", "2", "3"}));
   }
 }
 
@@ -512,9 +509,9 @@ TYPED_TEST(MapTest, BuffersizeReadsExactlyBuffersizeChunksWhenNeverIterated) {
     SCOPED_TRACE(testing::Message() << "buffersize " << buffersize << " chunksize " << chunksize);
     std::size_t reads = 0;
     auto input = cftest::Generated(0, 100, [&reads](int i) {
-                   ++reads;
-                   return i;
-                 });
+      ++reads;
+      return i;
+    });
     auto ex = this->make_executor();
     auto results =
         ex->map(to_str, input, cf::MapOptions{.chunksize = chunksize, .buffersize = buffersize});
@@ -529,9 +526,9 @@ TYPED_TEST(MapTest, BuffersizeReadsOneMoreItemPerIncrement) {
   cf::Executor& ex = this->executor();
   std::size_t reads = 0;
   auto input = cftest::Generated(0, std::numeric_limits<int>::max(), [&reads](int i) {
-                 ++reads;
-                 return i;
-               });
+    ++reads;
+    return i;
+  });
   auto results = ex.map(square, input, cf::MapOptions{.buffersize = 3});
   EXPECT_EQ(reads, 3u);
   auto it = results.begin();
@@ -551,9 +548,9 @@ TYPED_TEST(MapTest, BuffersizeKeepsTheInputBoundedAheadOfTheIterator) {
     SCOPED_TRACE(testing::Message() << "buffersize " << buffersize << " chunksize " << chunksize);
     std::size_t reads = 0;
     auto input = cftest::Generated(0, std::numeric_limits<int>::max(), [&reads](int i) {
-                   ++reads;
-                   return i;
-                 });
+      ++reads;
+      return i;
+    });
     auto results =
         ex.map(square, input, cf::MapOptions{.chunksize = chunksize, .buffersize = buffersize});
     std::size_t consumed = 0;
@@ -596,7 +593,8 @@ TYPED_TEST(MapSharedMemoryTest, BuffersizeKeepsLiveArgumentsAndResultsBounded) {
   Tracked::most = 0;
   auto ex = this->make_executor(4);
   {
-    auto input = cftest::Generated(0, std::numeric_limits<int>::max(), [](int i) { return Tracked(i); });
+    auto input =
+        cftest::Generated(0, std::numeric_limits<int>::max(), [](int i) { return Tracked(i); });
     auto results = ex->map([](Tracked t) { return Tracked(t.value * 2); }, input,
                            cf::MapOptions{.chunksize = kChunksize, .buffersize = kBuffersize});
     int i = 0;
@@ -716,8 +714,7 @@ TYPED_TEST(MapSharedMemoryTest, DestroyingTheRangeCancelsWorkNotStarted) {
               ran.fetch_add(1);
               return i;
             },
-            cftest::ints(0, 20),
-            cf::MapOptions{.chunksize = chunksize, .buffersize = buffersize});
+            cftest::ints(0, 20), cf::MapOptions{.chunksize = chunksize, .buffersize = buffersize});
       }
       gate.open();
       ex->shutdown();
@@ -913,9 +910,8 @@ TYPED_TEST(MapTest, StarmapTakesMapOptionsAndKeepsErrorsPerItem) {
 TYPED_TEST(MapTest, MapOptionsAsLastArgumentOfMapWithSeveralRanges) {
   cf::Executor& ex = this->executor();
   const cf::MapOptions options{.timeout = cftest::kDeadlock, .chunksize = 2, .buffersize = 1};
-  EXPECT_EQ(
-      collect(ex.map(add, cftest::ints(0, 5), std::vector<int>{1, 1, 1, 1, 1, 1}, options)),
-      (std::vector<int>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(collect(ex.map(add, cftest::ints(0, 5), std::vector<int>{1, 1, 1, 1, 1, 1}, options)),
+            (std::vector<int>{1, 2, 3, 4, 5}));
 }
 
 // --- No stale references (E18 test_free_reference) ------------------------------------------

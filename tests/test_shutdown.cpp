@@ -100,8 +100,7 @@ TYPED_TEST(ShutdownTest, MapAfterShutdownThrowsShutdownErrorFromTheCall) {
       } catch (const cf::ShutdownError& e) {
         EXPECT_STREQ(e.what(), "cannot schedule new futures after shutdown");
       }
-      EXPECT_THROW((void)ex.map_unordered(square, cftest::ints(0, 10), options),
-                   cf::ShutdownError);
+      EXPECT_THROW((void)ex.map_unordered(square, cftest::ints(0, 10), options), cf::ShutdownError);
       const std::vector<std::pair<int, int>> pairs{{1, 2}, {3, 4}};
       EXPECT_THROW((void)ex.starmap(add, pairs, options), cf::ShutdownError);
     }
@@ -174,8 +173,7 @@ TYPED_TEST(ShutdownTest, EagerMapRangeOutlivesItsExecutor) {
   for (std::size_t chunksize : {1u, 3u, 0u}) {
     SCOPED_TRACE(chunksize);
     auto ex = this->make_executor();
-    auto results =
-        ex->map(absolute, cftest::ints(-5, 5), cf::MapOptions{.chunksize = chunksize});
+    auto results = ex->map(absolute, cftest::ints(-5, 5), cf::MapOptions{.chunksize = chunksize});
     ex.reset();
     EXPECT_EQ(collect(results), (std::vector<int>{5, 4, 3, 2, 1, 0, 1, 2, 3, 4}));
   }

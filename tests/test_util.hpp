@@ -3,21 +3,21 @@
 // instead of hanging the suite.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
-#include <cstddef>
 #include <condition_variable>
+#include <cstddef>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <utility>
 #include <unordered_set>
+#include <utility>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "concurrent/futures.hpp"
 
@@ -34,7 +34,8 @@ inline constexpr auto kDeadlock = 30s;
 // `reads` (optional) counts the elements read, to check how much input map consumed.
 class Count {
  public:
-  explicit Count(long start = 0, std::atomic<long>* reads = nullptr) : start_(start), reads_(reads) {}
+  explicit Count(long start = 0, std::atomic<long>* reads = nullptr)
+      : start_(start), reads_(reads) {}
   struct Sentinel {};
   class Iterator {
    public:

@@ -553,7 +553,8 @@ TEST(WaitMapTest, MapKeyedByFuturesWaitsOnItsKeys) {
   future_to_name.emplace(done, "done");
   future_to_name.emplace(pending, "pending");
   const auto result = cf::wait(future_to_name, 0s);
-  static_assert(std::is_same_v<std::remove_cvref_t<decltype(result)>, cf::WaitResult<cf::Future<int>>>);
+  static_assert(
+      std::is_same_v<std::remove_cvref_t<decltype(result)>, cf::WaitResult<cf::Future<int>>>);
   ASSERT_EQ(result.done.size(), 1u);
   EXPECT_EQ(future_to_name.at(result.done[0]), "done");
   ASSERT_EQ(result.not_done.size(), 1u);

@@ -1,5 +1,4 @@
 #include "process/channel.hpp"
-#include "system.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -8,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+
+#include "system.hpp"
 
 namespace concurrent::futures::detail::process {
 

@@ -38,10 +38,10 @@ enum class FrameType : std::uint8_t {
 };
 
 struct FrameHeader {
-  std::uint32_t size;      // payload bytes (inline or in shared memory)
+  std::uint32_t size;  // payload bytes (inline or in shared memory)
   FrameType type;
-  std::uint8_t shared;     // 1: the payload is in a memfd that travels with the header
-  std::uint8_t has_fd;     // 1: one more descriptor travels with the header
+  std::uint8_t shared;  // 1: the payload is in a memfd that travels with the header
+  std::uint8_t has_fd;  // 1: one more descriptor travels with the header
   std::uint8_t reserved;
   std::uint64_t id;
 };
@@ -51,9 +51,9 @@ static_assert(sizeof(FrameHeader) == 16);
 // until the channel's next receive().
 struct Frame {
   FrameHeader header{};
-  wire::Buffer shared;                   // the payload when header.shared
+  wire::Buffer shared;  // the payload when header.shared
   const std::byte* inline_data = nullptr;
-  int fd = -1;                           // the extra descriptor (owned by the receiver)
+  int fd = -1;  // the extra descriptor (owned by the receiver)
 
   const std::byte* data() const { return header.shared ? shared.data() : inline_data; }
   std::size_t size() const { return header.size; }

@@ -13,6 +13,8 @@
 //
 // Window: a worker holds at most kWindow tasks (the head one running, the others queued in its
 // socket), which keeps workers busy between replies without hiding much work from other workers.
+#include "concurrent/futures/process_pool.hpp"
+
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -35,7 +37,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "concurrent/futures/process_pool.hpp"
 #include "process/channel.hpp"
 #include "process/worker.hpp"
 #include "system.hpp"
@@ -78,7 +79,9 @@ std::string describe_wait_status(int status) {
 }
 
 enum EventKind : std::uint64_t { kWake = 1, kServer = 2, kChannel = 3, kPidfd = 4 };
-std::uint64_t event_key(EventKind kind, std::uint64_t slot) { return (std::uint64_t{kind} << 56) | slot; }
+std::uint64_t event_key(EventKind kind, std::uint64_t slot) {
+  return (std::uint64_t{kind} << 56) | slot;
+}
 
 struct Submitted {
   TaskPtr task;
@@ -106,8 +109,8 @@ struct Worker {
   bool exit_sent = false;
   bool timed_out = false;
   std::uint64_t timed_out_id = 0;  // the task that ran too long
-  int kill_signal = 0;  // killed by us (terminate/kill/break): 0 if not
-  std::string protocol_error;  // killed by us because its stream could not be read
+  int kill_signal = 0;             // killed by us (terminate/kill/break): 0 if not
+  std::string protocol_error;      // killed by us because its stream could not be read
   Clock::time_point launched;
   Clock::time_point head_since;
 };
@@ -206,8 +209,8 @@ class ProcessPoolExecutor::Impl {
 
   void submit_serialized(TaskPtr task, wire::Buffer request) {
     if (request.size() > std::numeric_limits<std::uint32_t>::max()) {
-      task->abandon(std::make_exception_ptr(
-          SerializationError("a task's arguments take more than 4 GiB, the most one message holds")));
+      task->abandon(std::make_exception_ptr(SerializationError(
+          "a task's arguments take more than 4 GiB, the most one message holds")));
       return;
     }
     bool wake = false;
@@ -733,9 +736,8 @@ class ProcessPoolExecutor::Impl {
     std::deque<InFlight> window = std::move(w.window);
     const std::string who = "worker " + std::to_string(w.pid) + " " + how;
     const bool expected_exit =
-        window.empty() &&
-        (w.exit_sent || (options_.max_tasks_per_child != 0 &&
-                         w.handed >= options_.max_tasks_per_child));
+        window.empty() && (w.exit_sent || (options_.max_tasks_per_child != 0 &&
+                                           w.handed >= options_.max_tasks_per_child));
     const bool timed_out = w.timed_out;
     const std::uint64_t timed_out_id = w.timed_out_id;
     const bool protocol_failed = !w.protocol_error.empty();
@@ -754,9 +756,9 @@ class ProcessPoolExecutor::Impl {
       // Its reply may have come just before the kill (and was read above): then nothing timed
       // out after all, and every task left goes to other workers.
       if (!window.empty() && window.front().id == timed_out_id) {
-        window.front().submitted.task->abandon(std::make_exception_ptr(TimeoutError(
-            "the task ran longer than the pool's task_timeout; its worker " +
-            std::to_string(pid) + " was killed")));
+        window.front().submitted.task->abandon(std::make_exception_ptr(
+            TimeoutError("the task ran longer than the pool's task_timeout; its worker " +
+                         std::to_string(pid) + " was killed")));
         window.pop_front();
       }
       requeue(std::move(window));
@@ -776,9 +778,10 @@ class ProcessPoolExecutor::Impl {
     }
     if (expected_exit) return;
     if (!said_hello && options_.start_method == StartMethod::spawn) {
-      break_pool(who + " before it started serving: the program must call "
-                       "cf::serve_if_worker(argc, argv) first thing in main to use the spawn "
-                       "start method");
+      break_pool(who +
+                 " before it started serving: the program must call "
+                 "cf::serve_if_worker(argc, argv) first thing in main to use the spawn "
+                 "start method");
       fail_window(window);
       return;
     }
@@ -795,7 +798,8 @@ class ProcessPoolExecutor::Impl {
     if (!window.empty()) {
       window.front().submitted.task->abandon(std::make_exception_ptr(BrokenProcessPool(
           "A process in the process pool was terminated abruptly while the future was running "
-          "(" + crash + ")")));
+          "(" +
+          crash + ")")));
       window.pop_front();
     }
     requeue(std::move(window));
@@ -818,7 +822,8 @@ class ProcessPoolExecutor::Impl {
       std::lock_guard lock(mu_);
       message = broken_futures_message_;
     }
-    for (InFlight& t : window) t.submitted.task->abandon(std::make_exception_ptr(BrokenProcessPool(message)));
+    for (InFlight& t : window)
+      t.submitted.task->abandon(std::make_exception_ptr(BrokenProcessPool(message)));
   }
 
   // Tasks handed to a worker that never started them go back to the front of the queue, in
@@ -839,7 +844,8 @@ class ProcessPoolExecutor::Impl {
                 why + ")";
       broken_futures_message_ =
           "A process in the process pool was terminated abruptly while the future was running "
-          "or pending (" + why + ")";
+          "or pending (" +
+          why + ")";
       inbox.swap(inbox_);
     }
     for (Submitted& s : inbox) pending_.push_back(std::move(s));
@@ -852,7 +858,8 @@ class ProcessPoolExecutor::Impl {
     }
     for (auto& [slot, w] : workers_) {
       for (InFlight& t : w.window) {
-        t.submitted.task->abandon(std::make_exception_ptr(BrokenProcessPool(broken_futures_message_)));
+        t.submitted.task->abandon(
+            std::make_exception_ptr(BrokenProcessPool(broken_futures_message_)));
       }
       w.window.clear();
     }

@@ -5,13 +5,13 @@
 // a second time (prepare_child drops the copy fork made of it).
 #include "process/worker.hpp"
 
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -259,8 +259,7 @@ pid_t spawn_worker(int channel_fd) {
   posix_spawn_file_actions_adddup2(&actions, channel_fd, 3);
   posix_spawn_file_actions_addclosefrom_np(&actions, 4);
   pid_t pid = -1;
-  const int rc =
-      posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn of a worker");
   return pid;

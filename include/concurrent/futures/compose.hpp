@@ -432,7 +432,8 @@ Future<std::tuple<detail::all_value_t<Futs>...>> when_all(const Futs&... futures
   } else {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (futures.add_done_callback([state](const auto& f) { state->template arrive<I>(f); }), ...);
-    }(std::index_sequence_for<Futs...>{});
+    }
+    (std::index_sequence_for<Futs...>{});
   }
   return out;
 }
@@ -472,9 +473,11 @@ inline Future<std::size_t> when_any(std::initializer_list<AnyFuture> futures) {
 }
 
 /// when_any(f1, f2, ...) with futures of any types.
+// clang-format off
 template <detail::ComposableFuture... Futs>
   requires(sizeof...(Futs) > 0)
 Future<std::size_t> when_any(const Futs&... futures) {
+  // clang-format on
   return when_any({AnyFuture(futures)...});
 }
 ///@}

@@ -157,9 +157,11 @@ class FuturePromiseBase {
 template <class T>
 class FuturePromise : public FuturePromiseBase<T> {
  public:
+  // clang-format off
   template <class U = T>
     requires std::is_convertible_v<U&&, T>
   void return_value(U&& value) {
+    // clang-format on
     this->value_.emplace(std::forward<U>(value));
   }
 };

@@ -139,11 +139,14 @@ class Future : public detail::FutureHandle {
   ///@}
 
   /// fn(Future<T>) once the future is done; see the file comment for which thread runs it.
+  // clang-format off
   template <class F>
     requires std::is_invocable_v<std::decay_t<F>&, Future<T>>
   void add_done_callback(F&& fn) const {
-    state_->add_done_callback(
-        [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(Future<T>(s.shared_from_this())); });
+    // clang-format on
+    state_->add_done_callback([fn = std::forward<F>(fn)](detail::StateBase& s) mutable {
+      fn(Future<T>(s.shared_from_this()));
+    });
   }
 
   /// A future of fn's result once this one is done (API.md §5; defined in compose.hpp). fn takes
@@ -168,14 +171,18 @@ class Future : public detail::FutureHandle {
   /// Finishes with a value (set_result() for Future<void>). InvalidStateError if already done;
   /// the first outcome is kept.
   ///@{
+  // clang-format off
   template <class U = T>
     requires(!std::is_void_v<U>)
   void set_result(U value) const {
+    // clang-format on
     typed().set_result(std::move(value));
   }
+  // clang-format off
   template <class U = T>
     requires std::is_void_v<U>
   void set_result() const {
+    // clang-format on
     typed().set_result(detail::Unit{});
   }
   ///@}
@@ -212,11 +219,14 @@ class AnyFuture : public detail::FutureHandle {
   explicit AnyFuture(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
 
   /// fn(AnyFuture) once done; same rules as Future<T>::add_done_callback.
+  // clang-format off
   template <class F>
     requires std::is_invocable_v<std::decay_t<F>&, AnyFuture>
   void add_done_callback(F&& fn) const {
-    state_->add_done_callback(
-        [fn = std::forward<F>(fn)](detail::StateBase& s) mutable { fn(AnyFuture(s.shared_from_this())); });
+    // clang-format on
+    state_->add_done_callback([fn = std::forward<F>(fn)](detail::StateBase& s) mutable {
+      fn(AnyFuture(s.shared_from_this()));
+    });
   }
 
   /// Whether both refer to the same shared state.

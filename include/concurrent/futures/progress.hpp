@@ -200,9 +200,11 @@ class Progress {
 
 /// Yields the elements of `range` unchanged and draws a progress bar on stderr while a loop goes
 /// through them: see the file comment (progress.hpp) for when it draws and what it costs.
+// clang-format off
 template <class R>
   requires detail::Iterable<R>
 Progress<R> progress(R&& range, ProgressOptions options = {}) {
+  // clang-format on
   return Progress<R>(std::forward<R>(range), std::move(options));
 }
 

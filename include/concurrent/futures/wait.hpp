@@ -90,8 +90,8 @@ std::vector<Fut> unique_futures(R&& futures) {
 
 // Blocks until `return_when` holds for `states` or the deadline passes; does not throw on
 // timeout. Returns for each state whether it is done.
-std::vector<bool> wait_states(const std::vector<const StateBase*>& states,
-                              const Deadline& deadline, ReturnWhen return_when);
+std::vector<bool> wait_states(const std::vector<const StateBase*>& states, const Deadline& deadline,
+                              ReturnWhen return_when);
 
 template <class Fut>
 WaitResult<Fut> wait_impl(std::vector<Fut> futures, const Deadline& deadline,

@@ -27,15 +27,13 @@ Deadline deadline_after(std::chrono::duration<Rep, Period> timeout) {
   if (timeout <= timeout.zero()) return Clock::now();
   // Saturate instead of overflowing for absurdly long timeouts (e.g. hours::max()).
   const auto now = Clock::now();
-  const auto limit = std::chrono::duration_cast<std::chrono::duration<double>>(
-      Clock::time_point::max() - now);
+  const auto limit =
+      std::chrono::duration_cast<std::chrono::duration<double>>(Clock::time_point::max() - now);
   if (std::chrono::duration<double>(timeout) >= limit) return std::nullopt;
   return now + std::chrono::ceil<Clock::duration>(timeout);
 }
 
-inline bool expired(const Deadline& deadline) {
-  return deadline && Clock::now() >= *deadline;
-}
+inline bool expired(const Deadline& deadline) { return deadline && Clock::now() >= *deadline; }
 
 // A sticky wake-up flag: notify() sets it, wait() sleeps until it is set (or the deadline
 // passes) and clears it.

@@ -30,7 +30,8 @@ using element_of = std::decay_t<reference_of<R>>;
 template <class R>
 class Cursor {
  public:
-  explicit Cursor(R&& r) : range_(std::forward<R>(r)), it_(std::begin(range_)), end_(std::end(range_)) {}
+  explicit Cursor(R&& r)
+      : range_(std::forward<R>(r)), it_(std::begin(range_)), end_(std::end(range_)) {}
   Cursor(const Cursor&) = delete;
   Cursor& operator=(const Cursor&) = delete;
 

@@ -35,11 +35,13 @@ namespace concurrent::futures::detail {
 template <class F>
 concept FunctionPointer = std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
 
+// Captureless lambdas and other function objects whose bytes are all there is to them.
+template <class F>
+concept TrivialFunctionObject = std::is_class_v<F> && std::is_trivially_copyable_v<F>;
+
 // Function pointers, captureless lambdas and trivially copyable function objects.
 template <class F>
-concept Transportable =
-    FunctionPointer<std::decay_t<F>> ||
-    (std::is_class_v<std::decay_t<F>> && std::is_trivially_copyable_v<std::decay_t<F>>);
+concept Transportable = FunctionPointer<std::decay_t<F>> || TrivialFunctionObject<std::decay_t<F>>;
 
 // Reads the request, runs the call and writes the reply; never throws (failures are replies).
 using EntryFn = void (*)(wire::Reader& request, wire::Writer& reply) noexcept;

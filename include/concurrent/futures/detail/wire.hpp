@@ -93,8 +93,8 @@ class Buffer {
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
-  int fd_ = -1;            // memfd when shared, else -1
-  bool mapped_ = false;    // data_ is an mmap (shared or received)
+  int fd_ = -1;          // memfd when shared, else -1
+  bool mapped_ = false;  // data_ is an mmap (shared or received)
   bool writable_ = true;
 };
 
@@ -194,9 +194,10 @@ void read(Reader& r, T& value) {
 // Arithmetic, enums, cereal types and other trivially copyable types.
 template <class T>
 struct Codec {
-  static constexpr bool ok = !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
-                             (std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
-                              (std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>));
+  static constexpr bool ok =
+      !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+      (std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
+       (std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>));
   static void write(Writer& w, const T& value) {
     if constexpr (CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>) {
       w.cereal_archive()(value);
