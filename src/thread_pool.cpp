@@ -8,6 +8,8 @@
 // hold no task. A worker counts itself idle right after computing a task's outcome and before
 // publishing it, so a caller woken by that result who submits again finds the worker idle and
 // reuses it (CPython's "idle thread reuse"), deterministically rather than by luck of timing.
+#include "concurrent/futures/thread_pool.hpp"
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -22,7 +24,6 @@
 #include <thread>
 #include <vector>
 
-#include "concurrent/futures/thread_pool.hpp"
 #include "system.hpp"
 
 namespace concurrent::futures {
@@ -199,8 +200,8 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   }
 
   void initializer_failed(const std::exception_ptr& error) {
-    detail::report_error("Exception in initializer: " + detail::exception_type_name(error) +
-                         ": " + detail::exception_message(error));
+    detail::report_error("Exception in initializer: " + detail::exception_type_name(error) + ": " +
+                         detail::exception_message(error));
     std::deque<detail::TaskPtr> pending;
     {
       std::lock_guard lock(mu_);
@@ -250,7 +251,6 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   }
 
  private:
-
   const std::size_t max_workers_;
   const std::string prefix_;
   const std::function<void()> initializer_;

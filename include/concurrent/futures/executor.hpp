@@ -118,7 +118,8 @@ auto zip_source(Rs&&... ranges) {
 }
 
 template <class Fn, class Item>
-using apply_result_t = std::decay_t<decltype(std::apply(std::declval<Fn&>(), std::declval<Item>()))>;
+using apply_result_t =
+    std::decay_t<decltype(std::apply(std::declval<Fn&>(), std::declval<Item>()))>;
 
 /// @endcond
 }  // namespace detail
@@ -173,8 +174,7 @@ class MapRange {
   [[noreturn]] void timed_out() {
     ended_ = true;
     core_->stop();
-    throw TimeoutError("map() timed out before item " + std::to_string(consumed_) +
-                       " was ready");
+    throw TimeoutError("map() timed out before item " + std::to_string(consumed_) + " was ready");
   }
 
   void ensure_chunk() {
@@ -407,14 +407,17 @@ class Executor {
   template <bool Unordered, class F, class... Args>
   auto dispatch_map(F&& fn, Args&&... args) {
     static_assert(sizeof...(Args) > 0, "map needs at least one range");
-    if constexpr (detail::is_map_options<std::tuple_element_t<sizeof...(Args) - 1, std::tuple<Args...>>>::value) {
+    if constexpr (detail::is_map_options<
+                      std::tuple_element_t<sizeof...(Args) - 1, std::tuple<Args...>>>::value) {
       static_assert(sizeof...(Args) > 1, "map needs at least one range before its MapOptions");
       auto all = std::forward_as_tuple(std::forward<Args>(args)...);
       const MapOptions options = std::get<sizeof...(Args) - 1>(all);
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return map_ranges<Unordered>(std::forward<F>(fn), options,
-                                     std::forward<std::tuple_element_t<I, decltype(all)>>(std::get<I>(all))...);
-      }(std::make_index_sequence<sizeof...(Args) - 1>{});
+        return map_ranges<Unordered>(
+            std::forward<F>(fn), options,
+            std::forward<std::tuple_element_t<I, decltype(all)>>(std::get<I>(all))...);
+      }
+      (std::make_index_sequence<sizeof...(Args) - 1>{});
     } else {
       return map_ranges<Unordered>(std::forward<F>(fn), MapOptions{}, std::forward<Args>(args)...);
     }

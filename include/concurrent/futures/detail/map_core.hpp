@@ -52,10 +52,10 @@ namespace concurrent::futures {
 // Options for map, map_unordered and starmap; pass as the last argument.
 struct MapOptions {
   std::optional<std::chrono::nanoseconds> timeout = std::nullopt;  // measured from the call
-  std::size_t chunksize = 1;                        // items per task; 0 = chosen automatically
-  std::size_t buffersize = 0;                       // 0: submit everything now (Python default);
-                                                    // N: at most N chunks in flight, the input is
-                                                    // read lazily (infinite ranges allowed)
+  std::size_t chunksize = 1;   // items per task; 0 = chosen automatically
+  std::size_t buffersize = 0;  // 0: submit everything now (Python default);
+                               // N: at most N chunks in flight, the input is
+                               // read lazily (infinite ranges allowed)
 };
 
 namespace detail {
@@ -75,7 +75,8 @@ class ChunkSizer {
   static constexpr std::size_t kMaxChunk = std::size_t{1} << 16;
   static constexpr std::size_t kUnknown = std::numeric_limits<std::size_t>::max();
 
-  ChunkSizer(std::size_t fixed, std::size_t workers) : fixed_(fixed), workers_(std::max<std::size_t>(workers, 1)) {}
+  ChunkSizer(std::size_t fixed, std::size_t workers)
+      : fixed_(fixed), workers_(std::max<std::size_t>(workers, 1)) {}
 
   bool automatic() const noexcept { return fixed_ == 0; }
 
@@ -85,7 +86,8 @@ class ChunkSizer {
     const std::uint64_t items = items_.load(std::memory_order_relaxed);
     std::size_t size = 1;
     if (items > 0) {
-      const std::uint64_t per_item = std::max<std::uint64_t>(1, nanos_.load(std::memory_order_relaxed) / items);
+      const std::uint64_t per_item =
+          std::max<std::uint64_t>(1, nanos_.load(std::memory_order_relaxed) / items);
       const auto target = static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(kTargetChunkTime).count());
       size = static_cast<std::size_t>(std::clamp<std::uint64_t>(target / per_item, 1, kMaxChunk));
@@ -119,9 +121,9 @@ using Outcome = std::variant<std::monostate, Stored<R>, std::exception_ptr>;
 
 template <class R>
 struct Chunk {
-  std::size_t begin = 0;             // index of the first item in the input
-  std::vector<Outcome<R>> out;       // one per item, written by the task before `done`
-  Future<void> done;                 // finished once every item ran; cancelled/failed if not run
+  std::size_t begin = 0;        // index of the first item in the input
+  std::vector<Outcome<R>> out;  // one per item, written by the task before `done`
+  Future<void> done;            // finished once every item ran; cancelled/failed if not run
 };
 
 // The part of a map that does not depend on the callable or the input type.
@@ -131,7 +133,9 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   using ChunkPtr = std::shared_ptr<Chunk<R>>;
 
   MapCore(std::shared_ptr<ExecutorLink> link, const MapOptions& options, std::size_t workers)
-      : link_(std::move(link)), sizer_(options.chunksize, workers), buffersize_(options.buffersize) {}
+      : link_(std::move(link)),
+        sizer_(options.chunksize, workers),
+        buffersize_(options.buffersize) {}
   MapCore(const MapCore&) = delete;
   MapCore& operator=(const MapCore&) = delete;
   virtual ~MapCore() = default;
@@ -275,11 +279,11 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::shared_ptr<ExecutorLink> link_;
   ChunkSizer sizer_;
   const std::size_t buffersize_;
-  std::vector<ChunkPtr> chunks_;          // in input order; reset once iterated
-  std::deque<std::size_t> completed_;     // chunk indices in completion order
-  std::vector<Future<void>> drains_;      // automatic chunking's tasks
-  std::size_t next_begin_ = 0;            // input index of the next chunk's first item
-  std::size_t items_read_ = 0;            // items put into chunks (or, eager-auto, read)
+  std::vector<ChunkPtr> chunks_;       // in input order; reset once iterated
+  std::deque<std::size_t> completed_;  // chunk indices in completion order
+  std::vector<Future<void>> drains_;   // automatic chunking's tasks
+  std::size_t next_begin_ = 0;         // input index of the next chunk's first item
+  std::size_t items_read_ = 0;         // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
 
@@ -364,8 +368,8 @@ class MapCoreImpl final : public MapCore<R> {
     const std::size_t n = items.size();
     this->items_read_ += n;
     lock.unlock();
-    this->submit_chunk(std::make_unique<ChunkTask<Fn, Item, R>>(shared_self(), chunk,
-                                                               std::move(fn), std::move(items)),
+    this->submit_chunk(std::make_unique<ChunkTask<Fn, Item, R>>(shared_self(), chunk, std::move(fn),
+                                                                std::move(items)),
                        chunk, c, n);
   }
 
@@ -373,7 +377,8 @@ class MapCoreImpl final : public MapCore<R> {
     std::vector<Item> all;
     while (std::optional<Item> item = source_()) all.push_back(std::move(*item));
     const std::size_t workers = std::max<std::size_t>(1, workers_hint());
-    const std::size_t size = std::max<std::size_t>(1, (all.size() + 4 * workers - 1) / (4 * workers));
+    const std::size_t size =
+        std::max<std::size_t>(1, (all.size() + 4 * workers - 1) / (4 * workers));
     std::unique_lock lock(this->mu_);
     std::shared_ptr<Fn> fn = fn_;
     this->input_done_ = true;
@@ -381,8 +386,9 @@ class MapCoreImpl final : public MapCore<R> {
     lock.unlock();
     for (std::size_t begin = 0; begin < all.size(); begin += size) {
       const std::size_t end = std::min(all.size(), begin + size);
-      std::vector<Item> items(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
-                              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
+      std::vector<Item> items(
+          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
+          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
       lock.lock();
       submit_items(std::move(items), fn, lock);
     }
@@ -439,8 +445,9 @@ class MapCoreImpl final : public MapCore<R> {
         const std::size_t size = this->sizer_.next(all_.size() - cursor_);
         std::tie(chunk, c) = this->new_chunk_locked(size);
         chunk->done.set_running_or_notify_cancel();
-        items.assign(std::make_move_iterator(all_.begin() + static_cast<std::ptrdiff_t>(cursor_)),
-                     std::make_move_iterator(all_.begin() + static_cast<std::ptrdiff_t>(cursor_ + size)));
+        items.assign(
+            std::make_move_iterator(all_.begin() + static_cast<std::ptrdiff_t>(cursor_)),
+            std::make_move_iterator(all_.begin() + static_cast<std::ptrdiff_t>(cursor_ + size)));
         cursor_ += size;
         if (cursor_ == all_.size()) drop_input_locked();
       }
@@ -494,9 +501,9 @@ class MapCoreImpl final : public MapCore<R> {
   std::size_t workers_hint() const;
   void schedule_via_link(TaskPtr task);
 
-  std::shared_ptr<Fn> fn_;    // dropped once no more chunks will be made; tasks hold copies
-  Source source_;             // the input, read only by the thread that calls map() or ++it
-  std::vector<Item> all_;     // automatic chunking: the whole input, claimed from cursor_
+  std::shared_ptr<Fn> fn_;  // dropped once no more chunks will be made; tasks hold copies
+  Source source_;           // the input, read only by the thread that calls map() or ++it
+  std::vector<Item> all_;   // automatic chunking: the whole input, claimed from cursor_
   std::size_t cursor_ = 0;
   std::size_t live_drains_ = 0;
 };
@@ -511,7 +518,10 @@ class ChunkTask final : public Task, public RemoteCall {
  public:
   ChunkTask(std::shared_ptr<Core> core, std::shared_ptr<Chunk<R>> chunk, std::shared_ptr<Fn> fn,
             std::vector<Item> items)
-      : core_(std::move(core)), chunk_(std::move(chunk)), fn_(std::move(fn)), items_(std::move(items)) {}
+      : core_(std::move(core)),
+        chunk_(std::move(chunk)),
+        fn_(std::move(fn)),
+        items_(std::move(items)) {}
 
   bool start() noexcept override {
     started_at_ = Clock::now();
