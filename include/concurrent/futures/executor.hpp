@@ -169,7 +169,15 @@ class MapRange {
   std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
-  bool at_end() const { return ended_ || core_->exhausted(consumed_); }
+  // Locks the core only once the items known to exist are all consumed: once per chunk, not
+  // once per item.
+  bool at_end() const {
+    if (ended_) return true;
+    if (consumed_ < known_items_) return false;
+    const auto [items, complete] = core_->items_known();
+    known_items_ = items;
+    return complete && consumed_ >= items;
+  }
 
   [[noreturn]] void timed_out() {
     ended_ = true;
@@ -217,6 +225,7 @@ class MapRange {
   std::size_t chunk_index_ = 0;
   std::size_t offset_ = 0;
   std::size_t consumed_ = 0;
+  mutable std::size_t known_items_ = 0;  // items that exist at least (see at_end)
   bool ended_ = false;
 };
 
@@ -264,7 +273,15 @@ class MapUnorderedRange {
   std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
-  bool at_end() const { return ended_ || core_->exhausted(consumed_); }
+  // Locks the core only once the items known to exist are all consumed: once per chunk, not
+  // once per item.
+  bool at_end() const {
+    if (ended_) return true;
+    if (consumed_ < known_items_) return false;
+    const auto [items, complete] = core_->items_known();
+    known_items_ = items;
+    return complete && consumed_ >= items;
+  }
 
   value_type take() {
     if (item_) return *item_;
@@ -314,6 +331,7 @@ class MapUnorderedRange {
   std::size_t current_index_ = 0;
   std::size_t offset_ = 0;
   std::size_t consumed_ = 0;
+  mutable std::size_t known_items_ = 0;  // items that exist at least (see at_end)
   std::optional<value_type> item_;
   bool ended_ = false;
 };

@@ -211,10 +211,13 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     return items_read_;
   }
 
-  // True once `consumed` items are all the input there will be.
-  bool exhausted(std::size_t consumed) const {
+  // How many items the map yields at least (items read so far), and whether that is all of them
+  // (the input is done). The count never decreases as the iterating thread sees it (a withdrawn
+  // chunk is withdrawn within the call that added it, in that same thread), so an iterator may
+  // cache it and skip the lock until it has consumed that many items.
+  std::pair<std::size_t, bool> items_known() const {
     std::lock_guard lock(mu_);
-    return input_done_ && consumed >= items_read_;
+    return {items_read_, input_done_};
   }
 
   // Cancels every chunk that has not started and stops claiming new ones. Running chunks finish.
