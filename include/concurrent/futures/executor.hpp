@@ -352,10 +352,10 @@ class Executor {
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args)
       -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> {
-    using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
-    Future<R> future;
-    schedule(detail::make_task(future, std::forward<F>(fn), std::forward<Args>(args)...));
-    return future;
+    auto [future, task] =
+        detail::make_submit_task(std::forward<F>(fn), std::forward<Args>(args)...);
+    schedule(std::move(task));
+    return std::move(future);
   }
 
   /// fn(x, y, ...) over the ranges zipped (shortest wins); the last argument may be a

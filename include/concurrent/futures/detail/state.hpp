@@ -72,9 +72,7 @@ class StateBase : public std::enable_shared_from_this<StateBase> {
     return s == FutureState::cancelled || s == FutureState::finished;
   }
   // Finished by raising (not cancelled). Only meaningful once done.
-  bool failed() const noexcept {
-    return state() == FutureState::finished && error_ != nullptr;
-  }
+  bool failed() const noexcept { return state() == FutureState::finished && error_ != nullptr; }
 
   bool cancel();
   bool set_running_or_notify_cancel();
@@ -128,8 +126,9 @@ struct Unit {};
 template <class T>
 using Stored = std::conditional_t<std::is_void_v<T>, Unit, T>;
 
+// Not final: SubmitTask (task.hpp) is a State and the task that completes it, in one object.
 template <class T>
-class State final : public StateBase {
+class State : public StateBase {
  public:
   void set_result(Stored<T> value) {
     complete([&] { value_.emplace(std::move(value)); });

@@ -85,9 +85,22 @@ class Task {
     execute();
     publish();
   }
+
+  // Called by TaskPtr when its owner is done with the task. Most tasks are owned by their
+  // TaskPtr alone and are deleted; a submitted call shares one allocation with its future and
+  // only drops the TaskPtr's share (see SubmitTask).
+  virtual void destroy() noexcept { delete this; }
 };
 
-using TaskPtr = std::unique_ptr<Task>;
+struct TaskDeleter {
+  TaskDeleter() = default;
+  // So that std::make_unique<SomeTask>(...) converts to a TaskPtr.
+  template <class T>
+  TaskDeleter(std::default_delete<T> /*unused*/) noexcept {}  // NOLINT(google-explicit-constructor)
+  void operator()(Task* task) const noexcept { task->destroy(); }
+};
+
+using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
 
 // What every task kind does with the future it completes. None throws: a future someone
 // completed by hand meanwhile (InvalidStateError) keeps its first outcome.
@@ -135,7 +148,8 @@ class CallTask final : public Task, public RemoteCall {
  public:
   template <class F, class... A>
   CallTask(Future<R> future, F&& fn, A&&... args)
-      : future_(std::move(future)), call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
+      : future_(std::move(future)),
+        call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
 
   bool start() noexcept override { return start_future(future_); }
 
@@ -212,6 +226,124 @@ class CallTask final : public Task, public RemoteCall {
   std::exception_ptr error_;
 };
 
+// What Executor::submit schedules: the call and the state of the future it completes, in one
+// allocation (a CallTask and its future's state are two). The future's handles and the TaskPtr
+// share it: the TaskPtr's share is `self_`, dropped by destroy(), which also drops the callable
+// and its arguments if they never ran, as a CallTask's destructor would.
+template <class R, class Fn, class... Args>
+class SubmitTask final : public State<R>, public Task, public RemoteCall {
+  static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
+
+ public:
+  template <class F, class... A>
+  explicit SubmitTask(F&& fn, A&&... args)
+      : call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
+
+  // Makes the task and its future; the TaskPtr keeps the allocation alive until destroyed.
+  static std::pair<Future<R>, TaskPtr> make(std::shared_ptr<SubmitTask> self) {
+    SubmitTask* task = self.get();
+    Future<R> future(self);
+    task->self_ = std::move(self);
+    return {std::move(future), TaskPtr(task)};
+  }
+
+  bool start() noexcept override {
+    try {
+      return this->set_running_or_notify_cancel();
+    } catch (...) {
+      return false;  // completed by hand: nothing left to do
+    }
+  }
+
+  void execute() noexcept override {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::apply([](auto&&... a) { std::invoke(std::move(a)...); }, std::move(*call_));
+        outcome_.emplace();
+      } else {
+        outcome_.emplace(std::apply([](auto&&... a) -> R { return std::invoke(std::move(a)...); },
+                                    std::move(*call_)));
+      }
+    } catch (...) {
+      outcome_error_ = std::current_exception();
+    }
+    call_.reset();  // drop the callable and its arguments as soon as they are not needed
+  }
+
+  void publish() noexcept override {
+    try {
+      if (outcome_error_) {
+        this->set_exception(std::move(outcome_error_));
+      } else if constexpr (std::is_void_v<R>) {
+        this->set_result(Unit{});
+      } else {
+        this->set_result(std::move(*outcome_));
+      }
+    } catch (...) {
+      // Completed by hand meanwhile (InvalidStateError): the first outcome stands.
+    }
+    outcome_.reset();
+  }
+
+  void cancel() noexcept override {
+    try {
+      StateBase::cancel();
+    } catch (...) {
+    }
+  }
+  void abandon(const std::exception_ptr& error) noexcept override {
+    try {
+      if (!this->done()) this->set_exception(error);
+    } catch (...) {
+    }
+  }
+
+  void destroy() noexcept override {
+    call_.reset();
+    // Last: dropping the TaskPtr's share may free this object.
+    std::shared_ptr<StateBase> self = std::move(self_);
+  }
+
+  RemoteCall* remote() noexcept override {
+    if constexpr (kRemotable) {
+      return this;
+    } else {
+      return nullptr;
+    }
+  }
+  std::string why_not_remote() const override { return why_not_remotable<R, Fn, Args...>(); }
+
+  std::uint64_t entry_key() const noexcept override {
+    if constexpr (kRemotable) {
+      return CallEntry<Fn, Args...>::key;
+    } else {
+      return 0;
+    }
+  }
+
+  void write_request(wire::Writer& w) override {
+    if constexpr (kRemotable) {
+      std::apply(
+          [&](const Fn& fn, const Args&... args) {
+            write_callable(w, fn);
+            (wire::write(w, args), ...);
+          },
+          *call_);
+      call_.reset();  // the worker has its own copy now
+    }
+  }
+
+  void read_reply(wire::Reader& r) override {
+    if constexpr (kRemotable) complete_from_reply(Future<R>(this->shared_from_this()), r);
+  }
+
+ private:
+  std::shared_ptr<StateBase> self_;
+  std::optional<std::tuple<Fn, Args...>> call_;
+  std::optional<Stored<R>> outcome_;
+  std::exception_ptr outcome_error_;
+};
+
 // The parent's side of a call whose request was serialized straight from the caller's arguments
 // (ProcessPoolExecutor::submit): it only completes the future from the worker's reply.
 template <class R>
@@ -235,6 +367,15 @@ class ReplyTask final : public Task, public RemoteCall {
   Future<R> future_;
   std::uint64_t key_;
 };
+
+// A task that calls fn(args...) (decay-copied, as std::thread does) and a new future it
+// completes, made in one allocation.
+template <class F, class... Args>
+auto make_submit_task(F&& fn, Args&&... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+  using T = SubmitTask<R, std::decay_t<F>, std::decay_t<Args>...>;
+  return T::make(std::make_shared<T>(std::forward<F>(fn), std::forward<Args>(args)...));
+}
 
 // A task that calls fn(args...) (decay-copied, as std::thread does) and completes `future`.
 template <class R, class F, class... Args>
