@@ -368,20 +368,33 @@ class ReplyTask final : public Task, public RemoteCall {
   std::uint64_t key_;
 };
 
-// A task that calls fn(args...) (decay-copied, as std::thread does) and a new future it
-// completes, made in one allocation.
-template <class F, class... Args>
-auto make_submit_task(F&& fn, Args&&... args) {
-  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
-  using T = SubmitTask<R, std::decay_t<F>, std::decay_t<Args>...>;
-  return T::make(std::make_shared<T>(std::forward<F>(fn), std::forward<Args>(args)...));
-}
-
 // A task that calls fn(args...) (decay-copied, as std::thread does) and completes `future`.
 template <class R, class F, class... Args>
 TaskPtr make_task(Future<R> future, F&& fn, Args&&... args) {
   return std::make_unique<CallTask<R, std::decay_t<F>, std::decay_t<Args>...>>(
       std::move(future), std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+// A task that calls fn(args...) (decay-copied, as std::thread does) and a new future it
+// completes: one allocation for both (SubmitTask) when the callable, its arguments and the
+// result slot are small. Large ones are not kept inline in the future's state, which lives as
+// long as the future does: they get a CallTask, freed once it has run.
+inline constexpr std::size_t kMaxInlineCall = 128;
+
+template <class F, class... Args>
+std::pair<Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>>, TaskPtr>
+make_submit_task(F&& fn, Args&&... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+  if constexpr (sizeof(std::tuple<std::decay_t<F>, std::decay_t<Args>...>) +
+                    sizeof(std::optional<Stored<R>>) <=
+                kMaxInlineCall) {
+    using T = SubmitTask<R, std::decay_t<F>, std::decay_t<Args>...>;
+    return T::make(std::make_shared<T>(std::forward<F>(fn), std::forward<Args>(args)...));
+  } else {
+    Future<R> future;
+    TaskPtr task = make_task(future, std::forward<F>(fn), std::forward<Args>(args)...);
+    return {std::move(future), std::move(task)};
+  }
 }
 
 }  // namespace concurrent::futures::detail
