@@ -22,8 +22,8 @@ class UniqueFunction<R(Args...)> {
     requires(!std::is_same_v<std::decay_t<F>, UniqueFunction> &&
              std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
   UniqueFunction(F&& fn)  // NOLINT(google-explicit-constructor): behaves like std::function
-      // clang-format on
       : impl_(std::make_unique<Impl<std::decay_t<F>>>(std::forward<F>(fn))) {}
+  // clang-format on
 
   explicit operator bool() const noexcept { return impl_ != nullptr; }
   R operator()(Args... args) { return impl_->call(std::forward<Args>(args)...); }
