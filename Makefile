@@ -101,7 +101,7 @@ format:
 	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \
 	  | xargs -0 -r $(CLANG_FORMAT) -i
 
-format-check:
+format-check: deps
 	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \
 	  | xargs -0 -r $(CLANG_FORMAT) --dry-run --Werror
 
