@@ -28,7 +28,6 @@
 #include <functional>
 #include <future>
 #include <numeric>
-#include <ranges>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -680,7 +679,9 @@ void bench_map_auto(cf::ThreadPoolExecutor& pool) {
   const std::uint64_t n = g_options.quick ? 100000 : 1000000;
   std::printf("\n[4] map over %llu items of ~1 us, pool.map(fn, items, {.chunksize = 0})\n",
               static_cast<unsigned long long>(n));
-  const auto items = std::views::iota(std::uint64_t{0}, n);
+  // A vector rather than std::views::iota: Clang 14 cannot compile libstdc++ 12's <ranges>.
+  std::vector<std::uint64_t> items(n);
+  std::iota(items.begin(), items.end(), std::uint64_t{0});
   auto serial = [&] {
     std::uint64_t sum = 0;
     for (std::uint64_t i : items) sum += one_microsecond(i);
