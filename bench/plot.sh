@@ -67,6 +67,9 @@ fi
 
 if [[ -f $csv/overhead.csv ]]; then
   items=$(awk -F, 'NR == 2 { print $3 }' "$csv/overhead.csv")
+  # The y range from the data, with a margin: gnuplot's log autoscale would put points on the edge.
+  yrange=$(awk -F, 'NR > 1 { if (lo == "" || $5 < lo) lo = $5; if ($5 > hi) hi = $5 }
+    END { printf "[%g:%g]", lo / 1.6, hi * 1.6 }' "$csv/overhead.csv")
   gnuplot <<EOF
 $common
 set output "$png/overhead.png"
@@ -77,6 +80,7 @@ set logscale xy 2
 set format y "%g"
 set key top right
 set xrange [1:8192]
+set yrange $yrange
 array executor = ["ThreadPoolExecutor", "ProcessPoolExecutor"]
 plot for [i = 1:2] "$csv/overhead.csv" skip 1 \
        using (strcol(1) eq executor[i] && \$2 > 0 ? \$2 : NaN):5 \
@@ -129,7 +133,7 @@ set style fill solid 0.85 noborder
 set datafile separator "\t"
 plot "$bars" using (1):(\$0):(\$2 < 1 ? \$2 : 1):(\$2 > 1 ? \$2 : 1):(\$0 - 0.35):(\$0 + 0.35):(\$4):ytic(1) \
        with boxxyerror lc variable notitle, \
-     "" using (\$2):(\$0):(sprintf(" %.2gx", \$2)) with labels left font ",9" notitle, \
+     "" using (\$2):(\$0):(sprintf(" %.3gx", \$2)) with labels left font ",9" notitle, \
      "" using (\$3 > 0 ? \$3 : NaN):(\$0) with points pt 2 ps 1.5 lc rgb "black" title "goal", \
      NaN with boxes lc 1 title "ThreadPoolExecutor", NaN with boxes lc 2 title "ProcessPoolExecutor"
 EOF
