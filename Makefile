@@ -27,6 +27,8 @@ BUILD_DIR := build
 RELEASE_BIN := $(BUILD_DIR)/release/bin
 BENCH_OUT := $(BUILD_DIR)/bench-results
 BENCH_ARGS ?=
+# The committed charts are redrawn only by a full run; a --quick one draws into $(BENCH_OUT).
+BENCH_PLOTS = $(if $(findstring --quick,$(BENCH_ARGS)),$(BENCH_OUT)/plots,bench/plots)
 # Doxyfile's OUTPUT_DIRECTORY.
 DOCS_DIR := $(BUILD_DIR)/docs
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
@@ -69,7 +71,8 @@ test: deps
 # test builds short). bench/run.sh, when present, decides what to run and how; it gets the list of
 # built benchmark programs as its argument. Then the process pool is measured beside the Python
 # pools (bench/compare.py), and bench/plot.sh draws the charts into bench/plots/ from the CSV files
-# every program writes into $(BENCH_OUT). BENCH_ARGS go to every program (e.g. --quick, --reps=9).
+# every program writes into $(BENCH_OUT). BENCH_ARGS go to every program, so only what all of them
+# take: --quick, --reps=N.
 bench: deps
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS)
@@ -78,7 +81,7 @@ bench: deps
 	  bash bench/run.sh $(BUILD_DIR)/release/bench/benchmarks.txt $(BENCH_ARGS)
 	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
 	  /usr/bin/python3 bench/compare.py $(RELEASE_BIN) $(BENCH_ARGS)
-	bash bench/plot.sh $(BENCH_OUT) bench/plots
+	bash bench/plot.sh $(BENCH_OUT) $(BENCH_PLOTS)
 
 # The process pool beside CPython's ProcessPoolExecutor, multiprocessing.Pool and loky (Debian's
 # python3 with python3-joblib, not whichever python3 comes first on PATH).

@@ -140,7 +140,9 @@ std::vector<ExecutorKind> executor_kinds() {
 }
 
 void bench_scaling(const Options& options) {
-  auto csv = csv_file("scaling.csv", "executor,workload,workers,seconds,serial_seconds,speedup");
+  auto csv =
+      csv_file("scaling.csv", "executor,workload,workers,seconds,serial_seconds,speedup,cpus");
+  const unsigned cpus = std::thread::hardware_concurrency();
   std::printf("\n[1] speed-up against workers (serial seconds / executor seconds, medians of %d)\n",
               options.reps);
   std::printf("%-20s %-24s %7s %10s %10s %8s\n", "executor", "workload", "workers", "ms",
@@ -156,7 +158,7 @@ void bench_scaling(const Options& options) {
         std::fflush(stdout);
         if (csv) {
           *csv << kind.name << ',' << work.name << ',' << w << ',' << seconds << ',' << serial
-               << ',' << serial / seconds << '\n';
+               << ',' << serial / seconds << ',' << cpus << '\n';
         }
       }
     }

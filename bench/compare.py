@@ -132,7 +132,9 @@ GOALS = [  # name, unit, goal text, goal value, whether higher is better
 
 
 def times_better(ours_value, theirs, higher_is_better):
-    """How many times better ours is than theirs (> 1: ours wins)."""
+    """How many times better ours is than theirs (> 1: ours wins); 0 when a figure is 0."""
+    if ours_value <= 0 or theirs <= 0:
+        return 0
     return ours_value / theirs if higher_is_better else theirs / ours_value
 
 

@@ -32,11 +32,12 @@ set linetype 2 lc rgb "#d62728" lw 2 pt 5 ps 1.2
 set linetype 3 lc rgb "#2ca02c" lw 2 pt 9 ps 1.4
 set linetype 4 lc rgb "#7f7f7f" lw 1.5 dt 2
 '
-cpus=$(nproc 2>/dev/null || echo 2)
 drawn=()
 
 if [[ -f $csv/scaling.csv ]]; then
   max_workers=$(awk -F, 'NR > 1 && $3 > m { m = $3 } END { print m + 0 }' "$csv/scaling.csv")
+  # The CPUs of the machine that ran the benchmark, not of this one.
+  cpus=$(awk -F, 'NR == 2 { print $7 + 0 }' "$csv/scaling.csv")
   # The workloads' names, in the order of the file, as a gnuplot array initializer.
   names=$(awk -F, 'NR > 1 && !seen[$2]++ { printf "%s\"%s\"", n++ ? ", " : "", $2 }' \
     "$csv/scaling.csv")

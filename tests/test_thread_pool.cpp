@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -769,4 +770,36 @@ TEST(ThreadPoolHelpWhileWaitingTest, WorkerWaitingOnAnotherPoolDoesNotRunThatPoo
   EXPECT_EQ(waiter.result(kDeadlock), "timed out");
   release.set();
   EXPECT_EQ(on_b.result(kDeadlock), "poolB_0");
+}
+
+// submit keeps small calls in the future's own allocation and large ones (over 128 bytes with
+// their result slots) apart; either way the callable and its arguments are dropped once run, and
+// when a cancelled task is discarded, while the future lives on.
+template <std::size_t Bytes>
+void check_callable_dropped() {
+  cf::ThreadPoolExecutor ex(1);
+  auto token = std::make_shared<int>(0);
+  std::array<char, Bytes> payload{};
+  auto ran = ex.submit([token, payload] { return payload.size(); });
+  EXPECT_EQ(ran.result(kDeadlock), Bytes);
+  EXPECT_EQ(token.use_count(), 1) << "the callable outlived its run";
+
+  cftest::Event release;
+  auto blocker = ex.submit([&release] { return release.wait(); });
+  auto cancelled = ex.submit([token, payload] { return payload.size(); });
+  EXPECT_EQ(token.use_count(), 2);
+  ASSERT_TRUE(cancelled.cancel());
+  release.set();
+  EXPECT_TRUE(blocker.result(kDeadlock));
+  ex.submit([] {}).result(kDeadlock);  // FIFO: the cancelled task has been taken and discarded
+  EXPECT_EQ(token.use_count(), 1) << "a cancelled task kept its callable";
+  EXPECT_TRUE(cancelled.cancelled());
+}
+
+TEST(ThreadPoolSubmitTest, SmallCallableIsDroppedOnceRunOrCancelled) {
+  check_callable_dropped<16>();
+}
+
+TEST(ThreadPoolSubmitTest, LargeCallableIsDroppedOnceRunOrCancelled) {
+  check_callable_dropped<256>();
 }

@@ -406,16 +406,17 @@ class ProcessPoolExecutor::Impl {
   }
 
   // Workers that hold one of the max_workers slots: every worker not yet reaped but those on
-  // their way out for a known reason (asked to exit, out of tasks, timed out, killed, stream
-  // broken), whose replacement may start at once. A worker whose stream ended unexpectedly keeps
-  // its slot until its death is handled and the crash policy decides: starting another worker
-  // in between would let tasks run on a pool that is about to break.
+  // their way out for a known reason (asked to exit, done with their last task, timed out,
+  // killed, stream broken), whose replacement may start at once. A worker whose stream ended
+  // unexpectedly keeps its slot until its death is handled and the crash policy decides: starting
+  // another worker in between would let tasks run on a pool that is about to break.
   std::size_t live_workers() const {
     std::size_t n = 0;
     for (const auto& [slot, w] : workers_) {
-      const bool leaving =
-          w.exit_sent || w.kill_signal != 0 || w.timed_out || !w.protocol_error.empty() ||
-          (options_.max_tasks_per_child != 0 && w.handed >= options_.max_tasks_per_child);
+      const bool leaving = w.exit_sent || w.kill_signal != 0 || w.timed_out ||
+                           !w.protocol_error.empty() ||
+                           (options_.max_tasks_per_child != 0 &&
+                            w.handed >= options_.max_tasks_per_child && w.window.empty());
       n += leaving ? 0 : 1;
     }
     return n;
@@ -626,7 +627,11 @@ class ProcessPoolExecutor::Impl {
       std::lock_guard lock(mu_);
       pids_.push_back(pid);
     }
-    if (w.kill_signal != 0) kill(pid, w.kill_signal);
+    if (w.kill_signal != 0) {
+      kill(pid, w.kill_signal);
+    } else if (!w.protocol_error.empty()) {
+      kill(pid, SIGKILL);  // protocol_failure could not: the pid was not known yet
+    }
   }
 
   void read_worker(Worker& w) {
@@ -634,8 +639,12 @@ class ProcessPoolExecutor::Impl {
     bool open = true;
     try {
       open = w.channel->receive() != Channel::Received::closed;
-    } catch (const std::exception&) {
-      open = false;
+    } catch (const std::exception& e) {
+      // A live worker that is no longer read would keep its slot for ever: kill it, so that
+      // its death is handled like any other.
+      process_frames(w);
+      protocol_failure(w, std::string("its channel could not be read: ") + e.what());
+      return;
     }
     process_frames(w);
     if (!open) {

@@ -96,7 +96,11 @@ struct TaskDeleter {
   TaskDeleter() = default;
   // So that std::make_unique<SomeTask>(...) converts to a TaskPtr.
   template <class T>
-  TaskDeleter(std::default_delete<T> /*unused*/) noexcept {}  // NOLINT(google-explicit-constructor)
+  TaskDeleter(std::default_delete<T> /*unused*/) noexcept {  // NOLINT(google-explicit-constructor)
+    // A task that is also a future's state (SubmitTask) frees itself through its own reference:
+    // held by a plain unique_ptr it would never be freed.
+    static_assert(!std::is_base_of_v<StateBase, T>, "make a SubmitTask with SubmitTask::make");
+  }
   void operator()(Task* task) const noexcept { task->destroy(); }
 };
 
@@ -178,7 +182,9 @@ class CallTask final : public Task, public RemoteCall {
         future_.set_result(std::move(*value_));
       }
     } catch (...) {
-      // Completed by hand meanwhile (InvalidStateError): the first outcome stands.
+      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
+      // (moving the result threw) fails the future rather than leave it running for ever.
+      if (!future_.done()) fail_future(future_, std::current_exception());
     }
     value_.reset();
   }
@@ -280,7 +286,14 @@ class SubmitTask final : public State<R>, public Task, public RemoteCall {
         this->set_result(std::move(*outcome_));
       }
     } catch (...) {
-      // Completed by hand meanwhile (InvalidStateError): the first outcome stands.
+      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
+      // (moving the result threw) fails the future rather than leave it running for ever.
+      if (!this->done()) {
+        try {
+          this->set_exception(std::current_exception());
+        } catch (...) {
+        }
+      }
     }
     outcome_.reset();
   }
@@ -377,8 +390,8 @@ TaskPtr make_task(Future<R> future, F&& fn, Args&&... args) {
 
 // A task that calls fn(args...) (decay-copied, as std::thread does) and a new future it
 // completes: one allocation for both (SubmitTask) when the callable, its arguments and the
-// result slot are small. Large ones are not kept inline in the future's state, which lives as
-// long as the future does: they get a CallTask, freed once it has run.
+// result slots (the task's and the state's) are small. Large ones are not kept inline in the
+// future's state, which lives as long as the future does: they get a CallTask, freed once run.
 inline constexpr std::size_t kMaxInlineCall = 128;
 
 template <class F, class... Args>
@@ -386,7 +399,7 @@ std::pair<Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>>, 
 make_submit_task(F&& fn, Args&&... args) {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
   if constexpr (sizeof(std::tuple<std::decay_t<F>, std::decay_t<Args>...>) +
-                    sizeof(std::optional<Stored<R>>) <=
+                    2 * sizeof(std::optional<Stored<R>>) <=
                 kMaxInlineCall) {
     using T = SubmitTask<R, std::decay_t<F>, std::decay_t<Args>...>;
     return T::make(std::make_shared<T>(std::forward<F>(fn), std::forward<Args>(args)...));
