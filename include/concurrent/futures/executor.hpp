@@ -169,20 +169,13 @@ class MapRange {
   std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
-  // Locks the core only once the items known to exist are all consumed: once per chunk, not
-  // once per item.
-  bool at_end() const {
-    if (ended_) return true;
-    if (consumed_ < known_items_) return false;
-    const auto [items, complete] = core_->items_known();
-    known_items_ = items;
-    return complete && consumed_ >= items;
-  }
+  bool at_end() const { return cursor_.at_end(*core_); }
 
   [[noreturn]] void timed_out() {
-    ended_ = true;
+    cursor_.ended = true;
     core_->stop();
-    throw TimeoutError("map() timed out before item " + std::to_string(consumed_) + " was ready");
+    throw TimeoutError("map() timed out before item " + std::to_string(cursor_.consumed) +
+                       " was ready");
   }
 
   void ensure_chunk() {
@@ -198,7 +191,8 @@ class MapRange {
     detail::Outcome<R>& outcome = current_->out[offset_];
     if (auto* error = std::get_if<std::exception_ptr>(&outcome)) std::rethrow_exception(*error);
     if (std::holds_alternative<std::monostate>(outcome)) {
-      throw InvalidStateError("map item " + std::to_string(consumed_) + " was already taken");
+      throw InvalidStateError("map item " + std::to_string(cursor_.consumed) +
+                              " was already taken");
     }
     if constexpr (std::is_void_v<R>) {
       outcome = std::monostate{};
@@ -210,9 +204,9 @@ class MapRange {
   }
 
   void advance() {
-    if (ended_) return;
+    if (cursor_.ended) return;
     ensure_chunk();
-    ++consumed_;
+    ++cursor_.consumed;
     if (++offset_ < current_->out.size()) return;
     current_.reset();
     offset_ = 0;
@@ -224,9 +218,7 @@ class MapRange {
   std::shared_ptr<detail::Chunk<R>> current_;
   std::size_t chunk_index_ = 0;
   std::size_t offset_ = 0;
-  std::size_t consumed_ = 0;
-  mutable std::size_t known_items_ = 0;  // items that exist at least (see at_end)
-  bool ended_ = false;
+  detail::MapCursor cursor_;
 };
 
 /// The range map_unordered() returns: (input index, done future) pairs in completion order.
@@ -273,22 +265,14 @@ class MapUnorderedRange {
   std::optional<std::size_t> length_hint() const { return core_->total_items(); }
 
  private:
-  // Locks the core only once the items known to exist are all consumed: once per chunk, not
-  // once per item.
-  bool at_end() const {
-    if (ended_) return true;
-    if (consumed_ < known_items_) return false;
-    const auto [items, complete] = core_->items_known();
-    known_items_ = items;
-    return complete && consumed_ >= items;
-  }
+  bool at_end() const { return cursor_.at_end(*core_); }
 
   value_type take() {
     if (item_) return *item_;
     if (!current_) {
       std::tie(current_, current_index_) = core_->wait_completed(deadline_);
       if (!current_) {
-        ended_ = true;
+        cursor_.ended = true;
         core_->stop();
         throw TimeoutError("map_unordered() timed out with items unfinished");
       }
@@ -315,10 +299,10 @@ class MapUnorderedRange {
   }
 
   void advance() {
-    if (ended_) return;
+    if (cursor_.ended) return;
     if (!item_) take();
     item_.reset();
-    ++consumed_;
+    ++cursor_.consumed;
     if (++offset_ < current_->out.size()) return;
     offset_ = 0;
     current_.reset();
@@ -330,10 +314,8 @@ class MapUnorderedRange {
   std::shared_ptr<detail::Chunk<R>> current_;
   std::size_t current_index_ = 0;
   std::size_t offset_ = 0;
-  std::size_t consumed_ = 0;
-  mutable std::size_t known_items_ = 0;  // items that exist at least (see at_end)
   std::optional<value_type> item_;
-  bool ended_ = false;
+  detail::MapCursor cursor_;
 };
 
 /// The interface every executor has (threads, processes, MPI ranks): code written against

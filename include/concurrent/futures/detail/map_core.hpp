@@ -609,5 +609,26 @@ class ChunkTask final : public Task, public RemoteCall {
   Clock::time_point started_at_;
 };
 
+// Where an iteration over a map's results stands (MapRange, MapUnorderedRange): the items it
+// consumed, and whether it has ended. at_end() takes the core's lock only once the items known to
+// exist are all consumed: once per chunk, not once per item.
+class MapCursor {
+ public:
+  std::size_t consumed = 0;
+  bool ended = false;
+
+  template <class Core>
+  bool at_end(const Core& core) const {
+    if (ended) return true;
+    if (consumed < known_items_) return false;
+    const auto [items, complete] = core.items_known();
+    known_items_ = items;
+    return complete && consumed >= items;
+  }
+
+ private:
+  mutable std::size_t known_items_ = 0;  // items that exist at least
+};
+
 }  // namespace detail
 }  // namespace concurrent::futures

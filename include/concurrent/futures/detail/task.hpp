@@ -145,62 +145,12 @@ void complete_from_reply(const Future<R>& f, wire::Reader& r) {
   }
 }
 
+// What CallTask and SubmitTask share: the decay-copied callable and its arguments, run once and
+// dropped as soon as they are not needed, the outcome they leave until it is published, and how
+// the call travels to a worker process instead (RemoteCall).
 template <class R, class Fn, class... Args>
-class CallTask final : public Task, public RemoteCall {
-  static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
-
+class Call : public RemoteCall {
  public:
-  template <class F, class... A>
-  CallTask(Future<R> future, F&& fn, A&&... args)
-      : future_(std::move(future)),
-        call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
-
-  bool start() noexcept override { return start_future(future_); }
-
-  void execute() noexcept override {
-    try {
-      if constexpr (std::is_void_v<R>) {
-        std::apply([](auto&&... a) { std::invoke(std::move(a)...); }, std::move(*call_));
-        value_.emplace();
-      } else {
-        value_.emplace(std::apply([](auto&&... a) -> R { return std::invoke(std::move(a)...); },
-                                  std::move(*call_)));
-      }
-    } catch (...) {
-      error_ = std::current_exception();
-    }
-    call_.reset();  // drop the callable and its arguments as soon as they are not needed
-  }
-
-  void publish() noexcept override {
-    try {
-      if (error_) {
-        future_.set_exception(std::move(error_));
-      } else if constexpr (std::is_void_v<R>) {
-        future_.set_result();
-      } else {
-        future_.set_result(std::move(*value_));
-      }
-    } catch (...) {
-      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
-      // (moving the result threw) fails the future rather than leave it running for ever.
-      if (!future_.done()) fail_future(future_, std::current_exception());
-    }
-    value_.reset();
-  }
-
-  void cancel() noexcept override { cancel_future(future_); }
-  void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
-
-  RemoteCall* remote() noexcept override {
-    if constexpr (kRemotable) {
-      return this;
-    } else {
-      return nullptr;
-    }
-  }
-  std::string why_not_remote() const override { return why_not_remotable<R, Fn, Args...>(); }
-
   std::uint64_t entry_key() const noexcept override {
     if constexpr (kRemotable) {
       return CallEntry<Fn, Args...>::key;
@@ -221,15 +171,85 @@ class CallTask final : public Task, public RemoteCall {
     }
   }
 
+ protected:
+  static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
+
+  template <class F, class... A>
+  explicit Call(std::in_place_t /*unused*/, F&& fn, A&&... args)
+      : call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
+  ~Call() = default;
+
+  // Runs the call into outcome_ (or outcome_error_), then drops the callable and its arguments.
+  // (Not named run: Task::run is start, execute, publish.)
+  void call() noexcept {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::apply([](auto&&... a) { std::invoke(std::move(a)...); }, std::move(*call_));
+        outcome_.emplace();
+      } else {
+        outcome_.emplace(std::apply([](auto&&... a) -> R { return std::invoke(std::move(a)...); },
+                                    std::move(*call_)));
+      }
+    } catch (...) {
+      outcome_error_ = std::current_exception();
+    }
+    call_.reset();
+  }
+
+  RemoteCall* remote_call() noexcept {
+    if constexpr (kRemotable) {
+      return this;
+    } else {
+      return nullptr;
+    }
+  }
+  std::string why_not() const { return why_not_remotable<R, Fn, Args...>(); }
+
+  std::optional<std::tuple<Fn, Args...>> call_;
+  std::optional<Stored<R>> outcome_;
+  std::exception_ptr outcome_error_;
+};
+
+template <class R, class Fn, class... Args>
+class CallTask final : public Task, public Call<R, Fn, Args...> {
+ public:
+  template <class F, class... A>
+  CallTask(Future<R> future, F&& fn, A&&... args)
+      : Call<R, Fn, Args...>(std::in_place, std::forward<F>(fn), std::forward<A>(args)...),
+        future_(std::move(future)) {}
+
+  bool start() noexcept override { return start_future(future_); }
+  void execute() noexcept override { this->call(); }
+
+  void publish() noexcept override {
+    try {
+      if (this->outcome_error_) {
+        future_.set_exception(std::move(this->outcome_error_));
+      } else if constexpr (std::is_void_v<R>) {
+        future_.set_result();
+      } else {
+        future_.set_result(std::move(*this->outcome_));
+      }
+    } catch (...) {
+      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
+      // (moving the result threw) fails the future rather than leave it running for ever.
+      if (!future_.done()) fail_future(future_, std::current_exception());
+    }
+    this->outcome_.reset();
+  }
+
+  void cancel() noexcept override { cancel_future(future_); }
+  void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
+
+  RemoteCall* remote() noexcept override { return this->remote_call(); }
+  std::string why_not_remote() const override { return this->why_not(); }
+
   void read_reply(wire::Reader& r) override {
-    if constexpr (kRemotable) complete_from_reply(future_, r);
+    if constexpr (Call<R, Fn, Args...>::kRemotable) complete_from_reply(future_, r);
   }
 
  private:
   Future<R> future_;
-  std::optional<std::tuple<Fn, Args...>> call_;
-  std::optional<Stored<R>> value_;
-  std::exception_ptr error_;
 };
 
 // What Executor::submit schedules: the call and the state of the future it completes, in one
@@ -237,13 +257,11 @@ class CallTask final : public Task, public RemoteCall {
 // share it: the TaskPtr's share is `self_`, dropped by destroy(), which also drops the callable
 // and its arguments if they never ran, as a CallTask's destructor would.
 template <class R, class Fn, class... Args>
-class SubmitTask final : public State<R>, public Task, public RemoteCall {
-  static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
-
+class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args...> {
  public:
   template <class F, class... A>
   explicit SubmitTask(F&& fn, A&&... args)
-      : call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
+      : Call<R, Fn, Args...>(std::in_place, std::forward<F>(fn), std::forward<A>(args)...) {}
 
   // Makes the task and its future; the TaskPtr keeps the allocation alive until destroyed.
   static std::pair<Future<R>, TaskPtr> make(std::shared_ptr<SubmitTask> self) {
@@ -261,29 +279,16 @@ class SubmitTask final : public State<R>, public Task, public RemoteCall {
     }
   }
 
-  void execute() noexcept override {
-    try {
-      if constexpr (std::is_void_v<R>) {
-        std::apply([](auto&&... a) { std::invoke(std::move(a)...); }, std::move(*call_));
-        outcome_.emplace();
-      } else {
-        outcome_.emplace(std::apply([](auto&&... a) -> R { return std::invoke(std::move(a)...); },
-                                    std::move(*call_)));
-      }
-    } catch (...) {
-      outcome_error_ = std::current_exception();
-    }
-    call_.reset();  // drop the callable and its arguments as soon as they are not needed
-  }
+  void execute() noexcept override { this->call(); }
 
   void publish() noexcept override {
     try {
-      if (outcome_error_) {
-        this->set_exception(std::move(outcome_error_));
+      if (this->outcome_error_) {
+        this->set_exception(std::move(this->outcome_error_));
       } else if constexpr (std::is_void_v<R>) {
         this->set_result(Unit{});
       } else {
-        this->set_result(std::move(*outcome_));
+        this->set_result(std::move(*this->outcome_));
       }
     } catch (...) {
       // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
@@ -295,7 +300,7 @@ class SubmitTask final : public State<R>, public Task, public RemoteCall {
         }
       }
     }
-    outcome_.reset();
+    this->outcome_.reset();
   }
 
   void cancel() noexcept override {
@@ -312,49 +317,22 @@ class SubmitTask final : public State<R>, public Task, public RemoteCall {
   }
 
   void destroy() noexcept override {
-    call_.reset();
+    this->call_.reset();
     // Last: dropping the TaskPtr's share may free this object.
     std::shared_ptr<StateBase> self = std::move(self_);
   }
 
-  RemoteCall* remote() noexcept override {
-    if constexpr (kRemotable) {
-      return this;
-    } else {
-      return nullptr;
-    }
-  }
-  std::string why_not_remote() const override { return why_not_remotable<R, Fn, Args...>(); }
-
-  std::uint64_t entry_key() const noexcept override {
-    if constexpr (kRemotable) {
-      return CallEntry<Fn, Args...>::key;
-    } else {
-      return 0;
-    }
-  }
-
-  void write_request(wire::Writer& w) override {
-    if constexpr (kRemotable) {
-      std::apply(
-          [&](const Fn& fn, const Args&... args) {
-            write_callable(w, fn);
-            (wire::write(w, args), ...);
-          },
-          *call_);
-      call_.reset();  // the worker has its own copy now
-    }
-  }
+  RemoteCall* remote() noexcept override { return this->remote_call(); }
+  std::string why_not_remote() const override { return this->why_not(); }
 
   void read_reply(wire::Reader& r) override {
-    if constexpr (kRemotable) complete_from_reply(Future<R>(this->shared_from_this()), r);
+    if constexpr (Call<R, Fn, Args...>::kRemotable) {
+      complete_from_reply(Future<R>(this->shared_from_this()), r);
+    }
   }
 
  private:
   std::shared_ptr<StateBase> self_;
-  std::optional<std::tuple<Fn, Args...>> call_;
-  std::optional<Stored<R>> outcome_;
-  std::exception_ptr outcome_error_;
 };
 
 // The parent's side of a call whose request was serialized straight from the caller's arguments
