@@ -22,6 +22,8 @@
 
 namespace {
 
+using cftest::BlockedPool;
+
 using cftest::kDeadlock;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -43,29 +45,6 @@ std::string what_of(const std::exception_ptr& e) {
     return ex.what();
   }
 }
-
-// A one-worker pool whose worker is held by a task until release(): work submitted meanwhile
-// stays queued (pending), so it can be cancelled or dropped before it starts.
-class BlockedPool {
- public:
-  explicit BlockedPool(const std::string& prefix = "blocked")
-      : pool_({.max_workers = 1, .thread_name_prefix = prefix}) {
-    blocker_ = pool_.submit([this] {
-      started_.set();
-      release_.wait();
-    });
-    EXPECT_TRUE(started_.wait());
-  }
-  ~BlockedPool() { release(); }
-  void release() { release_.set(); }
-  cf::ThreadPoolExecutor& pool() { return pool_; }
-
- private:
-  cftest::Event started_;
-  cftest::Event release_;
-  cf::ThreadPoolExecutor pool_;
-  cf::Future<void> blocker_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // then(fn): the value form

@@ -24,6 +24,8 @@
 
 namespace {
 
+using cftest::BlockedPool;
+
 using cftest::kDeadlock;
 
 // Thread identity through system calls: Clang 14 may reuse a pthread_self() (and so
@@ -36,29 +38,6 @@ std::string current_thread_name() {
   ::prctl(PR_GET_NAME, name);
   return name;
 }
-
-// A one-worker pool whose worker is held until release(), so work submitted meanwhile stays
-// queued.
-class BlockedPool {
- public:
-  explicit BlockedPool(const std::string& prefix = "blocked")
-      : pool_({.max_workers = 1, .thread_name_prefix = prefix}) {
-    blocker_ = pool_.submit([this] {
-      started_.set();
-      release_.wait();
-    });
-    EXPECT_TRUE(started_.wait());
-  }
-  ~BlockedPool() { release(); }
-  void release() { release_.set(); }
-  cf::ThreadPoolExecutor& pool() { return pool_; }
-
- private:
-  cftest::Event started_;
-  cftest::Event release_;
-  cf::ThreadPoolExecutor pool_;
-  cf::Future<void> blocker_;
-};
 
 // The coroutines under test take everything by value (see coroutine.hpp on lifetimes); results
 // that must be seen from outside go through shared_ptrs.

@@ -158,6 +158,29 @@ class Event {
   bool set_ = false;
 };
 
+// A one-worker pool whose worker is held by a task until release(): work submitted meanwhile
+// stays queued (pending), so it can be cancelled or dropped before it starts.
+class BlockedPool {
+ public:
+  explicit BlockedPool(const std::string& prefix = "blocked")
+      : pool_({.max_workers = 1, .thread_name_prefix = prefix}) {
+    blocker_ = pool_.submit([this] {
+      started_.set();
+      release_.wait();
+    });
+    EXPECT_TRUE(started_.wait());
+  }
+  ~BlockedPool() { release(); }
+  void release() { release_.set(); }
+  cf::ThreadPoolExecutor& pool() { return pool_; }
+
+ private:
+  Event started_;
+  Event release_;
+  cf::ThreadPoolExecutor pool_;
+  cf::Future<void> blocker_;
+};
+
 // Captures what the library reports to the error handler for the lifetime of the object.
 class CapturedErrors {
  public:
