@@ -59,6 +59,18 @@ inline const auto kAllMethods =
 inline const auto kNonForkMethods =
     ::testing::Values(cf::StartMethod::forkserver, cf::StartMethod::spawn);
 
+// A test run once per start method, with the pool options that go with it.
+class StartMethodTest : public ::testing::TestWithParam<cf::StartMethod> {
+ protected:
+  cf::ProcessPoolOptions options(std::size_t workers = 2) const {
+    cf::ProcessPoolOptions o;
+    o.max_workers = workers;
+    o.start_method = GetParam();
+    return o;
+  }
+  bool is_fork() const { return GetParam() == cf::StartMethod::fork; }
+};
+
 struct MethodParamName {
   std::string operator()(const ::testing::TestParamInfo<cf::StartMethod>& info) const {
     return method_name(info.param);

@@ -158,20 +158,15 @@ void expect_remote(const std::exception_ptr& e, const std::string& type_name,
 
 // --- fixtures -------------------------------------------------------------------------------
 
-class ProcessFailuresTest : public ::testing::TestWithParam<cf::StartMethod> {
- protected:
-  cf::ProcessPoolOptions options(std::size_t workers = 2) const {
-    cf::ProcessPoolOptions o;
-    o.max_workers = workers;
-    o.start_method = GetParam();
-    return o;
-  }
-};
+class ProcessFailuresTest : public proctest::StartMethodTest {};
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessFailuresTest, proctest::kAllMethods,
                          proctest::MethodParamName());
 
 using MethodAndPolicy = std::tuple<cf::StartMethod, cf::CrashPolicy>;
+const auto kMethodsAndPolicies = ::testing::Combine(
+    proctest::kAllMethods,
+    ::testing::Values(cf::CrashPolicy::break_pool, cf::CrashPolicy::replace_worker));
 
 class ProcessCrashTest : public ::testing::TestWithParam<MethodAndPolicy> {
  protected:
@@ -228,12 +223,7 @@ struct MethodAndPolicyName {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(StartMethodsAndPolicies, ProcessCrashTest,
-                         ::testing::Combine(::testing::Values(cf::StartMethod::fork,
-                                                              cf::StartMethod::forkserver,
-                                                              cf::StartMethod::spawn),
-                                            ::testing::Values(cf::CrashPolicy::break_pool,
-                                                              cf::CrashPolicy::replace_worker)),
+INSTANTIATE_TEST_SUITE_P(StartMethodsAndPolicies, ProcessCrashTest, kMethodsAndPolicies,
                          MethodAndPolicyName());
 
 // --- the matrix: exceptions at each step (CPython G1, G3, G7, G10, G11) ----------------------
@@ -686,12 +676,7 @@ class ProcessTimeoutTest : public ProcessCrashTest {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(StartMethodsAndPolicies, ProcessTimeoutTest,
-                         ::testing::Combine(::testing::Values(cf::StartMethod::fork,
-                                                              cf::StartMethod::forkserver,
-                                                              cf::StartMethod::spawn),
-                                            ::testing::Values(cf::CrashPolicy::break_pool,
-                                                              cf::CrashPolicy::replace_worker)),
+INSTANTIATE_TEST_SUITE_P(StartMethodsAndPolicies, ProcessTimeoutTest, kMethodsAndPolicies,
                          MethodAndPolicyName());
 
 TEST_P(ProcessTimeoutTest, TaskOverTheTimeoutRaisesTimeoutErrorAndItsWorkerIsReplaced) {

@@ -210,14 +210,8 @@ bool soak() {
 
 // --- fixture --------------------------------------------------------------------------------
 
-class ProcessHygieneTest : public ::testing::TestWithParam<cf::StartMethod> {
+class ProcessHygieneTest : public proctest::StartMethodTest {
  protected:
-  cf::ProcessPoolOptions options(std::size_t workers = 2) const {
-    cf::ProcessPoolOptions o;
-    o.max_workers = workers;
-    o.start_method = GetParam();
-    return o;
-  }
   const char* method() const { return proctest::method_name(GetParam()); }
 };
 

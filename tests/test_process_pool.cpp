@@ -213,16 +213,7 @@ struct Opaque {
 
 // --- fixture --------------------------------------------------------------------------------
 
-class ProcessPoolTest : public ::testing::TestWithParam<cf::StartMethod> {
- protected:
-  cf::ProcessPoolOptions options(std::size_t workers = 2) const {
-    cf::ProcessPoolOptions o;
-    o.max_workers = workers;
-    o.start_method = GetParam();
-    return o;
-  }
-  bool is_fork() const { return GetParam() == cf::StartMethod::fork; }
-};
+class ProcessPoolTest : public proctest::StartMethodTest {};
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessPoolTest, proctest::kAllMethods,
                          proctest::MethodParamName());
