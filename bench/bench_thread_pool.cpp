@@ -341,11 +341,40 @@ struct Pools {
   }
 };
 
+// The four pools' samples of one section, printed, then recorded as three rows: ours against
+// Asio (with `asio_goal`) and against each TBB arena (with `tbb_goal`).
+struct PoolSamples {
+  std::vector<double> ours, asio, tbb1, tbb2;
+};
+struct Goal {
+  const char* text;
+  double factor;  // speed-up needed, 0: see limit
+  double limit;   // absolute limit on ours, 0: none
+};
+
+void report_pools(const CpuMeter& meter, const PoolSamples& s, const char* sample_unit,
+                  const std::string& what, const char* unit, bool higher_is_better, Goal asio_goal,
+                  Goal tbb_goal) {
+  print_samples("cfutures ThreadPoolExecutor(2)", s.ours, sample_unit);
+  print_samples("Boost.Asio thread_pool(2) + promise", s.asio, sample_unit);
+  print_samples("oneTBB task_arena(2) + promise", s.tbb1, sample_unit);
+  print_samples("oneTBB task_arena(2, 0), 2 workers + promise", s.tbb2, sample_unit);
+  print_others(meter);
+  const double ours = median(s.ours);
+  const auto row = [&](const char* anchor, const std::vector<double>& samples, Goal goal) {
+    g_rows.push_back({what, anchor, unit, ours, median(samples), higher_is_better, goal.text,
+                      goal.factor, goal.limit});
+  };
+  row("Asio thread_pool + promise", s.asio, asio_goal);
+  row("TBB task_arena(2) + promise", s.tbb1, tbb_goal);
+  row("TBB task_arena(2,0), 2 workers", s.tbb2, tbb_goal);
+}
+
 void bench_throughput(Pools& pools) {
   if (!selected("throughput")) return;
   const int n = g_options.quick ? 100000 : 1000000;
   const long long expected = expected_sum(n);
-  std::vector<double> ours, asio, tbb1, tbb2;
+  PoolSamples s;
   auto measure = [&](std::vector<double>& out, auto&& run) {
     settle();
     const auto start = Clock::now();
@@ -356,23 +385,13 @@ void bench_throughput(Pools& pools) {
   std::printf("\n[1] throughput: %d trivial tasks, submit all then result() each (M tasks/s)\n", n);
   const CpuMeter meter;
   for (int r = 0; r < g_options.reps; ++r) {
-    measure(ours, [&] { return ours_submit_all(pools.ours, n); });
-    measure(asio, [&] { return promise_submit_all(pools.asio_post(), n); });
-    measure(tbb1, [&] { return promise_submit_all(Pools::tbb_post(pools.tbb_default), n); });
-    measure(tbb2, [&] { return promise_submit_all(Pools::tbb_post(pools.tbb_two_workers), n); });
+    measure(s.ours, [&] { return ours_submit_all(pools.ours, n); });
+    measure(s.asio, [&] { return promise_submit_all(pools.asio_post(), n); });
+    measure(s.tbb1, [&] { return promise_submit_all(Pools::tbb_post(pools.tbb_default), n); });
+    measure(s.tbb2, [&] { return promise_submit_all(Pools::tbb_post(pools.tbb_two_workers), n); });
   }
-  print_samples("cfutures ThreadPoolExecutor(2)", ours, "M/s");
-  print_samples("Boost.Asio thread_pool(2) + promise", asio, "M/s");
-  print_samples("oneTBB task_arena(2) + promise", tbb1, "M/s");
-  print_samples("oneTBB task_arena(2, 0), 2 workers + promise", tbb2, "M/s");
-  print_others(meter);
-  const std::string what = "1M trivial tasks, submit all, result() each";
-  g_rows.push_back({what, "Asio thread_pool + promise", "M tasks/s", median(ours), median(asio),
-                    true, ">= 3x", 3.0, 0});
-  g_rows.push_back({what, "TBB task_arena(2) + promise", "M tasks/s", median(ours), median(tbb1),
-                    true, ">= 1x", 1.0, 0});
-  g_rows.push_back({what, "TBB task_arena(2,0), 2 workers", "M tasks/s", median(ours), median(tbb2),
-                    true, ">= 1x", 1.0, 0});
+  report_pools(meter, s, "M/s", "1M trivial tasks, submit all, result() each", "M tasks/s", true,
+               {">= 3x", 3.0, 0}, {">= 1x", 1.0, 0});
 }
 
 // --- 2. round trip ------------------------------------------------------------------------------
@@ -401,37 +420,27 @@ int promise_round_trip(Post&& post, int i) {
 void bench_round_trip(Pools& pools) {
   if (!selected("round")) return;
   const int samples = g_options.quick ? 2000 : 20000;
-  std::vector<double> ours, asio, tbb1, tbb2;
+  PoolSamples s;
   std::printf("\n[2] round trip: submit one task, result(); %d samples per repetition (us)\n",
               samples);
   const CpuMeter meter;
   for (int r = 0; r < g_options.reps; ++r) {
     settle();
-    ours.push_back(median_round_trip_us(
+    s.ours.push_back(median_round_trip_us(
         samples, [&](int i) { return pools.ours.submit(trivial, i).result(); }));
     settle();
-    asio.push_back(median_round_trip_us(
+    s.asio.push_back(median_round_trip_us(
         samples, [&](int i) { return promise_round_trip(pools.asio_post(), i); }));
     settle();
-    tbb1.push_back(median_round_trip_us(
+    s.tbb1.push_back(median_round_trip_us(
         samples, [&](int i) { return promise_round_trip(Pools::tbb_post(pools.tbb_default), i); }));
     settle();
-    tbb2.push_back(median_round_trip_us(samples, [&](int i) {
+    s.tbb2.push_back(median_round_trip_us(samples, [&](int i) {
       return promise_round_trip(Pools::tbb_post(pools.tbb_two_workers), i);
     }));
   }
-  print_samples("cfutures ThreadPoolExecutor(2)", ours, "us");
-  print_samples("Boost.Asio thread_pool(2) + promise", asio, "us");
-  print_samples("oneTBB task_arena(2) + promise", tbb1, "us");
-  print_samples("oneTBB task_arena(2, 0), 2 workers + promise", tbb2, "us");
-  print_others(meter);
-  const std::string what = "round trip: submit 1 task, result()";
-  g_rows.push_back({what, "Asio thread_pool + promise", "us (median)", median(ours), median(asio),
-                    false, "<= 5 us", 0, 5.0});
-  g_rows.push_back({what, "TBB task_arena(2) + promise", "us (median)", median(ours), median(tbb1),
-                    false, "<= 5 us", 0, 5.0});
-  g_rows.push_back({what, "TBB task_arena(2,0), 2 workers", "us (median)", median(ours),
-                    median(tbb2), false, "<= 5 us", 0, 5.0});
+  report_pools(meter, s, "us", "round trip: submit 1 task, result()", "us (median)", false,
+               {"<= 5 us", 0, 5.0}, {"<= 5 us", 0, 5.0});
 }
 
 // --- 3. seed workloads --------------------------------------------------------------------------
