@@ -195,7 +195,7 @@ std::string join(const std::vector<std::string>& lines) {
   return all;
 }
 
-// The pool's large payloads live in memfds named so (see wire.hpp).
+// The pool's large payloads live in memfds named so (see detail/codec.hpp).
 constexpr const char* kPayloadName = "cfutures-payload";
 
 void expect_no_payload_left() {

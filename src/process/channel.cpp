@@ -39,7 +39,7 @@ Channel::~Channel() {
   if (fd_ >= 0) close(fd_);
 }
 
-void Channel::send(FrameType type, std::uint64_t id, wire::Buffer payload, int extra_fd) {
+void Channel::send(FrameType type, std::uint64_t id, codec::Buffer payload, int extra_fd) {
   if (!payload.shared() && extra_fd < 0) {
     send(type, id, payload.data(), payload.size());
     return;
@@ -71,7 +71,7 @@ void Channel::send(FrameType type, std::uint64_t id, const void* data, std::size
   append(bytes, data, size);
 }
 
-void Channel::send_copy(FrameType type, std::uint64_t id, const wire::Buffer& payload) {
+void Channel::send_copy(FrameType type, std::uint64_t id, const codec::Buffer& payload) {
   if (!payload.shared()) {
     send(type, id, payload.data(), payload.size());
     return;
@@ -186,7 +186,7 @@ std::optional<Frame> Channel::next() {
   if (h.shared) {
     const int fd = in_fds_.front();
     in_fds_.pop_front();
-    f.shared = wire::Buffer::map_shared(fd, h.size);
+    f.shared = codec::Buffer::map_shared(fd, h.size);
   }
   if (h.has_fd) {
     f.fd = in_fds_.front();

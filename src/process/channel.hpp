@@ -2,7 +2,7 @@
 // the fork server and a worker.
 //
 // A frame is a 16-byte header and a payload. A small payload follows the header in the stream; a
-// large one (a memfd-backed wire::Buffer) stays in shared memory and its descriptor travels with
+// large one (a memfd-backed codec::Buffer) stays in shared memory and its descriptor travels with
 // the header as SCM_RIGHTS ancillary data, so it is never copied through the socket. A frame may
 // also carry one descriptor besides its payload (the fork server receives workers' sockets so).
 //
@@ -17,7 +17,7 @@
 #include <optional>
 #include <vector>
 
-#include "concurrent/futures/detail/wire.hpp"
+#include "concurrent/futures/detail/codec.hpp"
 
 namespace concurrent::futures::detail::process {
 
@@ -51,7 +51,7 @@ static_assert(sizeof(FrameHeader) == 16);
 // until the channel's next receive().
 struct Frame {
   FrameHeader header{};
-  wire::Buffer shared;  // the payload when header.shared
+  codec::Buffer shared;  // the payload when header.shared
   const std::byte* inline_data = nullptr;
   int fd = -1;  // the extra descriptor (owned by the receiver)
 
@@ -69,10 +69,10 @@ class Channel {
   int fd() const noexcept { return fd_; }
 
   // Queues a frame. A shared payload's memfd is passed on and closed here once sent.
-  void send(FrameType type, std::uint64_t id, wire::Buffer payload, int extra_fd = -1);
+  void send(FrameType type, std::uint64_t id, codec::Buffer payload, int extra_fd = -1);
   void send(FrameType type, std::uint64_t id, const void* data = nullptr, std::size_t size = 0);
   // Queues a frame whose payload the caller keeps (a shared payload's memfd is duplicated).
-  void send_copy(FrameType type, std::uint64_t id, const wire::Buffer& payload);
+  void send_copy(FrameType type, std::uint64_t id, const codec::Buffer& payload);
 
   // Writes what is queued. Returns true when everything is written, false if the socket is full
   // (non-blocking). Throws std::system_error when the peer is gone.
@@ -92,7 +92,7 @@ class Channel {
     std::size_t sent = 0;
     int fds[2] = {-1, -1};
     int nfds = 0;
-    wire::Buffer keep;  // a shared payload, kept mapped until sent
+    codec::Buffer keep;  // a shared payload, kept mapped until sent
   };
 
   int fd_;

@@ -50,7 +50,7 @@ using detail::TaskPtr;
 using detail::process::Channel;
 using detail::process::Frame;
 using detail::process::FrameType;
-namespace wire = detail::wire;
+namespace codec = detail::codec;
 
 constexpr std::size_t kWindow = 4;
 // Workers in a row that may die before they are ready before the pool breaks (replace_worker).
@@ -85,7 +85,7 @@ std::uint64_t event_key(EventKind kind, std::uint64_t slot) {
 
 struct Submitted {
   TaskPtr task;
-  wire::Buffer request;  // entry key, then the callable and its arguments
+  codec::Buffer request;  // entry key, then the callable and its arguments
   bool started = false;  // handed out before (requeued from a worker that never ran it)
 };
 
@@ -138,7 +138,7 @@ class ProcessPoolExecutor::Impl {
     }
     // The config every worker gets; naming the initializer here reports a bad one at once.
     {
-      wire::Writer w(config_);
+      codec::Writer w(config_);
       w.pod(static_cast<std::uint64_t>(options_.max_tasks_per_child));
       w.pod(static_cast<std::uint8_t>(options_.initializer != nullptr));
       if (options_.initializer != nullptr) {
@@ -195,9 +195,9 @@ class ProcessPoolExecutor::Impl {
       task->abandon(std::make_exception_ptr(SerializationError(task->why_not_remote())));
       return;
     }
-    wire::Buffer request;
+    codec::Buffer request;
     try {
-      wire::Writer w(request);
+      codec::Writer w(request);
       w.pod(remote->entry_key());
       remote->write_request(w);
     } catch (...) {
@@ -207,7 +207,7 @@ class ProcessPoolExecutor::Impl {
     submit_serialized(std::move(task), std::move(request));
   }
 
-  void submit_serialized(TaskPtr task, wire::Buffer request) {
+  void submit_serialized(TaskPtr task, codec::Buffer request) {
     if (request.size() > std::numeric_limits<std::uint32_t>::max()) {
       task->abandon(std::make_exception_ptr(SerializationError(
           "a task's arguments take more than 4 GiB, the most one message holds")));
@@ -456,7 +456,7 @@ class ProcessPoolExecutor::Impl {
           break;
         }
         case StartMethod::forkserver:
-          server_->send(FrameType::spawn, slot, wire::Buffer(), fds[1]);  // passes fds[1] on
+          server_->send(FrameType::spawn, slot, codec::Buffer(), fds[1]);  // passes fds[1] on
           break;
       }
     } catch (...) {
@@ -466,7 +466,7 @@ class ProcessPoolExecutor::Impl {
     }
     detail::process::set_nonblocking(fds[0]);
     watch(fds[0], event_key(kChannel, slot), EPOLLIN);
-    wire::Buffer config;
+    codec::Buffer config;
     config.append(config_.data(), config_.size());
     w.channel->send(FrameType::config, 0, std::move(config));
     return w;
@@ -677,8 +677,8 @@ class ProcessPoolExecutor::Impl {
         case FrameType::init_failed: {
           std::string what = "the initializer failed";
           try {
-            wire::Reader r(f->data(), f->size());
-            what += ": " + detail::exception_message(wire::read_exception(r));
+            codec::Reader r(f->data(), f->size());
+            what += ": " + detail::exception_message(codec::read_exception(r));
           } catch (...) {
           }
           break_pool("a worker's initializer failed (" + what + ")");
@@ -722,7 +722,7 @@ class ProcessPoolExecutor::Impl {
     if (!w.window.empty()) w.head_since = Clock::now();
     TaskPtr& task = done.submitted.task;
     try {
-      wire::Reader r(f.data(), f.size());
+      codec::Reader r(f.data(), f.size());
       if (f.size() == 0) throw SerializationError("the worker could not encode its reply");
       task->remote()->read_reply(r);
     } catch (...) {
@@ -930,7 +930,7 @@ class ProcessPoolExecutor::Impl {
 
   const std::size_t max_workers_;
   const ProcessPoolOptions options_;
-  wire::Buffer config_;
+  codec::Buffer config_;
 
   // Shared with submitters: everything below under mu_.
   mutable std::mutex mu_;
@@ -995,7 +995,7 @@ void ProcessPoolExecutor::schedule(detail::TaskPtr task) { impl_->submit(std::mo
 
 void ProcessPoolExecutor::check_open() const { impl_->check_open(); }
 
-void ProcessPoolExecutor::schedule_serialized(detail::TaskPtr task, detail::wire::Buffer request) {
+void ProcessPoolExecutor::schedule_serialized(detail::TaskPtr task, detail::codec::Buffer request) {
   impl_->submit_serialized(std::move(task), std::move(request));
 }
 

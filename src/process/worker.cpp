@@ -25,7 +25,7 @@
 #include <system_error>
 #include <vector>
 
-#include "concurrent/futures/detail/transport.hpp"
+#include "concurrent/futures/detail/entry.hpp"
 #include "concurrent/futures/process_pool.hpp"
 #include "process/channel.hpp"
 
@@ -42,10 +42,10 @@ namespace {
   _exit(code);
 }
 
-wire::Buffer exception_payload(const std::exception_ptr& e) {
-  wire::Buffer b;
-  wire::Writer w(b);
-  wire::write_exception(w, e);
+codec::Buffer exception_payload(const std::exception_ptr& e) {
+  codec::Buffer b;
+  codec::Writer w(b);
+  codec::write_exception(w, e);
   return b;
 }
 
@@ -86,7 +86,7 @@ void serve(int fd) noexcept {
         continue;
       }
       if (f->header.type != FrameType::config) exit_child(2);
-      wire::Reader r(f->data(), f->size());
+      codec::Reader r(f->data(), f->size());
       max_tasks = r.pod<std::uint64_t>();
       if (r.pod<std::uint8_t>() != 0) {
         try {
@@ -120,16 +120,16 @@ void serve(int fd) noexcept {
       // results already computed must not die with it.
       ch.flush();
       const std::uint64_t id = f->header.id;
-      wire::Buffer reply;
+      codec::Buffer reply;
       {
-        wire::Reader request(f->data(), f->size());
-        wire::Writer w(reply);
+        codec::Reader request(f->data(), f->size());
+        codec::Writer w(reply);
         const auto key = request.pod<std::uint64_t>();
         if (const EntryFn entry = find_entry(key)) {
           entry(request, w);
         } else {
           w.pod(ReplyStatus::error);
-          wire::write_exception(
+          codec::write_exception(
               w, std::make_exception_ptr(SerializationError(
                      "the worker process does not know this task's function (is it running the "
                      "same program as the parent?)")));
@@ -138,9 +138,9 @@ void serve(int fd) noexcept {
       f.reset();  // unmap a large request before replying
       if (reply.size() > std::numeric_limits<std::uint32_t>::max()) {
         reply.clear();
-        wire::Writer w(reply);
+        codec::Writer w(reply);
         w.pod(ReplyStatus::error);
-        wire::write_exception(w, std::make_exception_ptr(SerializationError(
+        codec::write_exception(w, std::make_exception_ptr(SerializationError(
                                      "a task's result takes more than 4 GiB, the most one "
                                      "message holds")));
       }

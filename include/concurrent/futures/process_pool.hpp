@@ -8,7 +8,7 @@
 /// learns of deaths from events (pidfd, the fork server's report, channel end-of-stream), never by
 /// polling.
 ///
-/// What can be sent: see detail/transport.hpp (callables) and detail/wire.hpp (values). Submitting
+/// What can be sent: see detail/entry.hpp (callables) and detail/codec.hpp (values). Submitting
 /// anything else to a ProcessPoolExecutor is a compile-time error; through cf::Executor& it is a
 /// future failing with SerializationError.
 ///
@@ -24,7 +24,7 @@
 #include <memory>
 #include <optional>
 
-#include "concurrent/futures/detail/transport.hpp"
+#include "concurrent/futures/detail/entry.hpp"
 #include "concurrent/futures/executor.hpp"
 
 namespace concurrent::futures {
@@ -75,24 +75,24 @@ class ProcessPoolExecutor : public Executor {
     static_assert(detail::Transportable<F>,
                   "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
                   "function pointer, a captureless lambda or a trivially copyable function object");
-    static_assert((detail::wire::serializable_v<std::decay_t<Args>> && ...),
+    static_assert((detail::codec::serializable_v<std::decay_t<Args>> && ...),
                   "ProcessPoolExecutor::submit: an argument type is not serializable (see "
                   "API.md: std types, trivially copyable structs or cereal types)");
     using Fn = std::decay_t<F>;
     using R = std::invoke_result_t<Fn, std::decay_t<Args>...>;
-    static_assert(std::is_void_v<R> || detail::wire::serializable_v<R>,
+    static_assert(std::is_void_v<R> || detail::codec::serializable_v<R>,
                   "ProcessPoolExecutor::submit: the result type is not serializable");
     // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
     check_open();
     Future<R> future;
     const std::uint64_t key = detail::CallEntry<Fn, std::decay_t<Args>...>::key;
-    detail::wire::Buffer request;
+    detail::codec::Buffer request;
     try {
-      detail::wire::Writer w(request);
+      detail::codec::Writer w(request);
       w.pod(key);
       const Fn callable = fn;
       detail::write_callable(w, callable);
-      (detail::wire::write(w, static_cast<const std::decay_t<Args>&>(args)), ...);
+      (detail::codec::write(w, static_cast<const std::decay_t<Args>&>(args)), ...);
     } catch (...) {
       future.set_exception(std::current_exception());  // this future only; the pool goes on
       return future;
@@ -151,7 +151,7 @@ class ProcessPoolExecutor : public Executor {
   // ShutdownError after shutdown, BrokenProcessPool when broken.
   void check_open() const;
   // Queues a task whose request is already serialized.
-  void schedule_serialized(detail::TaskPtr task, detail::wire::Buffer request);
+  void schedule_serialized(detail::TaskPtr task, detail::codec::Buffer request);
 
   class Impl;
   std::unique_ptr<Impl> impl_;

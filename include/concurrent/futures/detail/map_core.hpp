@@ -514,8 +514,8 @@ class MapCoreImpl final : public MapCore<R> {
 // One chunk of a map as a task: run here (run_items), or sent whole to a worker process.
 template <class Fn, class Item, class R>
 class ChunkTask final : public Task, public RemoteCall {
-  static constexpr bool kRemotable = Transportable<Fn> && wire::serializable_v<Item> &&
-                                     (std::is_void_v<R> || wire::serializable_v<R>);
+  static constexpr bool kRemotable = Transportable<Fn> && codec::serializable_v<Item> &&
+                                     (std::is_void_v<R> || codec::serializable_v<R>);
   using Core = MapCoreImpl<Fn, Item, R>;
 
  public:
@@ -557,33 +557,33 @@ class ChunkTask final : public Task, public RemoteCall {
       return 0;
     }
   }
-  void write_request(wire::Writer& w) override {
+  void write_request(codec::Writer& w) override {
     if constexpr (kRemotable) {
       write_callable(w, *fn_);
-      wire::write(w, items_);
+      codec::write(w, items_);
       items_.clear();
       items_.shrink_to_fit();
       fn_.reset();
     }
   }
-  void read_reply(wire::Reader& r) override {
+  void read_reply(codec::Reader& r) override {
     if constexpr (kRemotable) {
       if (r.pod<ReplyStatus>() == ReplyStatus::error) {
-        chunk_->done.set_exception(wire::read_exception(r));
+        chunk_->done.set_exception(codec::read_exception(r));
         return;
       }
       const std::size_t n = r.size();
       if (n != chunk_->out.size()) throw SerializationError("a chunk's reply has the wrong length");
       for (Outcome<R>& out : chunk_->out) {
         const std::size_t length = r.size();
-        wire::Reader item(r.take(length), length);
+        codec::Reader item(r.take(length), length);
         try {
           if (item.pod<ReplyStatus>() == ReplyStatus::error) {
-            out.template emplace<2>(wire::read_exception(item));
+            out.template emplace<2>(codec::read_exception(item));
           } else if constexpr (std::is_void_v<R>) {
             out.template emplace<1>();
           } else {
-            wire::read(item, out.template emplace<1>());
+            codec::read(item, out.template emplace<1>());
           }
         } catch (...) {
           out.template emplace<2>(std::current_exception());  // this item only

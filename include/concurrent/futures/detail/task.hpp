@@ -16,8 +16,8 @@
 #include <tuple>
 #include <utility>
 
-#include "concurrent/futures/detail/transport.hpp"
-#include "concurrent/futures/detail/wire.hpp"
+#include "concurrent/futures/detail/entry.hpp"
+#include "concurrent/futures/detail/codec.hpp"
 #include "concurrent/futures/future.hpp"
 
 namespace concurrent::futures::detail {
@@ -25,14 +25,14 @@ namespace concurrent::futures::detail {
 // The form in which a process pool sends a task to a worker.
 class RemoteCall {
  public:
-  // Which entry (see transport.hpp) runs it in the worker.
+  // Which entry (see entry.hpp) runs it in the worker.
   virtual std::uint64_t entry_key() const noexcept = 0;
   // Writes the callable and its arguments, then drops them. Runs in the submitting thread; an
   // exception fails this task only.
-  virtual void write_request(wire::Writer& w) = 0;
+  virtual void write_request(codec::Writer& w) = 0;
   // Completes the future from the worker's reply. Throws SerializationError if the reply
   // cannot be read (the caller then fails the future with it).
-  virtual void read_reply(wire::Reader& r) = 0;
+  virtual void read_reply(codec::Reader& r) = 0;
 
  protected:
   ~RemoteCall() = default;
@@ -40,8 +40,8 @@ class RemoteCall {
 
 // Whether a call of F with Args (returning R) can run in another process.
 template <class R, class F, class... Args>
-inline constexpr bool remotable_v = Transportable<F> && (wire::serializable_v<Args> && ...) &&
-                                    (std::is_void_v<R> || wire::serializable_v<R>);
+inline constexpr bool remotable_v = Transportable<F> && (codec::serializable_v<Args> && ...) &&
+                                    (std::is_void_v<R> || codec::serializable_v<R>);
 
 // Why not, for the SerializationError of a task that cannot (empty if it can).
 template <class R, class F, class... Args>
@@ -50,12 +50,12 @@ std::string why_not_remotable() {
     return "the callable of type " + demangle(typeid(F)) +
            " cannot run in a worker process: only function pointers, captureless lambdas and "
            "trivially copyable function objects can";
-  } else if constexpr (!(wire::serializable_v<Args> && ...)) {
+  } else if constexpr (!(codec::serializable_v<Args> && ...)) {
     std::string bad;
-    ((bad += wire::serializable_v<Args> ? "" : (bad.empty() ? "" : ", ") + demangle(typeid(Args))),
+    ((bad += codec::serializable_v<Args> ? "" : (bad.empty() ? "" : ", ") + demangle(typeid(Args))),
      ...);
     return "an argument of type " + bad + " cannot be sent to a worker process (not serializable)";
-  } else if constexpr (!(std::is_void_v<R> || wire::serializable_v<R>)) {
+  } else if constexpr (!(std::is_void_v<R> || codec::serializable_v<R>)) {
     return "the result type " + demangle(typeid(R)) +
            " cannot be sent back from a worker process (not serializable)";
   } else {
@@ -130,17 +130,17 @@ void fail_future(const Future<R>& f, const std::exception_ptr& error) noexcept {
   } catch (...) {
   }
 }
-// Completes `f` from a worker's reply to a call entry (transport.hpp): status, then the value
+// Completes `f` from a worker's reply to a call entry (entry.hpp): status, then the value
 // or the exception. Throws SerializationError for bytes it cannot read.
 template <class R>
-void complete_from_reply(const Future<R>& f, wire::Reader& r) {
+void complete_from_reply(const Future<R>& f, codec::Reader& r) {
   if (r.pod<ReplyStatus>() == ReplyStatus::error) {
-    f.set_exception(wire::read_exception(r));
+    f.set_exception(codec::read_exception(r));
   } else if constexpr (std::is_void_v<R>) {
     f.set_result();
   } else {
     Stored<R> value;
-    wire::read(r, value);
+    codec::read(r, value);
     f.set_result(std::move(value));
   }
 }
@@ -159,12 +159,12 @@ class Call : public RemoteCall {
     }
   }
 
-  void write_request(wire::Writer& w) override {
+  void write_request(codec::Writer& w) override {
     if constexpr (kRemotable) {
       std::apply(
           [&](const Fn& fn, const Args&... args) {
             write_callable(w, fn);
-            (wire::write(w, args), ...);
+            (codec::write(w, args), ...);
           },
           *call_);
       call_.reset();  // the worker has its own copy now
@@ -244,7 +244,7 @@ class CallTask final : public Task, public Call<R, Fn, Args...> {
   RemoteCall* remote() noexcept override { return this->remote_call(); }
   std::string why_not_remote() const override { return this->why_not(); }
 
-  void read_reply(wire::Reader& r) override {
+  void read_reply(codec::Reader& r) override {
     if constexpr (Call<R, Fn, Args...>::kRemotable) complete_from_reply(future_, r);
   }
 
@@ -325,7 +325,7 @@ class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args..
   RemoteCall* remote() noexcept override { return this->remote_call(); }
   std::string why_not_remote() const override { return this->why_not(); }
 
-  void read_reply(wire::Reader& r) override {
+  void read_reply(codec::Reader& r) override {
     if constexpr (Call<R, Fn, Args...>::kRemotable) {
       complete_from_reply(Future<R>(this->shared_from_this()), r);
     }
@@ -351,8 +351,8 @@ class ReplyTask final : public Task, public RemoteCall {
   void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
   RemoteCall* remote() noexcept override { return this; }
   std::uint64_t entry_key() const noexcept override { return key_; }
-  void write_request(wire::Writer&) override {}
-  void read_reply(wire::Reader& r) override { complete_from_reply(future_, r); }
+  void write_request(codec::Writer&) override {}
+  void read_reply(codec::Reader& r) override { complete_from_reply(future_, r); }
 
  private:
   Future<R> future_;

@@ -1,5 +1,5 @@
-// Buffers (heap, then memfd), the cereal adapters, and the exception encoding of detail/wire.hpp.
-#include "concurrent/futures/detail/wire.hpp"
+// Buffers (heap, then memfd), the cereal adapters, and the exception encoding of detail/codec.hpp.
+#include "concurrent/futures/detail/codec.hpp"
 
 #include <cxxabi.h>
 #include <sys/mman.h>
@@ -13,7 +13,7 @@
 #include "concurrent/futures/detail/state.hpp"
 #include "system.hpp"
 
-namespace concurrent::futures::detail::wire {
+namespace concurrent::futures::detail::codec {
 
 namespace {
 
@@ -296,20 +296,20 @@ void write_exception(Writer& w, const std::exception_ptr& error) {
     if (t != nullptr) kind = kind_of(*t);
   }
   w.pod(static_cast<std::uint8_t>(kind));
-  wire::write(w, type);
-  wire::write(w, what);
+  codec::write(w, type);
+  codec::write(w, what);
 }
 
 std::exception_ptr read_exception(Reader& r) {
   const auto kind = static_cast<ErrorKind>(r.pod<std::uint8_t>());
   std::string type;
   std::string what;
-  wire::read(r, type);
-  wire::read(r, what);
+  codec::read(r, type);
+  codec::read(r, what);
   if (static_cast<std::uint8_t>(kind) > static_cast<std::uint8_t>(ErrorKind::remote)) {
     throw SerializationError("corrupt message: unknown exception kind");
   }
   return rebuild(kind, type, what);
 }
 
-}  // namespace concurrent::futures::detail::wire
+}  // namespace concurrent::futures::detail::codec

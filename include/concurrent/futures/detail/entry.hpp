@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "concurrent/futures/detail/wire.hpp"
+#include "concurrent/futures/detail/codec.hpp"
 #include "concurrent/futures/errors.hpp"
 
 namespace concurrent::futures::detail {
@@ -44,7 +44,7 @@ template <class F>
 concept Transportable = FunctionPointer<std::decay_t<F>> || TrivialFunctionObject<std::decay_t<F>>;
 
 // Reads the request, runs the call and writes the reply; never throws (failures are replies).
-using EntryFn = void (*)(wire::Reader& request, wire::Writer& reply) noexcept;
+using EntryFn = void (*)(codec::Reader& request, codec::Writer& reply) noexcept;
 
 std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept;
 // nullptr if this process has no such entry (or two entries share the key).
@@ -62,11 +62,11 @@ class ForkGuard {
 
 // Function pointers by name (see the file comment). Both throw SerializationError with the reason
 // when the function cannot be named or found.
-void write_function(wire::Writer& w, const void* function);
-const void* read_function(wire::Reader& r);
+void write_function(codec::Writer& w, const void* function);
+const void* read_function(codec::Reader& r);
 
 template <class F>
-void write_callable(wire::Writer& w, const F& fn) {
+void write_callable(codec::Writer& w, const F& fn) {
   if constexpr (FunctionPointer<F>) {
     write_function(w, reinterpret_cast<const void*>(fn));
   } else {
@@ -77,7 +77,7 @@ void write_callable(wire::Writer& w, const F& fn) {
 // Reconstructs the callable in the worker. Class types are rebuilt from their bytes (they are
 // trivially copyable, so copying the bytes is copying the object).
 template <class F>
-F read_callable(wire::Reader& r) {
+F read_callable(codec::Reader& r) {
   if constexpr (FunctionPointer<F>) {
     return reinterpret_cast<F>(const_cast<void*>(read_function(r)));
   } else {
@@ -93,7 +93,7 @@ enum class ReplyStatus : std::uint8_t { value = 0, error = 1 };
 // Runs body() and turns any exception into an error reply, dropping what body wrote (entries
 // write into an empty buffer of their own).
 template <class Body>
-void run_entry(wire::Writer& reply, Body&& body) noexcept {
+void run_entry(codec::Writer& reply, Body&& body) noexcept {
   try {
     body();
     return;
@@ -101,7 +101,7 @@ void run_entry(wire::Writer& reply, Body&& body) noexcept {
     try {
       reply.buffer().clear();
       reply.pod(ReplyStatus::error);
-      wire::write_exception(reply, std::current_exception());
+      codec::write_exception(reply, std::current_exception());
     } catch (...) {
       // Out of memory while reporting: the reply stays empty and the parent reports that.
       reply.buffer().clear();
@@ -114,18 +114,18 @@ template <class F, class... Args>
 struct CallEntry {
   using R = std::invoke_result_t<F, Args...>;
 
-  static void run(wire::Reader& request, wire::Writer& reply) noexcept {
+  static void run(codec::Reader& request, codec::Writer& reply) noexcept {
     run_entry(reply, [&] {
       F fn = read_callable<F>(request);
       std::tuple<Args...> args;
-      std::apply([&](auto&... a) { (wire::read(request, a), ...); }, args);
+      std::apply([&](auto&... a) { (codec::read(request, a), ...); }, args);
       if constexpr (std::is_void_v<R>) {
         std::apply(fn, std::move(args));
         reply.pod(ReplyStatus::value);
       } else {
         R result = std::apply(fn, std::move(args));
         reply.pod(ReplyStatus::value);
-        wire::write(reply, result);
+        codec::write(reply, result);
       }
     });
   }
@@ -142,11 +142,11 @@ const std::uint64_t CallEntry<F, Args...>::key =
 // parent) fails only itself.
 template <class Fn, class Item, class R>
 struct ChunkEntry {
-  static void run(wire::Reader& request, wire::Writer& reply) noexcept {
+  static void run(codec::Reader& request, codec::Writer& reply) noexcept {
     run_entry(reply, [&] {
       Fn fn = read_callable<Fn>(request);
       std::vector<Item> items;
-      wire::read(request, items);
+      codec::read(request, items);
       reply.pod(ReplyStatus::value);
       reply.size(items.size());
       for (Item& item : items) {
@@ -160,12 +160,12 @@ struct ChunkEntry {
           } else {
             R result = std::apply(fn, std::move(item));
             reply.pod(ReplyStatus::value);
-            wire::write(reply, result);
+            codec::write(reply, result);
           }
         } catch (...) {
           reply.buffer().truncate(start);
           reply.pod(ReplyStatus::error);
-          wire::write_exception(reply, std::current_exception());
+          codec::write_exception(reply, std::current_exception());
         }
         const auto length = static_cast<std::uint64_t>(reply.buffer().size() - start);
         std::memcpy(reply.buffer().data() + mark, &length, sizeof length);

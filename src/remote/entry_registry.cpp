@@ -1,9 +1,9 @@
-// The entry table and the naming of function pointers (see detail/transport.hpp).
+// The entry table and the naming of function pointers (see detail/entry.hpp).
 //
 // Function names come from the ELF symbol tables of the program and of the shared objects it has
 // loaded (.symtab when present, else .dynsym), read once per process. A stripped program still
 // has lambdas and function objects; its function pointers get a SerializationError that says so.
-#include "concurrent/futures/detail/transport.hpp"
+#include "concurrent/futures/detail/entry.hpp"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -246,14 +246,14 @@ ForkGuard::~ForkGuard() {
   entry_table().mu.unlock();
 }
 
-void write_function(wire::Writer& w, const void* function) {
+void write_function(codec::Writer& w, const void* function) {
   NameCache& cache = name_cache();
   {
     std::shared_lock lock(cache.mu);
     const auto it = cache.names.find(function);
     if (it != cache.names.end()) {
-      wire::write(w, it->second.first);
-      wire::write(w, it->second.second);
+      codec::write(w, it->second.first);
+      codec::write(w, it->second.second);
       return;
     }
   }
@@ -269,17 +269,17 @@ void write_function(wire::Writer& w, const void* function) {
                              "' to a worker process: its name is ambiguous in the program; give "
                              "it a unique name or pass a lambda instead");
   }
-  wire::write(w, object);
-  wire::write(w, symbol);
+  codec::write(w, object);
+  codec::write(w, symbol);
   std::unique_lock lock(cache.mu);
   cache.names.try_emplace(function, std::move(object), std::move(symbol));
 }
 
-const void* read_function(wire::Reader& r) {
+const void* read_function(codec::Reader& r) {
   std::string object;
   std::string symbol;
-  wire::read(r, object);
-  wire::read(r, symbol);
+  codec::read(r, object);
+  codec::read(r, symbol);
   const std::uintptr_t address = SymbolTables::instance().find(object, symbol);
   if (address == 0) {
     throw SerializationError("the worker process has no function '" + symbol + "'");

@@ -39,10 +39,24 @@
 #include <vector>
 
 #include <cereal/archives/binary.hpp>
+// A user's cereal serialize() may write any std type API.md lists as serializable: cereal needs
+// its own support header for each, which the user should not have to know about.
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
 
 #include "concurrent/futures/errors.hpp"
 
-namespace concurrent::futures::detail::wire {
+namespace concurrent::futures::detail::codec {
 
 // Payloads larger than this travel in shared memory.
 inline constexpr std::size_t kSharedThreshold = std::size_t{256} << 10;
@@ -72,12 +86,6 @@ class Buffer {
     if (n > 0) std::memcpy(data_ + size_, bytes, n);
     size_ += n;
   }
-  // Room for n more bytes, written by the caller, then committed with commit(n).
-  std::byte* reserve(std::size_t n) {
-    if (size_ + n > capacity_) grow(size_ + n);
-    return data_ + size_;
-  }
-  void commit(std::size_t n) noexcept { size_ += n; }
   void clear() noexcept { size_ = 0; }
   // Drops what was written after the first n bytes.
   void truncate(std::size_t n) noexcept {
@@ -198,15 +206,18 @@ struct Codec {
       !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
       (std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
        (std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>));
+  // Written by the user's cereal functions rather than bytewise.
+  static constexpr bool uses_cereal =
+      CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>;
   static void write(Writer& w, const T& value) {
-    if constexpr (CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>) {
+    if constexpr (uses_cereal) {
       w.cereal_archive()(value);
     } else {
       w.pod(value);
     }
   }
   static void read(Reader& r, T& value) {
-    if constexpr (CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>) {
+    if constexpr (uses_cereal) {
       r.cereal_archive()(value);
     } else {
       r.bytes(&value, sizeof(T));
@@ -221,8 +232,15 @@ struct Codec<void> {
 
 // Elements copied as one block: trivially copyable and not customised through cereal.
 template <class T>
-inline constexpr bool block_copyable_v =
-    std::is_trivially_copyable_v<T> && !CerealType<T> && Codec<T>::ok;
+inline constexpr bool block_copyable_v = std::is_trivially_copyable_v<T> && Codec<T>::ok && [] {
+  // std types (std::array, durations) have codecs of their own and no uses_cereal: cereal's std
+  // support headers make them CerealTypes too, but that is not a user's customisation.
+  if constexpr (requires { Codec<T>::uses_cereal; }) {
+    return !Codec<T>::uses_cereal;
+  } else {
+    return true;
+  }
+}();
 
 template <>
 struct Codec<std::string> {
@@ -247,7 +265,7 @@ struct Codec<std::vector<T, A>> {
     } else if constexpr (block_copyable_v<T>) {
       w.bytes(v.data(), v.size() * sizeof(T));
     } else {
-      for (const T& x : v) wire::write(w, x);
+      for (const T& x : v) codec::write(w, x);
     }
   }
   static void read(Reader& r, std::vector<T, A>& v) {
@@ -264,7 +282,7 @@ struct Codec<std::vector<T, A>> {
     } else {
       v.clear();
       v.resize(n);
-      for (T& x : v) wire::read(r, x);
+      for (T& x : v) codec::read(r, x);
     }
   }
 };
@@ -273,10 +291,10 @@ template <class T, std::size_t N>
 struct Codec<std::array<T, N>> {
   static constexpr bool ok = serializable_v<T>;
   static void write(Writer& w, const std::array<T, N>& a) {
-    for (const T& x : a) wire::write(w, x);
+    for (const T& x : a) codec::write(w, x);
   }
   static void read(Reader& r, std::array<T, N>& a) {
-    for (T& x : a) wire::read(r, x);
+    for (T& x : a) codec::read(r, x);
   }
 };
 
@@ -284,12 +302,12 @@ template <class A, class B>
 struct Codec<std::pair<A, B>> {
   static constexpr bool ok = serializable_v<A> && serializable_v<B>;
   static void write(Writer& w, const std::pair<A, B>& p) {
-    wire::write(w, p.first);
-    wire::write(w, p.second);
+    codec::write(w, p.first);
+    codec::write(w, p.second);
   }
   static void read(Reader& r, std::pair<A, B>& p) {
-    wire::read(r, const_cast<std::remove_const_t<A>&>(p.first));
-    wire::read(r, p.second);
+    codec::read(r, const_cast<std::remove_const_t<A>&>(p.first));
+    codec::read(r, p.second);
   }
 };
 
@@ -297,10 +315,10 @@ template <class... Ts>
 struct Codec<std::tuple<Ts...>> {
   static constexpr bool ok = (serializable_v<Ts> && ...);
   static void write(Writer& w, const std::tuple<Ts...>& t) {
-    std::apply([&](const auto&... x) { (wire::write(w, x), ...); }, t);
+    std::apply([&](const auto&... x) { (codec::write(w, x), ...); }, t);
   }
   static void read(Reader& r, std::tuple<Ts...>& t) {
-    std::apply([&](auto&... x) { (wire::read(r, x), ...); }, t);
+    std::apply([&](auto&... x) { (codec::read(r, x), ...); }, t);
   }
 };
 
@@ -309,11 +327,11 @@ struct Codec<std::optional<T>> {
   static constexpr bool ok = serializable_v<T>;
   static void write(Writer& w, const std::optional<T>& o) {
     w.pod(static_cast<std::uint8_t>(o.has_value()));
-    if (o) wire::write(w, *o);
+    if (o) codec::write(w, *o);
   }
   static void read(Reader& r, std::optional<T>& o) {
     if (r.pod<std::uint8_t>() != 0) {
-      wire::read(r, o.emplace());
+      codec::read(r, o.emplace());
     } else {
       o.reset();
     }
@@ -325,7 +343,7 @@ struct Codec<std::variant<Ts...>> {
   static constexpr bool ok = (serializable_v<Ts> && ...);
   static void write(Writer& w, const std::variant<Ts...>& v) {
     w.pod(static_cast<std::uint32_t>(v.index()));
-    std::visit([&](const auto& x) { wire::write(w, x); }, v);
+    std::visit([&](const auto& x) { codec::write(w, x); }, v);
   }
   static void read(Reader& r, std::variant<Ts...>& v) {
     const auto index = r.pod<std::uint32_t>();
@@ -337,7 +355,7 @@ struct Codec<std::variant<Ts...>> {
   template <std::size_t... I>
   static void read_alternative(Reader& r, std::variant<Ts...>& v, std::size_t index,
                                std::index_sequence<I...>) {
-    ((I == index ? (wire::read(r, v.template emplace<I>()), void()) : void()), ...);
+    ((I == index ? (codec::read(r, v.template emplace<I>()), void()) : void()), ...);
   }
 };
 
@@ -348,7 +366,7 @@ struct AssociativeCodec {
   static constexpr bool ok = serializable_v<typename C::value_type>;
   static void write(Writer& w, const C& c) {
     w.size(c.size());
-    for (const auto& x : c) wire::write(w, x);
+    for (const auto& x : c) codec::write(w, x);
   }
   static void read(Reader& r, C& c) {
     c.clear();
@@ -356,11 +374,11 @@ struct AssociativeCodec {
     for (std::size_t i = 0; i < n; ++i) {
       if constexpr (requires { typename C::mapped_type; }) {
         std::pair<Key, typename C::mapped_type> kv;
-        wire::read(r, kv);
+        codec::read(r, kv);
         c.insert(std::move(kv));
       } else {
         Key k;
-        wire::read(r, k);
+        codec::read(r, k);
         c.insert(std::move(k));
       }
     }
@@ -394,4 +412,4 @@ void write_exception(Writer& w, const std::exception_ptr& error);
 // Rebuilds it: the same type for <stdexcept>, std::bad_alloc and cf's errors; RemoteError else.
 std::exception_ptr read_exception(Reader& r);
 
-}  // namespace concurrent::futures::detail::wire
+}  // namespace concurrent::futures::detail::codec
