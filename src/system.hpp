@@ -2,11 +2,13 @@
 #pragma once
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 namespace concurrent::futures::detail {
 
@@ -24,5 +26,32 @@ inline std::size_t usable_cpus() {
   const unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? n : 1;
 }
+
+// Owns one file descriptor (a socket, pidfd, eventfd, epoll instance) and closes it once.
+class UniqueFd {
+ public:
+  UniqueFd() noexcept = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  // Gives up ownership without closing.
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace concurrent::futures::detail

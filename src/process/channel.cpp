@@ -22,8 +22,10 @@ void append(std::vector<std::byte>& to, const void* data, std::size_t n) {
 }
 }  // namespace
 
-void make_socket_pair(int fds[2]) {
+std::pair<UniqueFd, UniqueFd> make_socket_pair() {
+  int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
 void set_nonblocking(int fd) {
@@ -31,58 +33,73 @@ void set_nonblocking(int fd) {
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) throw_errno("fcntl O_NONBLOCK");
 }
 
-Channel::~Channel() {
+Channel::~Channel() { close(); }
+
+void Channel::close() noexcept {
   for (Segment& s : out_) {
-    for (int i = 0; i < s.nfds; ++i) close(s.fds[i]);
+    for (int i = 0; i < s.nfds; ++i) ::close(s.fds[i]);
   }
-  for (const int fd : in_fds_) close(fd);
-  if (fd_ >= 0) close(fd_);
+  out_.clear();
+  for (const int fd : in_fds_) ::close(fd);
+  in_fds_.clear();
+  fd_.reset();
 }
 
-void Channel::send(FrameType type, std::uint64_t id, codec::Buffer payload, int extra_fd) {
+namespace {
+
+FrameHeader make_header(std::uint8_t type, std::uint64_t id, std::size_t size, bool shared,
+                        bool has_fd, std::uint8_t generation = 0) {
+  FrameHeader h{};
+  h.generation = generation;
+  h.size = static_cast<std::uint32_t>(size);
+  h.type = type;
+  h.shared = shared ? 1 : 0;
+  h.has_fd = has_fd ? 1 : 0;
+  h.id = id;
+  return h;
+}
+
+}  // namespace
+
+void Channel::send(std::uint8_t type, std::uint64_t id, codec::Buffer payload, int extra_fd) {
   if (!payload.shared() && extra_fd < 0) {
     send(type, id, payload.data(), payload.size());
     return;
   }
-  FrameHeader h{};
-  h.size = static_cast<std::uint32_t>(payload.size());
-  h.type = type;
-  h.shared = payload.shared() ? 1 : 0;
-  h.has_fd = extra_fd >= 0 ? 1 : 0;
-  h.id = id;
+  const FrameHeader h = make_header(type, id, payload.size(), payload.shared(), extra_fd >= 0);
   Segment s;
   append(s.bytes, &h, sizeof h);
-  if (!payload.shared()) append(s.bytes, payload.data(), payload.size());
-  if (payload.shared()) s.fds[s.nfds++] = payload.fd();
+  if (payload.shared()) {
+    s.fds[s.nfds++] = payload.fd();
+    s.keep = std::move(payload);  // mapped until sent
+  } else {
+    append(s.bytes, payload.data(), payload.size());
+  }
   if (extra_fd >= 0) s.fds[s.nfds++] = extra_fd;
-  if (payload.shared()) s.keep = std::move(payload);
   out_.push_back(std::move(s));
 }
 
-void Channel::send(FrameType type, std::uint64_t id, const void* data, std::size_t size) {
-  FrameHeader h{};
-  h.size = static_cast<std::uint32_t>(size);
-  h.type = type;
-  h.id = id;
+void Channel::send(std::uint8_t type, std::uint64_t id, const void* data, std::size_t size) {
+  send_inline(make_header(type, id, size, false, false), data);
+}
+
+void Channel::send_inline(const FrameHeader& h, const void* data) {
   // Small frames join the last segment (if it carries no descriptor) so they go out together.
   if (out_.empty() || out_.back().nfds > 0) out_.emplace_back();
   std::vector<std::byte>& bytes = out_.back().bytes;
   append(bytes, &h, sizeof h);
-  append(bytes, data, size);
+  append(bytes, data, h.size);
 }
 
-void Channel::send_copy(FrameType type, std::uint64_t id, const codec::Buffer& payload) {
+void Channel::send_copy(std::uint8_t type, std::uint64_t id, const codec::Buffer& payload,
+                        std::uint8_t generation) {
   if (!payload.shared()) {
-    send(type, id, payload.data(), payload.size());
+    send_inline(make_header(type, id, payload.size(), false, false, generation), payload.data());
     return;
   }
   const int fd = fcntl(payload.fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) throw_errno("dup of a shared payload");
-  FrameHeader h{};
-  h.size = static_cast<std::uint32_t>(payload.size());
-  h.type = type;
-  h.shared = 1;
-  h.id = id;
+  const FrameHeader h = make_header(type, id, payload.size(), true, false, generation);
   Segment s;
   append(s.bytes, &h, sizeof h);
   s.fds[s.nfds++] = fd;
@@ -109,7 +126,7 @@ bool Channel::flush() {
       c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<unsigned>(s.nfds));
       std::memcpy(CMSG_DATA(c), s.fds, sizeof(int) * static_cast<unsigned>(s.nfds));
     }
-    const ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    const ssize_t n = sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
@@ -117,7 +134,7 @@ bool Channel::flush() {
     }
     if (s.nfds > 0 && s.sent == 0) {
       // Passed on: the peer has its own copies now.
-      for (int i = 0; i < s.nfds; ++i) close(s.fds[i]);
+      for (int i = 0; i < s.nfds; ++i) ::close(s.fds[i]);
       s.keep.release();
       s.nfds = 0;
     }
@@ -146,7 +163,7 @@ Channel::Received Channel::receive() {
   msg.msg_controllen = sizeof control;
   ssize_t n;
   do {
-    n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     in_.resize(old);

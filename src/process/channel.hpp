@@ -15,34 +15,29 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "concurrent/futures/detail/codec.hpp"
+#include "system.hpp"
 
 namespace concurrent::futures::detail::process {
 
-enum class FrameType : std::uint8_t {
-  // parent -> worker
-  config = 1,  // payload: WorkerConfig
-  task = 2,    // id: task id; payload: entry key (u64) then the request
-  exit = 3,    // finish and exit
-  // worker -> parent
-  hello = 10,        // the worker is up (sent before the initializer runs)
-  init_failed = 11,  // payload: the initializer's exception
-  ready = 13,        // the initializer is done: tasks start running from now on
-  reply = 12,        // id: task id; payload: ReplyStatus then value or exception
-  // parent <-> fork server
-  spawn = 20,    // id: worker slot; carries the worker's socket
-  spawned = 21,  // id: worker slot; payload: pid
-  exited = 22,   // id: pid; payload: wait status
+// Frames between the parent and the fork server. Frames between the parent and a worker carry
+// the protocol's messages (remote::MessageType, values below 20).
+enum class ServerFrame : std::uint8_t {
+  spawn = 20,    // parent -> server; id: worker; carries the worker's socket
+  spawned = 21,  // server -> parent; id: worker; payload: pid (int64, -1 if fork failed)
+  exited = 22,   // server -> parent; id: pid; payload: wait status (int)
 };
 
 struct FrameHeader {
-  std::uint32_t size;  // payload bytes (inline or in shared memory)
-  FrameType type;
-  std::uint8_t shared;  // 1: the payload is in a memfd that travels with the header
-  std::uint8_t has_fd;  // 1: one more descriptor travels with the header
-  std::uint8_t reserved;
+  std::uint32_t size;       // payload bytes (inline or in shared memory)
+  std::uint8_t type;        // a remote::MessageType or a ServerFrame
+  std::uint8_t shared;      // 1: the payload is in a memfd that travels with the header
+  std::uint8_t has_fd;      // 1: one more descriptor travels with the header
+  std::uint8_t generation;  // task frames: the worker's claim generation (see worker_loop.cpp)
   std::uint64_t id;
 };
 static_assert(sizeof(FrameHeader) == 16);
@@ -59,20 +54,29 @@ struct Frame {
   std::size_t size() const { return header.size; }
 };
 
+// The frame type of a protocol message or a fork-server frame.
+template <class Type>
+requires std::is_enum_v<Type> && std::is_same_v<std::underlying_type_t<Type>, std::uint8_t>
+constexpr std::uint8_t frame_type(Type t) noexcept { return static_cast<std::uint8_t>(t); }
+
 class Channel {
  public:
-  explicit Channel(int fd) : fd_(fd) {}
+  explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
   ~Channel();
 
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return fd_.get(); }
+  // Closes the socket now (the peer sees the end of the stream) and drops what was not sent.
+  void close() noexcept;
 
-  // Queues a frame. A shared payload's memfd is passed on and closed here once sent.
-  void send(FrameType type, std::uint64_t id, codec::Buffer payload, int extra_fd = -1);
-  void send(FrameType type, std::uint64_t id, const void* data = nullptr, std::size_t size = 0);
+  // Queues a frame. A shared payload's memfd, and `extra_fd`, are passed on and closed here once
+  // sent.
+  void send(std::uint8_t type, std::uint64_t id, codec::Buffer payload, int extra_fd = -1);
+  void send(std::uint8_t type, std::uint64_t id, const void* data = nullptr, std::size_t size = 0);
   // Queues a frame whose payload the caller keeps (a shared payload's memfd is duplicated).
-  void send_copy(FrameType type, std::uint64_t id, const codec::Buffer& payload);
+  void send_copy(std::uint8_t type, std::uint64_t id, const codec::Buffer& payload,
+                 std::uint8_t generation = 0);
 
   // Writes what is queued. Returns true when everything is written, false if the socket is full
   // (non-blocking). Throws std::system_error when the peer is gone.
@@ -87,6 +91,7 @@ class Channel {
   std::optional<Frame> next();
 
  private:
+  void send_inline(const FrameHeader& h, const void* data);
   struct Segment {
     std::vector<std::byte> bytes;
     std::size_t sent = 0;
@@ -95,7 +100,7 @@ class Channel {
     codec::Buffer keep;  // a shared payload, kept mapped until sent
   };
 
-  int fd_;
+  UniqueFd fd_;
   std::deque<Segment> out_;
   std::vector<std::byte> in_;
   std::size_t in_pos_ = 0;
@@ -103,7 +108,7 @@ class Channel {
 };
 
 // A socketpair (O_CLOEXEC both ends).
-void make_socket_pair(int fds[2]);
+std::pair<UniqueFd, UniqueFd> make_socket_pair();
 void set_nonblocking(int fd);
 
 }  // namespace concurrent::futures::detail::process

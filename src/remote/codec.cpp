@@ -5,9 +5,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <iterator>
 #include <new>
 #include <stdexcept>
 #include <system_error>
+#include <type_traits>
 #include <typeinfo>
 
 #include "concurrent/futures/detail/state.hpp"
@@ -174,142 +176,86 @@ Reader::~Reader() { delete cereal_; }
 
 namespace {
 
-// The types rebuilt as themselves. The code is the index in this list; 0 means "anything else".
-enum class ErrorKind : std::uint8_t {
-  other = 0,
-  logic_error,
-  invalid_argument,
-  domain_error,
-  length_error,
-  out_of_range,
-  runtime_error,
-  range_error,
-  overflow_error,
-  underflow_error,
-  bad_alloc,
-  cf_error,
-  cancelled,
-  timeout,
-  invalid_state,
-  broken_executor,
-  broken_thread_pool,
-  broken_process_pool,
-  shutdown,
-  serialization,
-  remote,
-};
-
-ErrorKind kind_of(const std::type_info& t) {
-  struct Entry {
-    const std::type_info& type;
-    ErrorKind kind;
-  };
-  static const Entry table[] = {
-      {typeid(std::logic_error), ErrorKind::logic_error},
-      {typeid(std::invalid_argument), ErrorKind::invalid_argument},
-      {typeid(std::domain_error), ErrorKind::domain_error},
-      {typeid(std::length_error), ErrorKind::length_error},
-      {typeid(std::out_of_range), ErrorKind::out_of_range},
-      {typeid(std::runtime_error), ErrorKind::runtime_error},
-      {typeid(std::range_error), ErrorKind::range_error},
-      {typeid(std::overflow_error), ErrorKind::overflow_error},
-      {typeid(std::underflow_error), ErrorKind::underflow_error},
-      {typeid(std::bad_alloc), ErrorKind::bad_alloc},
-      {typeid(Error), ErrorKind::cf_error},
-      {typeid(CancelledError), ErrorKind::cancelled},
-      {typeid(TimeoutError), ErrorKind::timeout},
-      {typeid(InvalidStateError), ErrorKind::invalid_state},
-      {typeid(BrokenExecutor), ErrorKind::broken_executor},
-      {typeid(BrokenThreadPool), ErrorKind::broken_thread_pool},
-      {typeid(BrokenProcessPool), ErrorKind::broken_process_pool},
-      {typeid(ShutdownError), ErrorKind::shutdown},
-      {typeid(SerializationError), ErrorKind::serialization},
-      {typeid(RemoteError), ErrorKind::remote},
-  };
-  for (const Entry& e : table) {
-    if (e.type == t) return e.kind;
+template <class E>
+std::exception_ptr rebuild_as(const std::string& what) {
+  if constexpr (std::is_same_v<E, std::bad_alloc>) {
+    return std::make_exception_ptr(std::bad_alloc());
+  } else {
+    return std::make_exception_ptr(E(what));
   }
-  return ErrorKind::other;
 }
 
-std::exception_ptr rebuild(ErrorKind kind, const std::string& type, const std::string& what) {
-  switch (kind) {
-    case ErrorKind::logic_error:
-      return std::make_exception_ptr(std::logic_error(what));
-    case ErrorKind::invalid_argument:
-      return std::make_exception_ptr(std::invalid_argument(what));
-    case ErrorKind::domain_error:
-      return std::make_exception_ptr(std::domain_error(what));
-    case ErrorKind::length_error:
-      return std::make_exception_ptr(std::length_error(what));
-    case ErrorKind::out_of_range:
-      return std::make_exception_ptr(std::out_of_range(what));
-    case ErrorKind::runtime_error:
-      return std::make_exception_ptr(std::runtime_error(what));
-    case ErrorKind::range_error:
-      return std::make_exception_ptr(std::range_error(what));
-    case ErrorKind::overflow_error:
-      return std::make_exception_ptr(std::overflow_error(what));
-    case ErrorKind::underflow_error:
-      return std::make_exception_ptr(std::underflow_error(what));
-    case ErrorKind::bad_alloc:
-      return std::make_exception_ptr(std::bad_alloc());
-    case ErrorKind::cf_error:
-      return std::make_exception_ptr(Error(what));
-    case ErrorKind::cancelled:
-      return std::make_exception_ptr(CancelledError(what));
-    case ErrorKind::timeout:
-      return std::make_exception_ptr(TimeoutError(what));
-    case ErrorKind::invalid_state:
-      return std::make_exception_ptr(InvalidStateError(what));
-    case ErrorKind::broken_executor:
-      return std::make_exception_ptr(BrokenExecutor(what));
-    case ErrorKind::broken_thread_pool:
-      return std::make_exception_ptr(BrokenThreadPool(what));
-    case ErrorKind::broken_process_pool:
-      return std::make_exception_ptr(BrokenProcessPool(what));
-    case ErrorKind::shutdown:
-      return std::make_exception_ptr(ShutdownError(what));
-    case ErrorKind::serialization:
-      return std::make_exception_ptr(SerializationError(what));
-    case ErrorKind::remote:
-    case ErrorKind::other:
-      break;
+// The types rebuilt as themselves, in one list: an exception's code on the wire is its index here
+// plus one. 0 is "anything else" and kRemoteCode an error that already came from elsewhere; both
+// come back as RemoteError. New types go at the end, so that codes never change meaning.
+struct Rebuildable {
+  const std::type_info& type;
+  std::exception_ptr (*rebuild)(const std::string& what);
+};
+const Rebuildable kRebuildable[] = {
+    {typeid(std::logic_error), &rebuild_as<std::logic_error>},
+    {typeid(std::invalid_argument), &rebuild_as<std::invalid_argument>},
+    {typeid(std::domain_error), &rebuild_as<std::domain_error>},
+    {typeid(std::length_error), &rebuild_as<std::length_error>},
+    {typeid(std::out_of_range), &rebuild_as<std::out_of_range>},
+    {typeid(std::runtime_error), &rebuild_as<std::runtime_error>},
+    {typeid(std::range_error), &rebuild_as<std::range_error>},
+    {typeid(std::overflow_error), &rebuild_as<std::overflow_error>},
+    {typeid(std::underflow_error), &rebuild_as<std::underflow_error>},
+    {typeid(std::bad_alloc), &rebuild_as<std::bad_alloc>},
+    {typeid(Error), &rebuild_as<Error>},
+    {typeid(CancelledError), &rebuild_as<CancelledError>},
+    {typeid(TimeoutError), &rebuild_as<TimeoutError>},
+    {typeid(InvalidStateError), &rebuild_as<InvalidStateError>},
+    {typeid(BrokenExecutor), &rebuild_as<BrokenExecutor>},
+    {typeid(BrokenThreadPool), &rebuild_as<BrokenThreadPool>},
+    {typeid(BrokenProcessPool), &rebuild_as<BrokenProcessPool>},
+    {typeid(ShutdownError), &rebuild_as<ShutdownError>},
+    {typeid(SerializationError), &rebuild_as<SerializationError>},
+};
+constexpr std::size_t kRebuildableCount = std::size(kRebuildable);
+constexpr std::uint8_t kOtherCode = 0;
+constexpr std::uint8_t kRemoteCode = kRebuildableCount + 1;
+
+std::uint8_t code_of(const std::type_info& t) {
+  for (std::size_t i = 0; i < kRebuildableCount; ++i) {
+    if (kRebuildable[i].type == t) return static_cast<std::uint8_t>(i + 1);
   }
-  return std::make_exception_ptr(RemoteError(type, what));
+  return kOtherCode;
 }
 
 }  // namespace
 
 void write_exception(Writer& w, const std::exception_ptr& error) {
-  ErrorKind kind = ErrorKind::other;
+  std::uint8_t code = kOtherCode;
   std::string type = exception_type_name(error);
   std::string what = exception_message(error);
   try {
     std::rethrow_exception(error);
   } catch (const RemoteError& e) {
     // Passing on an error that already came from elsewhere keeps its original type name.
-    kind = ErrorKind::remote;
+    code = kRemoteCode;
     type = e.type_name();
   } catch (...) {
     const std::type_info* t = abi::__cxa_current_exception_type();
-    if (t != nullptr) kind = kind_of(*t);
+    if (t != nullptr) code = code_of(*t);
   }
-  w.pod(static_cast<std::uint8_t>(kind));
+  w.pod(code);
   codec::write(w, type);
   codec::write(w, what);
 }
 
 std::exception_ptr read_exception(Reader& r) {
-  const auto kind = static_cast<ErrorKind>(r.pod<std::uint8_t>());
+  const auto code = r.pod<std::uint8_t>();
   std::string type;
   std::string what;
   codec::read(r, type);
   codec::read(r, what);
-  if (static_cast<std::uint8_t>(kind) > static_cast<std::uint8_t>(ErrorKind::remote)) {
-    throw SerializationError("corrupt message: unknown exception kind");
+  if (code > kRemoteCode) throw SerializationError("corrupt message: unknown exception kind");
+  if (code == kOtherCode || code == kRemoteCode) {
+    return std::make_exception_ptr(RemoteError(type, what));
   }
-  return rebuild(kind, type, what);
+  return kRebuildable[code - 1].rebuild(what);
 }
 
 }  // namespace concurrent::futures::detail::codec

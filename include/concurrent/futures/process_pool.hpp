@@ -25,6 +25,7 @@
 #include <optional>
 
 #include "concurrent/futures/detail/entry.hpp"
+#include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/executor.hpp"
 
 namespace concurrent::futures {
@@ -85,19 +86,16 @@ class ProcessPoolExecutor : public Executor {
     // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
     check_open();
     Future<R> future;
-    const std::uint64_t key = detail::CallEntry<Fn, std::decay_t<Args>...>::key;
     detail::codec::Buffer request;
     try {
       detail::codec::Writer w(request);
-      w.pod(key);
       const Fn callable = fn;
-      detail::write_callable(w, callable);
-      (detail::codec::write(w, static_cast<const std::decay_t<Args>&>(args)), ...);
+      detail::encode_call(w, callable, static_cast<const std::decay_t<Args>&>(args)...);
     } catch (...) {
       future.set_exception(std::current_exception());  // this future only; the pool goes on
       return future;
     }
-    schedule_serialized(std::make_unique<detail::ReplyTask<R>>(future, key), std::move(request));
+    schedule_remote(detail::RemoteCallPtr(new detail::ReplyTask<R>(future)), std::move(request));
     return future;
   }
 
@@ -150,8 +148,8 @@ class ProcessPoolExecutor : public Executor {
  private:
   // ShutdownError after shutdown, BrokenProcessPool when broken.
   void check_open() const;
-  // Queues a task whose request is already serialized.
-  void schedule_serialized(detail::TaskPtr task, detail::codec::Buffer request);
+  // Queues a task whose request is already written.
+  void schedule_remote(detail::RemoteCallPtr call, detail::codec::Buffer request);
 
   class Impl;
   std::unique_ptr<Impl> impl_;

@@ -232,7 +232,7 @@ struct Codec<void> {
 
 // Elements copied as one block: trivially copyable and not customised through cereal.
 template <class T>
-inline constexpr bool block_copyable_v = std::is_trivially_copyable_v<T> && Codec<T>::ok && [] {
+inline constexpr bool block_copyable_v = std::is_trivially_copyable_v<T>&& Codec<T>::ok&& [] {
   // std types (std::array, durations) have codecs of their own and no uses_cereal: cereal's std
   // support headers make them CerealTypes too, but that is not a user's customisation.
   if constexpr (requires { Codec<T>::uses_cereal; }) {

@@ -180,4 +180,20 @@ template <class Fn, class Item, class R>
 const std::uint64_t ChunkEntry<Fn, Item, R>::key =
     register_entry(typeid(ChunkEntry<Fn, Item, R>).name(), &ChunkEntry<Fn, Item, R>::run);
 
+// A request is the entry's key, the callable, then its arguments (a call) or its items (a chunk):
+// the one encoding of each, whichever path submitted it.
+template <class F, class... Args>
+void encode_call(codec::Writer& w, const F& fn, const Args&... args) {
+  w.pod(CallEntry<F, Args...>::key);
+  write_callable(w, fn);
+  (codec::write(w, args), ...);
+}
+
+template <class Fn, class Item, class R>
+void encode_chunk(codec::Writer& w, const Fn& fn, const std::vector<Item>& items) {
+  w.pod(ChunkEntry<Fn, Item, R>::key);
+  write_callable(w, fn);
+  codec::write(w, items);
+}
+
 }  // namespace concurrent::futures::detail

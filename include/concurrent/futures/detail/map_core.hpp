@@ -514,8 +514,7 @@ class MapCoreImpl final : public MapCore<R> {
 // One chunk of a map as a task: run here (run_items), or sent whole to a worker process.
 template <class Fn, class Item, class R>
 class ChunkTask final : public Task, public RemoteCall {
-  static constexpr bool kRemotable = Transportable<Fn> && codec::serializable_v<Item> &&
-                                     (std::is_void_v<R> || codec::serializable_v<R>);
+  static constexpr bool kRemotable = remotable_v<R, Fn, std::vector<Item>>;
   using Core = MapCoreImpl<Fn, Item, R>;
 
  public:
@@ -550,22 +549,15 @@ class ChunkTask final : public Task, public RemoteCall {
   std::string why_not_remote() const override {
     return why_not_remotable<R, Fn, std::vector<Item>>();
   }
-  std::uint64_t entry_key() const noexcept override {
-    if constexpr (kRemotable) {
-      return ChunkEntry<Fn, Item, R>::key;
-    } else {
-      return 0;
-    }
-  }
   void write_request(codec::Writer& w) override {
     if constexpr (kRemotable) {
-      write_callable(w, *fn_);
-      codec::write(w, items_);
+      encode_chunk<Fn, Item, R>(w, *fn_, items_);
       items_.clear();
       items_.shrink_to_fit();
       fn_.reset();
     }
   }
+  void destroy() noexcept override { delete this; }
   void read_reply(codec::Reader& r) override {
     if constexpr (kRemotable) {
       if (r.pod<ReplyStatus>() == ReplyStatus::error) {

@@ -16,27 +16,34 @@
 #include <tuple>
 #include <utility>
 
-#include "concurrent/futures/detail/entry.hpp"
 #include "concurrent/futures/detail/codec.hpp"
+#include "concurrent/futures/detail/entry.hpp"
 #include "concurrent/futures/future.hpp"
 
 namespace concurrent::futures::detail {
 
-// The form in which a process pool sends a task to a worker.
+// A task as a remote executor (process pool, MPI) handles it once its request is written: it
+// hands the request to a worker and completes the future from the reply. A Task with a remote
+// form implements both interfaces; start, cancel, abandon and destroy then serve both.
 class RemoteCall {
  public:
-  // Which entry (see entry.hpp) runs it in the worker.
-  virtual std::uint64_t entry_key() const noexcept = 0;
-  // Writes the callable and its arguments, then drops them. Runs in the submitting thread; an
-  // exception fails this task only.
-  virtual void write_request(codec::Writer& w) = 0;
+  // As Task's members of the same names.
+  virtual bool start() noexcept = 0;
+  virtual void cancel() noexcept = 0;
+  virtual void abandon(const std::exception_ptr& error) noexcept = 0;
   // Completes the future from the worker's reply. Throws SerializationError if the reply
   // cannot be read (the caller then fails the future with it).
   virtual void read_reply(codec::Reader& r) = 0;
+  virtual void destroy() noexcept = 0;
 
  protected:
   ~RemoteCall() = default;
 };
+
+struct RemoteCallDeleter {
+  void operator()(RemoteCall* call) const noexcept { call->destroy(); }
+};
+using RemoteCallPtr = std::unique_ptr<RemoteCall, RemoteCallDeleter>;
 
 // Whether a call of F with Args (returning R) can run in another process.
 template <class R, class F, class... Args>
@@ -74,10 +81,14 @@ class Task {
   // The task will never run: the pool broke. Fails its future with `error` unless it is done.
   virtual void abandon(const std::exception_ptr& error) noexcept = 0;
 
-  // The form a process pool sends, or nullptr when the task cannot leave this process (then
-  // why_not_remote() says why).
+  // The form a remote executor handles, or nullptr when the task cannot leave this process
+  // (then why_not_remote() says why).
   virtual RemoteCall* remote() noexcept { return nullptr; }
   virtual std::string why_not_remote() const { return "this task cannot run in another process"; }
+  // For a task with a remote form: writes its request (entry key, callable, arguments; see
+  // entry.hpp), then drops the callable and its arguments. Runs in the submitting thread; an
+  // exception fails this task only.
+  virtual void write_request(codec::Writer& /*w*/) {}
 
   // start, execute, publish.
   void run() noexcept {
@@ -105,6 +116,14 @@ struct TaskDeleter {
 };
 
 using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
+
+// Passes the ownership of `task` to its remote form; nullptr, and `task` kept, if it has none.
+inline RemoteCallPtr to_remote(TaskPtr& task) noexcept {
+  RemoteCall* call = task->remote();
+  if (call == nullptr) return nullptr;
+  static_cast<void>(task.release());  // the same object, now owned through `call`
+  return RemoteCallPtr(call);
+}
 
 // What every task kind does with the future it completes. None throws: a future someone
 // completed by hand meanwhile (InvalidStateError) keeps its first outcome.
@@ -150,27 +169,6 @@ void complete_from_reply(const Future<R>& f, codec::Reader& r) {
 // the call travels to a worker process instead (RemoteCall).
 template <class R, class Fn, class... Args>
 class Call : public RemoteCall {
- public:
-  std::uint64_t entry_key() const noexcept override {
-    if constexpr (kRemotable) {
-      return CallEntry<Fn, Args...>::key;
-    } else {
-      return 0;
-    }
-  }
-
-  void write_request(codec::Writer& w) override {
-    if constexpr (kRemotable) {
-      std::apply(
-          [&](const Fn& fn, const Args&... args) {
-            write_callable(w, fn);
-            (codec::write(w, args), ...);
-          },
-          *call_);
-      call_.reset();  // the worker has its own copy now
-    }
-  }
-
  protected:
   static constexpr bool kRemotable = remotable_v<R, Fn, Args...>;
 
@@ -181,6 +179,32 @@ class Call : public RemoteCall {
 
   // Runs the call into outcome_ (or outcome_error_), then drops the callable and its arguments.
   // (Not named run: Task::run is start, execute, publish.)
+  // Completes `target` (the task's Future<R>, or the State<R> it is) with the outcome of call().
+  template <class Target>
+  void publish_to(Target& target) noexcept {
+    try {
+      if (outcome_error_) {
+        target.set_exception(std::move(outcome_error_));
+      } else if constexpr (!std::is_void_v<R>) {
+        target.set_result(std::move(*outcome_));
+      } else if constexpr (requires { target.set_result(); }) {
+        target.set_result();
+      } else {
+        target.set_result(Unit{});
+      }
+    } catch (...) {
+      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
+      // (moving the result threw) fails the future rather than leave it running for ever.
+      if (!target.done()) {
+        try {
+          target.set_exception(std::current_exception());
+        } catch (...) {
+        }
+      }
+    }
+    outcome_.reset();
+  }
+
   void call() noexcept {
     try {
       if constexpr (std::is_void_v<R>) {
@@ -203,6 +227,12 @@ class Call : public RemoteCall {
       return nullptr;
     }
   }
+  void write_call(codec::Writer& w) {
+    if constexpr (kRemotable) {
+      std::apply([&](const Fn& fn, const Args&... args) { encode_call(w, fn, args...); }, *call_);
+      call_.reset();  // the worker has its own copy now
+    }
+  }
   std::string why_not() const { return why_not_remotable<R, Fn, Args...>(); }
 
   std::optional<std::tuple<Fn, Args...>> call_;
@@ -221,28 +251,15 @@ class CallTask final : public Task, public Call<R, Fn, Args...> {
   bool start() noexcept override { return start_future(future_); }
   void execute() noexcept override { this->call(); }
 
-  void publish() noexcept override {
-    try {
-      if (this->outcome_error_) {
-        future_.set_exception(std::move(this->outcome_error_));
-      } else if constexpr (std::is_void_v<R>) {
-        future_.set_result();
-      } else {
-        future_.set_result(std::move(*this->outcome_));
-      }
-    } catch (...) {
-      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
-      // (moving the result threw) fails the future rather than leave it running for ever.
-      if (!future_.done()) fail_future(future_, std::current_exception());
-    }
-    this->outcome_.reset();
-  }
+  void publish() noexcept override { this->publish_to(future_); }
 
   void cancel() noexcept override { cancel_future(future_); }
   void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
+  void destroy() noexcept override { delete this; }
 
   RemoteCall* remote() noexcept override { return this->remote_call(); }
   std::string why_not_remote() const override { return this->why_not(); }
+  void write_request(codec::Writer& w) override { this->write_call(w); }
 
   void read_reply(codec::Reader& r) override {
     if constexpr (Call<R, Fn, Args...>::kRemotable) complete_from_reply(future_, r);
@@ -281,27 +298,7 @@ class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args..
 
   void execute() noexcept override { this->call(); }
 
-  void publish() noexcept override {
-    try {
-      if (this->outcome_error_) {
-        this->set_exception(std::move(this->outcome_error_));
-      } else if constexpr (std::is_void_v<R>) {
-        this->set_result(Unit{});
-      } else {
-        this->set_result(std::move(*this->outcome_));
-      }
-    } catch (...) {
-      // Completed by hand meanwhile (InvalidStateError): the first outcome stands. Anything else
-      // (moving the result threw) fails the future rather than leave it running for ever.
-      if (!this->done()) {
-        try {
-          this->set_exception(std::current_exception());
-        } catch (...) {
-        }
-      }
-    }
-    this->outcome_.reset();
-  }
+  void publish() noexcept override { this->publish_to(static_cast<State<R>&>(*this)); }
 
   void cancel() noexcept override {
     try {
@@ -324,6 +321,7 @@ class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args..
 
   RemoteCall* remote() noexcept override { return this->remote_call(); }
   std::string why_not_remote() const override { return this->why_not(); }
+  void write_request(codec::Writer& w) override { this->write_call(w); }
 
   void read_reply(codec::Reader& r) override {
     if constexpr (Call<R, Fn, Args...>::kRemotable) {
@@ -335,28 +333,22 @@ class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args..
   std::shared_ptr<StateBase> self_;
 };
 
-// The parent's side of a call whose request was serialized straight from the caller's arguments
-// (ProcessPoolExecutor::submit): it only completes the future from the worker's reply.
+// The parent's side of a call whose request was written straight from the caller's arguments
+// (ProcessPoolExecutor::submit, which so never copies a large argument first): it only completes
+// the future from the worker's reply.
 template <class R>
-class ReplyTask final : public Task, public RemoteCall {
+class ReplyTask final : public RemoteCall {
  public:
-  ReplyTask(Future<R> future, std::uint64_t key) : future_(std::move(future)), key_(key) {}
+  explicit ReplyTask(Future<R> future) : future_(std::move(future)) {}
 
   bool start() noexcept override { return start_future(future_); }
-  void execute() noexcept override {
-    abandon(std::make_exception_ptr(std::logic_error("a serialized call cannot run in-process")));
-  }
-  void publish() noexcept override {}
   void cancel() noexcept override { cancel_future(future_); }
   void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
-  RemoteCall* remote() noexcept override { return this; }
-  std::uint64_t entry_key() const noexcept override { return key_; }
-  void write_request(codec::Writer&) override {}
   void read_reply(codec::Reader& r) override { complete_from_reply(future_, r); }
+  void destroy() noexcept override { delete this; }
 
  private:
   Future<R> future_;
-  std::uint64_t key_;
 };
 
 // A task that calls fn(args...) (decay-copied, as std::thread does) and completes `future`.

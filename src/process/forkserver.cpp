@@ -1,0 +1,129 @@
+#include "process/forkserver.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "concurrent/futures/detail/entry.hpp"
+#include "process/child.hpp"
+#include "process/worker_loop.hpp"
+
+namespace concurrent::futures::detail::process {
+
+ForkServer::ForkServer() : ForkServer(make_socket_pair()) {}
+
+ForkServer::ForkServer(std::pair<UniqueFd, UniqueFd> sockets) : channel_(std::move(sockets.first)) {
+  const pid_t self = getpid();
+  {
+    ForkGuard guard;
+    pid_ = fork();
+  }
+  if (pid_ < 0) throw_errno("fork of the fork server");
+  if (pid_ == 0) {
+    prepare_child(sockets.second.get(), self);
+    forkserver_main(sockets.second.release());
+  }
+  set_nonblocking(channel_.fd());
+}  // sockets.second: the parent's copy of the server's end closes here
+
+ForkServer::~ForkServer() {
+  // End of stream: the server kills what is left and exits. Close first, then wait.
+  channel_.close();
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+pid_t ForkServer::launch(std::uint64_t worker, UniqueFd channel) {
+  // The descriptor travels with the frame and is closed here once sent.
+  channel_.send(frame_type(ServerFrame::spawn), worker, codec::Buffer(), channel.release());
+  return 0;
+}
+
+bool ForkServer::read(std::vector<Event>& events) {
+  bool open = true;
+  try {
+    open = channel_.receive() != Channel::Received::closed;
+  } catch (const std::exception&) {
+    open = false;
+  }
+  while (std::optional<Frame> f = channel_.next()) {
+    if (f->header.type == frame_type(ServerFrame::spawned)) {
+      std::int64_t pid = -1;
+      std::memcpy(&pid, f->data(), std::min<std::size_t>(sizeof pid, f->size()));
+      events.push_back(Event{Event::Kind::spawned, f->header.id, static_cast<pid_t>(pid), 0});
+    } else if (f->header.type == frame_type(ServerFrame::exited)) {
+      int status = 0;
+      std::memcpy(&status, f->data(), std::min<std::size_t>(sizeof status, f->size()));
+      events.push_back(Event{Event::Kind::exited, 0, static_cast<pid_t>(f->header.id), status});
+    }
+  }
+  return open;
+}
+
+void forkserver_main(int control_fd) noexcept {
+  // Single-threaded from here on. Children are reaped as SIGCHLD arrives (through a signalfd),
+  // and each death is reported to the parent.
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, nullptr);
+  const UniqueFd sfd(signalfd(-1, &chld, SFD_CLOEXEC));
+  if (!sfd) exit_child(5);
+  std::vector<pid_t> children;
+  try {
+    Channel ch{UniqueFd(control_fd)};
+    for (;;) {
+      pollfd fds[2] = {{control_fd, POLLIN, 0}, {sfd.get(), POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (fds[1].revents != 0) {
+        signalfd_siginfo info;
+        while (::read(sfd.get(), &info, sizeof info) < 0 && errno == EINTR) {
+        }
+        int status = 0;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+          std::erase(children, pid);
+          ch.send(frame_type(ServerFrame::exited), static_cast<std::uint64_t>(pid), &status,
+                  sizeof status);
+        }
+        ch.flush();
+      }
+      if (fds[0].revents != 0) {
+        if (ch.receive() == Channel::Received::closed) break;  // the parent is gone or done
+        while (std::optional<Frame> f = ch.next()) {
+          // Whatever the frame, a descriptor it brought is ours to close.
+          const UniqueFd worker_end(std::exchange(f->fd, -1));
+          if (f->header.type != frame_type(ServerFrame::spawn) || !worker_end) continue;
+          const pid_t self = getpid();
+          const pid_t pid = fork();
+          if (pid == 0) {
+            prepare_child(worker_end.get(), self);
+            serve(worker_end.get());
+          }
+          if (pid > 0) children.push_back(pid);
+          const std::int64_t reported = pid;  // -1 if fork failed
+          ch.send(frame_type(ServerFrame::spawned), f->header.id, &reported, sizeof reported);
+        }
+        ch.flush();
+      }
+    }
+  } catch (...) {
+  }
+  // The parent went away: take the workers with us.
+  for (const pid_t pid : children) kill(pid, SIGKILL);
+  for (const pid_t pid : children) waitpid(pid, nullptr, 0);
+  _exit(0);
+}
+
+}  // namespace concurrent::futures::detail::process

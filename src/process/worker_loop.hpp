@@ -1,0 +1,10 @@
+// The worker process: the protocol (remote/protocol.hpp) spoken over its channel.
+#pragma once
+
+namespace concurrent::futures::detail::process {
+
+// Serves over the channel `fd`: says hello, reads its config, runs the initializer, serves tasks
+// until told to exit, the channel ends, or max_tasks_per_child is reached. Never returns.
+[[noreturn]] void serve(int fd) noexcept;
+
+}  // namespace concurrent::futures::detail::process

@@ -1,0 +1,118 @@
+// What the dispatcher needs from whatever carries its messages to workers: start a worker, send
+// it a message, stop it, and hear back (messages, deaths) through TransportEvents.
+//
+// Every member is called on the dispatcher's thread but wake(), and every event is delivered on
+// that thread from inside wait() or drain(), so neither side locks against the other.
+//
+// Processes (src/process/) are the first transport: a worker is a process with a socket, killed
+// with a signal, replaced at will. MPI ranks are the second: a worker is a rank that cannot be
+// restarted (can_restart() false), messages are MPI messages, and there is no signal to send.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "concurrent/futures/detail/codec.hpp"
+#include "remote/protocol.hpp"
+
+namespace concurrent::futures::detail::remote {
+
+// Names a worker for the life of a pool (never reused, even when a worker is replaced).
+using WorkerId = std::uint64_t;
+
+// A message as the transport received it: its payload is a view valid during the event, and
+// take() makes it the receiver's own (without a copy when it already is a buffer).
+class Message {
+ public:
+  Message(MessageType type, std::uint64_t id, std::span<const std::byte> view) noexcept
+      : type_(type), id_(id), view_(view) {}
+  Message(MessageType type, std::uint64_t id, codec::Buffer owned) noexcept
+      : type_(type), id_(id), owned_(std::move(owned)), view_(owned_.data(), owned_.size()) {}
+
+  MessageType type() const noexcept { return type_; }
+  std::uint64_t id() const noexcept { return id_; }
+  std::span<const std::byte> payload() const noexcept { return view_; }
+
+ private:
+  MessageType type_;
+  std::uint64_t id_;
+  codec::Buffer owned_;
+  std::span<const std::byte> view_;
+};
+
+// How a worker is told to stop at once. Processes get the signal; other transports do what comes
+// closest (an MPI rank cannot be killed: it is abandoned).
+enum class StopSignal : int { terminate = 15 /* SIGTERM */, kill = 9 /* SIGKILL */ };
+
+// What a transport reports. Called on the dispatcher's thread, from Transport::wait or drain.
+class TransportEvents {
+ public:
+  // The worker's process id (or rank) is known.
+  virtual void on_worker_id(WorkerId worker, int pid) = 0;
+  // A message from the worker, in the order it sent them.
+  virtual void on_message(WorkerId worker, Message& message) = 0;
+  // The worker's stream ended (or can no longer be read: `error` says why, and the transport has
+  // killed it). Its death follows. Nothing more is read from it.
+  virtual void on_stream_end(WorkerId worker, const std::string& error) = 0;
+  // The worker is gone, and every message it sent was delivered before this. `how` completes
+  // "worker <pid> ...", e.g. "was killed by signal 9 (SIGKILL)". Its WorkerId is free after this.
+  virtual void on_death(WorkerId worker, const std::string& how) = 0;
+  // The transport can start no more workers (the fork server died): the pool must break.
+  virtual void on_transport_failure(const std::string& why) = 0;
+
+ protected:
+  ~TransportEvents() = default;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Called first, on the dispatcher's thread (a fork server must be forked by the thread that
+  // lives as long as the pool). Throws when the transport cannot start.
+  virtual void open(TransportEvents& events) = 0;
+  // Starts a worker; its id (on_worker_id) and its hello come later. Throws if it cannot.
+  virtual void launch(WorkerId worker) = 0;
+  // Queues a message; `payload` stays the caller's. A worker whose stream has ended is skipped.
+  virtual void send(WorkerId worker, MessageType type, std::uint64_t id,
+                    const codec::Buffer& payload) = 0;
+  virtual void send(WorkerId worker, MessageType type, std::uint64_t id) = 0;
+  // Stops a worker now; its death is reported as usual.
+  virtual void stop(WorkerId worker, StopSignal signal) = 0;
+  // Writes what is queued, as far as it goes without blocking.
+  virtual void flush() = 0;
+  // Waits until something happens, wake() is called or `timeout` passes (nullopt: no limit), and
+  // delivers what happened.
+  virtual void wait(std::optional<std::chrono::milliseconds> timeout) = 0;
+  // Any thread: makes a wait() in progress (or the next one) return soon.
+  virtual void wake() noexcept = 0;
+  // Makes `worker` skip every task sent to it that it has not started (it sends no reply for
+  // them) and returns how many tasks it has started in all; nullopt when this transport cannot
+  // take tasks back. Tasks start in the order they were sent.
+  virtual std::optional<std::uint64_t> take_back(WorkerId /*worker*/) { return std::nullopt; }
+  // Delivers the messages `worker` has already sent (not its death).
+  virtual void drain(WorkerId worker) = 0;
+  // Blocks until every worker launched and not yet reported dead is dead, and reports them.
+  virtual void reap_all() = 0;
+  // Releases what open() made (the fork server). Workers must all be dead.
+  virtual void close() noexcept = 0;
+
+  // Whether a worker can be started after the first ones (MPI ranks: no).
+  virtual bool can_restart() const noexcept = 0;
+  // The largest payload one message holds.
+  virtual std::size_t max_payload() const noexcept = 0;
+  // What to tell a user whose worker died before saying hello (spawn: call serve_if_worker);
+  // empty when nothing more can be said.
+  virtual std::string advice_for_silent_death() const { return {}; }
+  // How long a launched worker may take to say hello before it is stopped (spawn: the program
+  // may never reach serve_if_worker); nullopt: no limit.
+  virtual std::optional<std::chrono::steady_clock::duration> hello_timeout() const noexcept {
+    return std::nullopt;
+  }
+};
+
+}  // namespace concurrent::futures::detail::remote
