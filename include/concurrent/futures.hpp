@@ -10,6 +10,8 @@
 #include "concurrent/futures/errors.hpp"        // IWYU pragma: export
 #include "concurrent/futures/executor.hpp"      // IWYU pragma: export
 #include "concurrent/futures/future.hpp"        // IWYU pragma: export
+#include "concurrent/futures/future_state.hpp"  // IWYU pragma: export
+#include "concurrent/futures/map_options.hpp"   // IWYU pragma: export
 #include "concurrent/futures/process_pool.hpp"  // IWYU pragma: export
 #include "concurrent/futures/progress.hpp"      // IWYU pragma: export
 #include "concurrent/futures/thread_pool.hpp"   // IWYU pragma: export

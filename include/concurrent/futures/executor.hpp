@@ -25,6 +25,7 @@
 #include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/errors.hpp"
 #include "concurrent/futures/future.hpp"
+#include "concurrent/futures/map_options.hpp"
 
 namespace concurrent::futures {
 
@@ -341,14 +342,9 @@ class Executor {
   }
 
   /// fn(x, y, ...) over the ranges zipped (shortest wins); the last argument may be a
-  /// MapOptions. Returns a MapRange<R> of results in input order. Without buffersize, this call
-  /// reads all the input and submits all the work, iterated or not; an exception from reading
-  /// the input comes out of here.
-  ///
-  /// MapOptions (declared in detail/map_core.hpp) has three fields: `timeout`, measured from the
-  /// call; `chunksize`, items per task (default 1; 0 = chosen automatically); `buffersize`, 0 to
-  /// submit everything now (Python's default) or N for at most N chunks in flight, the input
-  /// being read lazily (infinite ranges allowed).
+  /// MapOptions (timeout, chunksize, buffersize; see map_options.hpp). Returns a MapRange<R> of
+  /// results in input order. Without buffersize, this call reads all the input and submits all
+  /// the work, iterated or not; an exception from reading the input comes out of here.
   template <class F, class... Args>
   auto map(F&& fn, Args&&... args) {
     return dispatch_map</*unordered=*/false>(std::forward<F>(fn), std::forward<Args>(args)...);

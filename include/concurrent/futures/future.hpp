@@ -5,8 +5,8 @@
 /// Python objects and std::shared_future), compare equal and hash alike. Every member is
 /// thread-safe. A future may outlive the executor that made it.
 ///
-/// States (FutureState): pending -> running -> finished, or pending -> cancelled. See
-/// detail/state.hpp for the state machine and its locking.
+/// States (FutureState, in future_state.hpp): pending -> running -> finished, or pending ->
+/// cancelled.
 ///
 /// Waiting: result() and exception() block until the future is done. With a timeout they throw
 /// TimeoutError when it runs out; a timeout <= 0 polls. When the calling thread is a worker of a
@@ -32,6 +32,7 @@
 
 #include "concurrent/futures/detail/state.hpp"
 #include "concurrent/futures/errors.hpp"
+#include "concurrent/futures/future_state.hpp"
 
 namespace concurrent::futures {
 
@@ -40,9 +41,6 @@ namespace concurrent::futures {
 /// empty function restores the default. Thread-safe.
 std::function<void(std::string_view)> set_error_handler(
     std::function<void(std::string_view)> handler);
-
-/// "pending", "running", "cancelled" or "finished".
-const char* to_string(FutureState state) noexcept;
 
 class AnyFuture;
 class Executor;

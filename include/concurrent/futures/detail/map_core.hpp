@@ -46,19 +46,9 @@
 #include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/detail/unique_function.hpp"
 #include "concurrent/futures/future.hpp"
+#include "concurrent/futures/map_options.hpp"
 
-namespace concurrent::futures {
-
-// Options for map, map_unordered and starmap; pass as the last argument.
-struct MapOptions {
-  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;  // measured from the call
-  std::size_t chunksize = 1;   // items per task; 0 = chosen automatically
-  std::size_t buffersize = 0;  // 0: submit everything now (Python default);
-                               // N: at most N chunks in flight, the input is
-                               // read lazily (infinite ranges allowed)
-};
-
-namespace detail {
+namespace concurrent::futures::detail {
 
 // Lets long-lived objects (map ranges) reach an executor that may be destroyed before them:
 // once the executor is gone, schedule() throws ShutdownError instead of touching it.
@@ -622,5 +612,4 @@ class MapCursor {
   mutable std::size_t known_items_ = 0;  // items that exist at least
 };
 
-}  // namespace detail
-}  // namespace concurrent::futures
+}  // namespace concurrent::futures::detail

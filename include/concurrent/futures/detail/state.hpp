@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -31,12 +32,9 @@
 #include "concurrent/futures/detail/blocking.hpp"
 #include "concurrent/futures/detail/unique_function.hpp"
 #include "concurrent/futures/errors.hpp"
+#include "concurrent/futures/future_state.hpp"
 
-namespace concurrent::futures {
-
-enum class FutureState { pending, running, cancelled, finished };
-
-namespace detail {
+namespace concurrent::futures::detail {
 
 std::string demangle(const std::type_info& type);
 // The demangled dynamic type of the exception `e` holds.
@@ -149,5 +147,4 @@ class State : public StateBase {
   std::optional<Stored<T>> value_;
 };
 
-}  // namespace detail
-}  // namespace concurrent::futures
+}  // namespace concurrent::futures::detail
