@@ -1,15 +1,17 @@
-// The entry table and the transport of callables (detail/entry.hpp, src/remote/entry_registry.cpp)
-// without a worker process: keys, lookups, what an entry reads and replies, and how function
-// pointers and function objects are written and read back.
+// The entry table and the transport of callables (detail/entry.hpp, src/remote/entry_registry.cpp,
+// src/remote/function_names.cpp) without a worker process: keys, lookups, what an entry reads and
+// replies, and how function pointers and function objects are written and read back.
 //
-// A request is built here as ProcessPoolExecutor::submit builds it (the entry's key, the
-// callable, the arguments) and run as the worker does (read the key, find the entry, call it
-// with the rest of the request and an empty reply).
+// Requests are encoded by the library's own encode_call/encode_chunk (what submit and map send)
+// and run as a worker runs them (remote::run_task: read the key, find the entry, call it with the
+// rest of the request and an empty reply).
 #include <dlfcn.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -69,30 +71,26 @@ struct FailsToSave {
 
 // --- helpers --------------------------------------------------------------------------------
 
-// The request for fn(args...), as ProcessPoolExecutor::submit writes it.
+// The request for fn(args...), as ProcessPoolExecutor::submit sends it.
 template <class F, class... Args>
 codec::Buffer call_request(const F& fn, const Args&... args) {
   codec::Buffer request;
   codec::Writer w(request);
-  w.pod(detail::CallEntry<F, Args...>::key);
-  detail::write_callable(w, fn);
-  (codec::write(w, args), ...);
+  detail::encode_call(w, fn, args...);
   return request;
 }
 
-// The request for one map chunk of fn over items, as a process pool's ChunkTask writes it.
+// The request for one map chunk of fn over items, as a process pool's ChunkTask sends it.
 template <class R, class Fn, class Item>
 codec::Buffer chunk_request(const Fn& fn, const std::vector<Item>& items) {
   codec::Buffer request;
   codec::Writer w(request);
-  w.pod(detail::ChunkEntry<Fn, Item, R>::key);
-  detail::write_callable(w, fn);
-  codec::write(w, items);
+  detail::encode_chunk<Fn, Item, R>(w, fn, items);
   return request;
 }
 
-// What a worker does with a request (src/process/worker.cpp): read the key, find the entry, run
-// it on the rest of the request into an empty reply.
+// What a worker does with a request (remote::run_task): read the key, find the entry, run it on
+// the rest of the request into an empty reply.
 codec::Buffer serve(const std::byte* data, std::size_t size) {
   codec::Buffer reply;
   codec::Reader request(data, size);
@@ -210,6 +208,22 @@ TEST(EntryRegistryTest, CallEntryIsRegisteredUnderItsKeyAtStartup) {
 }
 
 // --- running entries ------------------------------------------------------------------------
+
+TEST(EntryRegistryTest, RequestIsTheKeyThenTheCallableThenTheArguments) {
+  // The worker reads the key first, and the entry the rest: the layout both sides rely on.
+  auto fn = [](int a, std::string b) { return b + std::to_string(a); };
+  const codec::Buffer request = call_request(fn, 5, std::string("five"));
+  codec::Buffer expected;
+  {
+    codec::Writer w(expected);
+    w.pod(detail::CallEntry<decltype(fn), int, std::string>::key);
+    detail::write_callable(w, fn);
+    codec::write(w, 5);
+    codec::write(w, std::string("five"));
+  }
+  ASSERT_EQ(request.size(), expected.size());
+  EXPECT_EQ(std::memcmp(request.data(), expected.data(), expected.size()), 0);
+}
 
 TEST(EntryRegistryTest, FunctionPointerRequestRunsAndRepliesWithTheValue) {
   int (*fn)(int, int) = &entry_test::add;
