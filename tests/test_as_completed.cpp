@@ -133,7 +133,7 @@ TEST(AsCompletedReferenceTest, FreesEachYieldedFutureWithTimeoutZero) {  // D4, 
         std::weak_ptr<cf::detail::StateBase> weak;
         {
           cf::Future<int> f = *it;
-          weak = f.shared_state();
+          weak = cf::detail::Access::state(f);
           std::erase(futures, f);
         }
         EXPECT_TRUE(weak.expired()) << "as_completed still owns the future it yielded";
@@ -153,7 +153,7 @@ TEST(AsCompletedReferenceTest, FreesEachYieldedFutureAsTheyComplete) {  // D4, s
   futures.front().set_result(0);
   int yielded = 0;
   for (auto f : cf::as_completed(futures, cftest::kDeadlock)) {
-    const std::weak_ptr<cf::detail::StateBase> weak = f.shared_state();
+    const std::weak_ptr<cf::detail::StateBase> weak = cf::detail::Access::state(f);
     std::erase(futures, f);
     f = cf::Future<int>();
     EXPECT_TRUE(weak.expired()) << "as_completed still owns the future it yielded";
@@ -436,8 +436,8 @@ TEST(AsCompletedReferenceTest, AbandonedRangeUnregistersFromPendingFutures) {
 
 TEST(AsCompletedReferenceTest, AbandonedRangeReleasesTheFutures) {
   std::vector<cf::Future<int>> futures(2);
-  const auto weak0 = std::weak_ptr(futures[0].shared_state());
-  const auto weak1 = std::weak_ptr(futures[1].shared_state());
+  const auto weak0 = std::weak_ptr(cf::detail::Access::state(futures[0]));
+  const auto weak1 = std::weak_ptr(cf::detail::Access::state(futures[1]));
   futures[1].set_result(1);
   {
     auto completed = cf::as_completed(futures, 0s);

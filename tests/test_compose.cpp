@@ -587,7 +587,7 @@ TEST(WhenAllTest, KeepsNoReferenceToAnInputOnceItIsDone) {
   cf::Future<std::tuple<int, int>> all;
   {
     cf::Future<int> a;
-    weak = a.shared_state();
+    weak = cf::detail::Access::state(a);
     all = cf::when_all(a, pending);
     a.set_result(1);
   }

@@ -177,7 +177,7 @@ TEST(FutureReprTest, ReprAddressIsTheSharedStatesSoCopiesPrintAlike) {
   cf::Future<int> f;
   const cf::Future<int> copy = f;
   std::ostringstream address;
-  address << static_cast<const void*>(f.shared_state().get());
+  address << static_cast<const void*>(cf::detail::Access::state(f).get());
   EXPECT_EQ(repr(f), "<Future at " + address.str() + " state=pending>");
   EXPECT_EQ(repr(copy), repr(f));
   EXPECT_EQ(repr(cf::AnyFuture(f)), repr(f));

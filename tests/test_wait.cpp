@@ -482,8 +482,8 @@ TEST_F(WaitTest, VoidFutures) {
 TEST_F(WaitTest, KeepsNoReferenceToTheFuturesItReturned) {
   cf::Future<int> done = successful_future();
   cf::Future<int> pending;
-  const auto weak_done = std::weak_ptr(done.shared_state());
-  const auto weak_pending = std::weak_ptr(pending.shared_state());
+  const auto weak_done = std::weak_ptr(cf::detail::Access::state(done));
+  const auto weak_pending = std::weak_ptr(cf::detail::Access::state(pending));
   {
     auto r = cf::wait(std::vector{done, pending}, 10ms);
     EXPECT_EQ(r.done.size(), 1U);
@@ -498,7 +498,7 @@ TEST_F(WaitTest, KeepsNoReferenceAfterWaitingForACompletion) {
   std::weak_ptr<cf::detail::StateBase> weak;
   {
     cf::Future<int> f;
-    weak = f.shared_state();
+    weak = cf::detail::Access::state(f);
     std::jthread setter([f] { f.set_result(1); });
     const auto r = cf::wait(std::vector{f}, cftest::kDeadlock);
     EXPECT_EQ(r.done.size(), 1U);

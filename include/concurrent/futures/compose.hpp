@@ -1,6 +1,6 @@
 /// @file
-/// Composing futures without blocking a thread (API.md §5): Future<T>::then, cf::when_all and
-/// cf::when_any.
+/// Composing futures without blocking a thread (API.md §5): cf::when_all and cf::when_any (and
+/// Future<T>::then, a member declared in future.hpp).
 ///
 /// Everything here is built on add_done_callback: a combinator registers a callback with each
 /// input and completes its own future from the callback that sees the last (when_all) or the
@@ -27,9 +27,6 @@
 ///
 /// A fn that itself returns a Future<V> gives a Future<Future<V>>: there is no implicit
 /// unwrapping (co_await, in coroutine.hpp, is the way to chain asynchronous steps).
-///
-/// This header is included at the end of future.hpp; it needs no executor definition until
-/// then(executor, fn) is instantiated, which happens only where an Executor is at hand.
 #pragma once
 
 #include <array>
@@ -47,47 +44,28 @@
 #include <variant>
 #include <vector>
 
+#include "concurrent/futures/detail/access.hpp"
 #include "concurrent/futures/detail/iterable.hpp"
+#include "concurrent/futures/detail/then.hpp"
 #include "concurrent/futures/errors.hpp"
 #include "concurrent/futures/future.hpp"
 
 namespace concurrent::futures {
-
-class Executor;
-
 namespace detail {
-
-// --- shared helpers -------------------------------------------------------------------------
 
 // The error a done future ended with: its exception, a fresh CancelledError if it was
 // cancelled, nullptr if it succeeded. Call only once `f` is done.
-inline std::exception_ptr outcome_error(const FutureHandle& f) {
+template <class Fut>
+std::exception_ptr outcome_error(const Fut& f) {
   if (f.cancelled()) return std::make_exception_ptr(CancelledError());
-  return f.shared_state()->error();
+  return Access::state(f)->error();
 }
-
-// Fails `out` unless it is already done (its owner cancelled it, or completed it by hand): the
-// first outcome stands, as for every future.
-inline void fail_if_pending(const FutureHandle& out, std::exception_ptr error) {
-  try {
-    out.set_exception(std::move(error));
-  } catch (const InvalidStateError&) {
-  }
-}
-
-template <class T>
-inline constexpr bool is_composable_future_v = false;
-template <class T>
-inline constexpr bool is_composable_future_v<Future<T>> = true;
-template <>
-inline constexpr bool is_composable_future_v<AnyFuture> = true;
 
 template <class F>
-concept ComposableFuture = is_composable_future_v<std::remove_cvref_t<F>>;
+concept ComposableFuture = is_future_v<std::remove_cvref_t<F>>;
 
 template <class R>
-concept ComposableFutureRange =
-    Iterable<R> && is_composable_future_v<std::remove_cvref_t<reference_of<R>>>;
+concept ComposableFutureRange = Iterable<R> && is_future_v<std::remove_cvref_t<reference_of<R>>>;
 
 // What when_all gives for one input: the value, std::monostate for void, and the (done) input
 // itself for an AnyFuture, whose value type is not known.
@@ -113,127 +91,6 @@ struct AllValue<AnyFuture> {
 };
 template <class F>
 using all_value_t = typename AllValue<std::remove_cvref_t<F>>::type;
-
-// --- then -----------------------------------------------------------------------------------
-
-// fn takes the value (const T&, or nothing for Future<void>): the "value form". Otherwise it
-// must take the Future<T>. A callable that accepts both (a generic lambda) gets the value.
-template <class T, class Fn>
-struct ThenByValue : std::is_invocable<Fn&, const T&> {};
-template <class Fn>
-struct ThenByValue<void, Fn> : std::is_invocable<Fn&> {};
-
-template <class T, class Fn>
-inline constexpr bool then_by_value_v = ThenByValue<T, Fn>::value;
-// std::disjunction, not ||: asking a generic lambda whether it takes a Future<T> would
-// instantiate its body with one, a hard error when it was meant for the value.
-template <class T, class Fn>
-inline constexpr bool then_callable_v =
-    std::disjunction<ThenByValue<T, Fn>, std::is_invocable<Fn&, Future<T>>>::value;
-
-template <class T, class Fn, bool ByValue = then_by_value_v<T, Fn>,
-          bool Callable = then_callable_v<T, Fn>>
-struct ThenResult {
-  using type = void;  // not callable: then() reports it with a static_assert
-};
-template <class T, class Fn>
-struct ThenResult<T, Fn, false, true> {
-  using type = std::invoke_result_t<Fn&, Future<T>>;
-};
-template <class T, class Fn>
-struct ThenResult<T, Fn, true, true> {
-  using type = std::invoke_result_t<Fn&, const T&>;
-};
-template <class Fn>
-struct ThenResult<void, Fn, true, true> {
-  using type = std::invoke_result_t<Fn&>;
-};
-// A fn returning a reference gives a future of the referred-to value (a copy).
-template <class T, class Fn>
-using then_result_t = std::remove_cvref_t<typename ThenResult<T, Fn>::type>;
-
-template <class T, class Fn>
-decltype(auto) invoke_then(const Future<T>& f, Fn& fn) {
-  if constexpr (!then_by_value_v<T, Fn>) {
-    return std::invoke(fn, f);
-  } else if constexpr (std::is_void_v<T>) {
-    return std::invoke(fn);
-  } else {
-    return std::invoke(fn, f.result());
-  }
-}
-
-// With the value form, a failed or cancelled `f` decides `next` without running fn. Returns
-// true when it did.
-template <class T, class U, class Fn>
-bool then_short_circuit(const Future<T>& f, const Future<U>& next) {
-  if constexpr (then_by_value_v<T, Fn>) {
-    if (f.cancelled()) {
-      next.cancel();  // false if next was completed by hand meanwhile: that outcome stands
-      return true;
-    }
-    if (std::exception_ptr error = f.shared_state()->error()) {
-      fail_if_pending(next, std::move(error));
-      return true;
-    }
-  }
-  return false;
-}
-
-// Runs fn for the done future `f` and completes `next` with its outcome. `next` goes pending ->
-// running just before fn starts: a cancel() of `next` that came first makes this return without
-// running fn, and one that comes later returns false (as for any running future).
-template <class T, class U, class Fn>
-void run_then(const Future<T>& f, const Future<U>& next, Fn& fn) {
-  if (then_short_circuit<T, U, Fn>(f, next)) return;
-  try {
-    if (!next.set_running_or_notify_cancel()) return;
-  } catch (const InvalidStateError&) {
-    return;  // completed by hand before fn started
-  }
-  try {
-    if constexpr (std::is_void_v<U>) {
-      invoke_then(f, fn);
-      next.set_result();
-    } else {
-      next.set_result(invoke_then(f, fn));
-    }
-  } catch (...) {
-    fail_if_pending(next, std::current_exception());
-  }
-}
-
-// then(executor, fn) once `f` is done. Ex is a template parameter so that Executor need only be
-// complete here, where it is instantiated (this header is read before executor.hpp).
-template <class Ex, class T, class U, class Fn>
-void schedule_then(Ex& executor, const Future<T>& f, const Future<U>& next, Fn&& fn) {
-  if (then_short_circuit<T, U, std::remove_cvref_t<Fn>>(f, next)) return;
-  Future<void> task;
-  try {
-    task =
-        executor.submit([f, next, fn = std::forward<Fn>(fn)]() mutable { run_then(f, next, fn); });
-  } catch (...) {
-    fail_if_pending(next, std::current_exception());  // ShutdownError, BrokenExecutor
-    return;
-  }
-  // run_then never throws out of the task, so a task that did not succeed never ran: it was
-  // cancelled by shutdown(cancel_futures=true) or dropped by a broken pool.
-  task.add_done_callback([next](const Future<void>& t) {
-    if (t.cancelled()) {
-      next.cancel();
-    } else if (std::exception_ptr error = t.shared_state()->error()) {
-      fail_if_pending(next, std::move(error));
-    }
-  });
-}
-
-template <class T, class Fn>
-constexpr void check_then() {
-  static_assert(then_callable_v<T, Fn>,
-                "then(fn): fn must take the value (const T&; nothing for Future<void>) or the "
-                "Future<T>");
-  static_assert(!std::is_array_v<then_result_t<T, Fn>>, "then(fn): fn may not return an array");
-}
 
 // --- when_all -------------------------------------------------------------------------------
 
@@ -369,47 +226,6 @@ Future<std::size_t> when_any_of(R&& futures) {
 }
 
 }  // namespace detail
-
-// --- Future<T>::then ------------------------------------------------------------------------
-
-template <class T>
-template <class F>
-auto Future<T>::then(F&& fn) const {
-  using Fn = std::decay_t<F>;
-  detail::check_then<T, Fn>();
-  using U = detail::then_result_t<T, Fn>;
-  Future<U> next;
-  add_done_callback([next, fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
-    detail::run_then(f, next, fn);
-  });
-  return next;
-}
-
-namespace detail {
-class ExecutorLink;
-// Ex is deduced, and the return type spelled, so that Executor need only be complete where
-// then() is instantiated.
-template <class Ex>
-std::shared_ptr<ExecutorLink> link_of(Ex& executor) {
-  return executor.link();
-}
-}  // namespace detail
-
-template <class T>
-template <class F>
-auto Future<T>::then(Executor& executor, F&& fn) const {
-  using Fn = std::decay_t<F>;
-  detail::check_then<T, Fn>();
-  using U = detail::then_result_t<T, Fn>;
-  Future<U> next;
-  // The link, not the executor: if the executor is gone by the time f finishes, submitting
-  // through the link fails the returned future with ShutdownError instead of touching it.
-  add_done_callback([next, link = detail::link_of(executor),
-                     fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
-    detail::schedule_then(*link, f, next, std::move(fn));
-  });
-  return next;
-}
 
 // --- when_all -------------------------------------------------------------------------------
 /// @name when_all

@@ -53,6 +53,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "concurrent/futures/detail/access.hpp"
+#include "concurrent/futures/detail/executor_link.hpp"
 #include "concurrent/futures/executor.hpp"
 #include "concurrent/futures/future.hpp"
 
@@ -188,7 +190,7 @@ inline detail::FutureAwaiter<AnyFuture> operator co_await(AnyFuture future) {
 /// The awaitable that cf::resume_on returns.
 class ResumeOn {
  public:
-  explicit ResumeOn(Executor& executor) : link_(executor.link()) {}
+  explicit ResumeOn(Executor& executor) : link_(detail::Access::link(executor)) {}
 
   bool await_ready() const noexcept { return false; }
 
@@ -210,7 +212,7 @@ class ResumeOn {
     task.add_done_callback([this, coroutine](const Future<void>& t) {
       if (t.cancelled()) {
         error_ = std::make_exception_ptr(CancelledError());
-      } else if (std::exception_ptr e = t.shared_state()->error()) {
+      } else if (std::exception_ptr e = detail::Access::state(t)->error()) {
         error_ = std::move(e);
       } else {
         return;

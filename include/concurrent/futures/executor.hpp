@@ -6,6 +6,9 @@
 /// arguments into detail::Task objects and hand them to the executor's one virtual entry point,
 /// schedule(). An executor decides where and how a task runs; the futures, chunking, ordering,
 /// timeouts and cancellation of map are shared by all of them.
+///
+/// This header also defines Future<T>::then(executor, fn) (declared in future.hpp), which needs
+/// the executor: wherever an executor is at hand, so is then.
 #pragma once
 
 #include <cstddef>
@@ -20,73 +23,18 @@
 #include <utility>
 #include <vector>
 
+#include "concurrent/futures/detail/access.hpp"
+#include "concurrent/futures/detail/executor_link.hpp"
 #include "concurrent/futures/detail/iterable.hpp"
 #include "concurrent/futures/detail/map_core.hpp"
 #include "concurrent/futures/detail/task.hpp"
+#include "concurrent/futures/detail/then.hpp"
 #include "concurrent/futures/errors.hpp"
 #include "concurrent/futures/future.hpp"
 #include "concurrent/futures/map_options.hpp"
 
 namespace concurrent::futures {
-
-class Executor;
-
 namespace detail {
-
-class ExecutorLink {
- public:
-  explicit ExecutorLink(Executor* executor) : executor_(executor) {}
-  // Submits fn(args...) to the executor, as Executor::submit does; ShutdownError once the
-  // executor is gone.
-  template <class F, class... Args>
-  auto submit(F&& fn, Args&&... args);
-  // Hands `task` to the executor; ShutdownError once the executor is gone.
-  void schedule(TaskPtr task);
-  std::size_t max_workers();
-  bool in_process();
-  void close() noexcept {
-    std::lock_guard lock(mu_);
-    executor_ = nullptr;
-  }
-
- private:
-  // Held while calling into the executor so that close() (from its destructor) waits for a
-  // call in progress; schedule() never blocks, so this is short.
-  std::mutex mu_;
-  Executor* executor_;
-};
-
-// Hidden from the API reference (see Doxyfile) up to the end of the namespace: definitions of
-// members of classes declared in detail/map_core.hpp, a header the reference does not read.
-/// @cond
-template <class R>
-void MapCore<R>::submit_chunk(TaskPtr task, const ChunkPtr& chunk, std::size_t c,
-                              std::size_t items) {
-  try {
-    link_->schedule(std::move(task));
-  } catch (...) {
-    std::lock_guard lock(mu_);
-    // Withdraw the chunk: only this thread adds chunks in this mode, so it is the last one.
-    chunks_.pop_back();
-    next_begin_ -= items;
-    items_read_ -= items;
-    throw;
-  }
-  std::weak_ptr<MapCore> weak = this->weak_from_this();
-  chunk->done.add_done_callback([weak, c](const Future<void>&) {
-    if (auto self = weak.lock()) self->chunk_finished(c);
-  });
-}
-
-template <class Fn, class Item, class R>
-std::size_t MapCoreImpl<Fn, Item, R>::workers_hint() const {
-  return this->link_->max_workers();
-}
-
-template <class Fn, class Item, class R>
-void MapCoreImpl<Fn, Item, R>::schedule_via_link(TaskPtr task) {
-  this->link_->schedule(std::move(task));
-}
 
 template <class T>
 struct is_map_options : std::is_same<std::remove_cvref_t<T>, MapOptions> {};
@@ -122,7 +70,6 @@ template <class Fn, class Item>
 using apply_result_t =
     std::decay_t<decltype(std::apply(std::declval<Fn&>(), std::declval<Item>()))>;
 
-/// @endcond
 }  // namespace detail
 
 /// The range map() returns: a move-only input range of fn's results in input order.
@@ -380,10 +327,6 @@ class Executor {
   /// The most tasks this executor runs at once.
   virtual std::size_t max_workers() const = 0;
 
-  /// For the library's continuations (then, resume_on): a handle that outlives the executor and
-  /// refuses work with ShutdownError once the executor is gone.
-  const std::shared_ptr<detail::ExecutorLink>& link() const noexcept { return link_; }
-
  protected:
   /// Takes ownership of `task` and runs it some time later; never blocks. Throws ShutdownError
   /// after shutdown and BrokenExecutor when broken (the task is then dropped, never run).
@@ -399,6 +342,7 @@ class Executor {
 
  private:
   friend class detail::ExecutorLink;
+  friend struct detail::Access;  // link_, for then(executor, fn) and resume_on
 
   template <bool Unordered, class F, class... Args>
   auto dispatch_map(F&& fn, Args&&... args) {
@@ -444,17 +388,58 @@ class Executor {
     }
   }
 
+  // Shared with map ranges and continuations; closed by disconnect().
   std::shared_ptr<detail::ExecutorLink> link_;
 };
 
+// --- Future<T>::then(executor, fn) -------------------------------------------------------------
+
 namespace detail {
-template <class F, class... Args>
-auto ExecutorLink::submit(F&& fn, Args&&... args) {
-  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
-  Future<R> future;
-  schedule(make_task(future, std::forward<F>(fn), std::forward<Args>(args)...));
-  return future;
+
+// then(executor, fn) once `f` is done: decides `next` at once when f's error or cancel does
+// (value form), else submits fn, as a closure over f, to the executor behind `link`. Never
+// throws: whatever the executor refuses with fails `next`.
+template <class T, class U, class Fn>
+void schedule_then(ExecutorLink& link, const Future<T>& f, const Future<U>& next, Fn&& fn) {
+  if (then_short_circuit<T, U, std::remove_cvref_t<Fn>>(f, next)) return;
+  Future<void> task;
+  try {
+    task = link.submit([f, next, fn = std::forward<Fn>(fn)]() mutable { run_then(f, next, fn); });
+  } catch (...) {
+    fail_if_pending(next, std::current_exception());  // ShutdownError, BrokenExecutor
+    return;
+  }
+  // run_then never throws out of the task, so a task that did not succeed never ran: it was
+  // cancelled by shutdown(cancel_futures=true) or dropped by a broken pool.
+  task.add_done_callback([next](const Future<void>& t) {
+    if (t.cancelled()) {
+      next.cancel();
+    } else if (std::exception_ptr error = Access::state(t)->error()) {
+      fail_if_pending(next, std::move(error));
+    }
+  });
 }
+
 }  // namespace detail
+
+// Hidden from the API reference, which documents the declaration in future.hpp.
+/// @cond
+template <class T>
+template <class F>
+auto Future<T>::then(Executor& executor, F&& fn) const {
+  using Fn = std::decay_t<F>;
+  detail::check_then<T, Fn>();
+  using U = detail::then_result_t<T, Fn>;
+  Future<U> next;
+  // The link, not the executor: if the executor is gone by the time this future finishes,
+  // scheduling through the link fails the returned future with ShutdownError instead of touching
+  // it.
+  add_done_callback([next, link = detail::Access::link(executor),
+                     fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
+    detail::schedule_then(*link, f, next, std::move(fn));
+  });
+  return next;
+}
+/// @endcond
 
 }  // namespace concurrent::futures

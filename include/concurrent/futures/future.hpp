@@ -18,6 +18,10 @@
 /// the task, or the thread that called cancel/set_result/set_exception), in the order added. An
 /// exception thrown by fn is reported to the error handler (stderr by default) and swallowed; the
 /// other callbacks still run.
+///
+/// Continuations: then(fn) is defined here; then(executor, fn) is declared here and defined in
+/// executor.hpp, which every executor's header includes. when_all and when_any are in
+/// compose.hpp, co_await in coroutine.hpp.
 #pragma once
 
 #include <chrono>
@@ -30,7 +34,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "concurrent/futures/detail/access.hpp"
 #include "concurrent/futures/detail/state.hpp"
+#include "concurrent/futures/detail/then.hpp"
 #include "concurrent/futures/errors.hpp"
 #include "concurrent/futures/future_state.hpp"
 
@@ -46,6 +52,11 @@ class AnyFuture;
 class Executor;
 
 namespace detail {
+
+// Transitional: task.hpp makes the future of a SubmitTask from the task itself, with Future<T>'s
+// private constructor. Once it goes through Access::future, this and the friend below go.
+template <class R, class Fn, class... Args>
+class SubmitTask;
 
 template <class T>
 struct ResultRef {
@@ -83,11 +94,13 @@ class FutureHandle {
 
   // The shared state's identity: equal for copies of one future.
   const void* id() const noexcept { return state_.get(); }
-  const std::shared_ptr<StateBase>& shared_state() const noexcept { return state_; }
 
  protected:
   explicit FutureHandle(std::shared_ptr<StateBase> state) : state_(std::move(state)) {}
   std::shared_ptr<StateBase> state_;
+
+ private:
+  friend struct Access;
 };
 
 }  // namespace detail
@@ -122,8 +135,6 @@ class Future : public detail::FutureHandle {
 
   /// A new pending future not tied to any executor (Python: Future()).
   Future() : FutureHandle(std::make_shared<State>()) {}
-  /// Adopts an existing state (used by the library; `state` must be a detail::State<T>).
-  explicit Future(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
 
   /// Blocks until done, then returns the value (a reference into the shared state, valid while
   /// any copy of the future lives) or rethrows the exception the task raised. CancelledError if
@@ -147,22 +158,32 @@ class Future : public detail::FutureHandle {
     });
   }
 
-  /// A future of fn's result once this one is done (API.md §5; defined in compose.hpp). fn takes
-  /// the value (const T&; nothing for Future<void>) and then runs only on success: an error passes
-  /// to the returned future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs
-  /// however this one ended. A callable that accepts both gets the value. fn's exception fails
-  /// the returned future. Cancelling the returned future before fn starts means fn never runs; it
-  /// never cancels this one. Never blocks.
+  /// A future of fn's result once this one is done (API.md §5). fn takes the value (const T&;
+  /// nothing for Future<void>) and then runs only on success: an error passes to the returned
+  /// future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs however this one
+  /// ended. A callable that accepts both gets the value. fn's exception fails the returned
+  /// future. Cancelling the returned future before fn starts means fn never runs; it never
+  /// cancels this one. Never blocks.
   ///
   /// then(fn): fn runs in the thread that completes this future (the pool worker that ran its
   /// task, or the caller of set_result/set_exception/cancel), or at once in the calling thread if
   /// it is already done; like a done callback, it should be short.
   template <class F>
-  auto then(F&& fn) const;
-  /// then(executor, fn): fn is submitted to `executor` once this future is done. If the executor
-  /// refuses it (ShutdownError, BrokenExecutor) the returned future fails with that error; if it
-  /// drops it unrun (shutdown with cancel_futures) the returned future is cancelled; an executor
-  /// destroyed before this future completes gives ShutdownError. Otherwise as then(fn).
+  auto then(F&& fn) const {
+    using Fn = std::decay_t<F>;
+    detail::check_then<T, Fn>();
+    using U = detail::then_result_t<T, Fn>;
+    Future<U> next;
+    add_done_callback([next, fn = Fn(std::forward<F>(fn))](const Future<T>& f) mutable {
+      detail::run_then(f, next, fn);
+    });
+    return next;
+  }
+  /// then(executor, fn): fn is submitted to `executor` once this future is done (defined in
+  /// executor.hpp). If the executor refuses it (ShutdownError, BrokenExecutor) the returned
+  /// future fails with that error; if it drops it unrun (shutdown with cancel_futures) the
+  /// returned future is cancelled; an executor destroyed before this future completes gives
+  /// ShutdownError. Otherwise as then(fn).
   template <class F>
   auto then(Executor& executor, F&& fn) const;
 
@@ -195,6 +216,13 @@ class Future : public detail::FutureHandle {
   }
 
  private:
+  friend struct detail::Access;
+  template <class R, class Fn, class... Args>
+  friend class detail::SubmitTask;
+
+  // Adopts `state`, which must be a detail::State<T>: for the library only (detail::Access).
+  explicit Future(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
+
   State& typed() const noexcept { return static_cast<State&>(*state_); }
 
   ResultRef result_at(const detail::Deadline& deadline) const {
@@ -213,8 +241,7 @@ class AnyFuture : public detail::FutureHandle {
  public:
   template <class T>
   AnyFuture(const Future<T>& f)  // NOLINT(google-explicit-constructor): implicit by design
-      : FutureHandle(f.shared_state()) {}
-  explicit AnyFuture(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
+      : FutureHandle(detail::Access::state(f)) {}
 
   /// fn(AnyFuture) once done; same rules as Future<T>::add_done_callback.
   // clang-format off
@@ -235,6 +262,10 @@ class AnyFuture : public detail::FutureHandle {
   friend std::ostream& operator<<(std::ostream& out, const AnyFuture& f) {
     return out << f.state_->repr();
   }
+
+ private:
+  // For add_done_callback: the state of a future that just completed.
+  explicit AnyFuture(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}
 };
 
 /// A Future<T> and an AnyFuture made from it compare equal.
@@ -242,6 +273,18 @@ template <class T>
 bool operator==(const Future<T>& a, const AnyFuture& b) noexcept {
   return a.id() == b.id();
 }
+
+namespace detail {
+
+// Future<T> and AnyFuture: what wait, as_completed, when_all and when_any take.
+template <class F>
+inline constexpr bool is_future_v = false;
+template <class T>
+inline constexpr bool is_future_v<Future<T>> = true;
+template <>
+inline constexpr bool is_future_v<AnyFuture> = true;
+
+}  // namespace detail
 
 }  // namespace concurrent::futures
 
@@ -260,6 +303,3 @@ struct std::hash<concurrent::futures::AnyFuture> {
     return std::hash<const void*>()(f.id());
   }
 };
-
-// Future<T>::then, when_all, when_any.
-#include "concurrent/futures/compose.hpp"  // IWYU pragma: export

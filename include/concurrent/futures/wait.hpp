@@ -20,11 +20,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "concurrent/futures/detail/access.hpp"
 #include "concurrent/futures/detail/blocking.hpp"
 #include "concurrent/futures/detail/iterable.hpp"
 #include "concurrent/futures/future.hpp"
@@ -48,13 +50,6 @@ struct WaitResult {
 };
 
 namespace detail {
-
-template <class T>
-inline constexpr bool is_future_v = false;
-template <class T>
-inline constexpr bool is_future_v<Future<T>> = true;
-template <>
-inline constexpr bool is_future_v<AnyFuture> = true;
 
 // The future an element of the input stands for: itself, or a map entry's key.
 template <class E>
@@ -98,7 +93,7 @@ WaitResult<Fut> wait_impl(std::vector<Fut> futures, const Deadline& deadline,
                           ReturnWhen return_when) {
   std::vector<const StateBase*> states;
   states.reserve(futures.size());
-  for (const Fut& f : futures) states.push_back(f.shared_state().get());
+  for (const Fut& f : futures) states.push_back(Access::state(f).get());
   const std::vector<bool> done = wait_states(states, deadline, return_when);
   WaitResult<Fut> result;
   for (std::size_t i = 0; i < futures.size(); ++i) {
@@ -134,7 +129,7 @@ class AsCompleted {
     // Futures already done are queued first, in input order; the rest as they complete.
     index_.reserve(futures_.size());
     for (std::size_t i = 0; i < futures_.size(); ++i) {
-      const detail::StateBase* s = futures_[i]->shared_state().get();
+      const detail::StateBase* s = detail::Access::state(*futures_[i]).get();
       index_.emplace(s, i);
       if (!s->add_waiter(queue_.get())) queue_->push_done(s);
     }
@@ -144,7 +139,7 @@ class AsCompleted {
   ~AsCompleted() {
     if (!queue_) return;  // moved from
     for (auto& f : futures_) {
-      if (f) f->shared_state()->remove_waiter(queue_.get());
+      if (f) detail::Access::state(*f)->remove_waiter(queue_.get());
     }
   }
 

@@ -43,16 +43,13 @@
 #include <vector>
 
 #include "concurrent/futures/detail/blocking.hpp"
+#include "concurrent/futures/detail/executor_link.hpp"
 #include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/detail/unique_function.hpp"
 #include "concurrent/futures/future.hpp"
 #include "concurrent/futures/map_options.hpp"
 
 namespace concurrent::futures::detail {
-
-// Lets long-lived objects (map ranges) reach an executor that may be destroyed before them:
-// once the executor is gone, schedule() throws ShutdownError instead of touching it.
-class ExecutorLink;
 
 // Chooses chunk sizes when MapOptions::chunksize is 0, from the time per item measured on the
 // chunks run so far. Updated by workers and read by claimers without a lock: the figures are
@@ -265,7 +262,22 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
 
   // Submits `task` (which completes chunk c's `done`) and reports chunk c when it completes. On
   // failure the chunk is withdrawn and the error rethrown.
-  void submit_chunk(TaskPtr task, const ChunkPtr& chunk, std::size_t c, std::size_t items);
+  void submit_chunk(TaskPtr task, const ChunkPtr& chunk, std::size_t c, std::size_t items) {
+    try {
+      link_->schedule(std::move(task));
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      // Withdraw the chunk: only this thread adds chunks in this mode, so it is the last one.
+      chunks_.pop_back();
+      next_begin_ -= items;
+      items_read_ -= items;
+      throw;
+    }
+    std::weak_ptr<MapCore> weak = this->weak_from_this();
+    chunk->done.add_done_callback([weak, c](const Future<void>&) {
+      if (auto self = weak.lock()) self->chunk_finished(c);
+    });
+  }
 
   // Guards everything below and the derived classes' input state.
   mutable std::mutex mu_;
@@ -491,8 +503,8 @@ class MapCoreImpl final : public MapCore<R> {
     return std::static_pointer_cast<MapCoreImpl>(this->shared_from_this());
   }
 
-  std::size_t workers_hint() const;
-  void schedule_via_link(TaskPtr task);
+  std::size_t workers_hint() const { return this->link_->max_workers(); }
+  void schedule_via_link(TaskPtr task) { this->link_->schedule(std::move(task)); }
 
   std::shared_ptr<Fn> fn_;  // dropped once no more chunks will be made; tasks hold copies
   Source source_;           // the input, read only by the thread that calls map() or ++it
