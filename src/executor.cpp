@@ -11,6 +11,11 @@ void ExecutorLink::schedule(TaskPtr task) {
   executor_->schedule(std::move(task));
 }
 
+bool ExecutorLink::in_process() {
+  std::lock_guard lock(mu_);
+  return executor_ == nullptr || executor_->in_process();
+}
+
 std::size_t ExecutorLink::max_workers() {
   std::lock_guard lock(mu_);
   return executor_ != nullptr ? executor_->max_workers() : 1;

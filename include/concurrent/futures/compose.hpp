@@ -11,13 +11,11 @@
 /// - `f.then(fn)`: fn runs in the thread that completes f (the pool worker that ran f's task, or
 ///   whoever called set_result/set_exception/cancel), or at once in the calling thread if f is
 ///   already done. Keep fn short, as any done callback, or use the executor form.
-/// - `f.then(executor, fn)`: fn is submitted to `executor` when f finishes and runs there. If the
-///   executor refuses it (shut down, broken) or drops it before it runs
-///   (shutdown(cancel_futures=true)), the returned future fails with that error (or is
-///   cancelled); so it does if the executor is gone by then (ShutdownError).
-///   fn is a closure, so this is for executors that run tasks in this process
-///   (ThreadPoolExecutor); with a process pool the returned future fails with
-///   SerializationError.
+/// - `f.then(executor, fn)`: fn runs on `executor` when f finishes: in a worker thread of a
+///   thread pool, in a worker process of a process pool (with f's value as its argument; see
+///   Future<T>::then for what fn must be there). If the executor refuses it (shut down, broken)
+///   or drops it before it runs (shutdown(cancel_futures=true)), the returned future fails with
+///   that error (or is cancelled); so it does if the executor is gone by then (ShutdownError).
 /// - `when_all` / `when_any`: the returned future completes in the thread that completes the
 ///   input that decides it (or in the calling thread if that input is already done), so its own
 ///   callbacks run there too.

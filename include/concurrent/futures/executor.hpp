@@ -11,6 +11,7 @@
 /// the executor: wherever an executor is at hand, so is then.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <iterator>
@@ -337,7 +338,8 @@ class Executor {
   void disconnect() noexcept { link_->close(); }
 
   /// Whether tasks run in this process (and so may share memory with the caller). Decides how
-  /// map's automatic chunking works (see detail/map_core.hpp).
+  /// map's automatic chunking works, and whether then(executor, fn) runs fn as a closure or
+  /// sends it to a worker process with the value.
   virtual bool in_process() const noexcept { return true; }
 
  private:
@@ -396,14 +398,100 @@ class Executor {
 
 namespace detail {
 
+// Executors whose tasks always run in other processes say so with a static member
+// `runs_in_other_processes = true` (ProcessPoolExecutor): then() on them checks fn at compile
+// time, as their submit does.
+template <class Ex>
+inline constexpr bool runs_in_other_processes_v = requires {
+  requires Ex::runs_in_other_processes;
+};
+
+// Whether then(executor, fn) can send fn with the value to a worker process, as
+// submit(fn, value) would: the value form, a transportable fn that takes an rvalue copy of the
+// value, and the value and the result serializable.
+template <class T, class Fn, class U = then_result_t<T, Fn>>
+constexpr bool then_remotable() {
+  if constexpr (!then_by_value_v<T, Fn>) {
+    return false;
+  } else if constexpr (std::is_void_v<T>) {
+    return std::is_invocable_r_v<U, Fn> && remotable_v<U, Fn>;
+  } else {
+    return std::is_copy_constructible_v<T> && std::is_invocable_r_v<U, Fn, T> &&
+           remotable_v<U, Fn, T>;
+  }
+}
+
+// Why not, for the SerializationError the returned future fails with.
+template <class T, class Fn, class U = then_result_t<T, Fn>>
+std::string why_then_not_remotable() {
+  if constexpr (!then_by_value_v<T, Fn>) {
+    return "then(executor, fn): a fn that takes the Future<T> cannot run in a worker process, "
+           "which gets the value only; make fn take the value";
+  } else if constexpr (std::is_void_v<T>) {
+    return why_not_remotable<U, Fn>();
+  } else if constexpr (!remotable_v<U, Fn, T>) {
+    return why_not_remotable<U, Fn, T>();
+  } else {
+    return "then(executor, fn): fn cannot run in a worker process: it must be callable with a "
+           "copy of the value (an rvalue), as submit(fn, value) calls it";
+  }
+}
+
+// then(executor, fn) on a ProcessPoolExecutor: what then_remotable() asks, at compile time, with
+// the messages of ProcessPoolExecutor::submit where they apply.
+template <class T, class Fn, class U = then_result_t<T, Fn>>
+constexpr void check_then_remotable() {
+  static_assert(
+      then_by_value_v<T, Fn>,
+      "ProcessPoolExecutor: then(executor, fn) runs fn in a worker process, which gets the "
+      "value, not the Future<T>: fn must take the value (nothing for Future<void>)");
+  static_assert(Transportable<Fn>,
+                "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
+                "function pointer, a captureless lambda or a trivially copyable function object");
+  if constexpr (then_by_value_v<T, Fn> && std::is_void_v<T>) {
+    static_assert(std::is_invocable_r_v<U, Fn>,
+                  "ProcessPoolExecutor: then(executor, fn): fn must be callable as an rvalue, as "
+                  "submit(fn) calls it");
+  } else if constexpr (then_by_value_v<T, Fn>) {
+    static_assert(codec::serializable_v<T>,
+                  "ProcessPoolExecutor: then(executor, fn): the value type is not serializable "
+                  "(see API.md: std types, trivially copyable structs or cereal types)");
+    static_assert(std::is_copy_constructible_v<T> && std::is_invocable_r_v<U, Fn, T>,
+                  "ProcessPoolExecutor: then(executor, fn): fn must be callable with a copy of "
+                  "the value (an rvalue), as submit(fn, value) calls it");
+  }
+  static_assert(std::is_void_v<U> || codec::serializable_v<U>,
+                "ProcessPoolExecutor: then(executor, fn): the result type is not serializable");
+}
+
 // then(executor, fn) once `f` is done: decides `next` at once when f's error or cancel does
-// (value form), else submits fn, as a closure over f, to the executor behind `link`. Never
-// throws: whatever the executor refuses with fails `next`.
+// (value form), else hands fn to the executor behind `link`. Never throws: whatever the
+// executor refuses with fails `next`.
 template <class T, class U, class Fn>
 void schedule_then(ExecutorLink& link, const Future<T>& f, const Future<U>& next, Fn&& fn) {
-  if (then_short_circuit<T, U, std::remove_cvref_t<Fn>>(f, next)) return;
+  using F = std::remove_cvref_t<Fn>;
+  if (then_short_circuit<T, U, F>(f, next)) return;
   Future<void> task;
   try {
+    if (!link.in_process()) {
+      // A worker process: fn with a copy of the value, a task that completes `next` itself (so
+      // `next` is running once the task is handed to a worker, and a cancel before that means
+      // fn never runs). A `next` already done (cancelled, or completed by hand) wants nothing: the
+      // value is not even copied.
+      if (next.done()) return;
+      if constexpr (then_remotable<T, F>()) {
+        if constexpr (std::is_void_v<T>) {
+          link.schedule(make_task(next, std::forward<Fn>(fn)));
+        } else {
+          link.schedule(make_task(next, std::forward<Fn>(fn), f.result()));
+        }
+      } else {
+        fail_if_pending(
+            next, std::make_exception_ptr(SerializationError(why_then_not_remotable<T, F>())));
+      }
+      return;
+    }
+    // This process: a closure over f, so fn gets f's value by reference (or f itself).
     task = link.submit([f, next, fn = std::forward<Fn>(fn)]() mutable { run_then(f, next, fn); });
   } catch (...) {
     fail_if_pending(next, std::current_exception());  // ShutdownError, BrokenExecutor
@@ -425,10 +513,14 @@ void schedule_then(ExecutorLink& link, const Future<T>& f, const Future<U>& next
 // Hidden from the API reference, which documents the declaration in future.hpp.
 /// @cond
 template <class T>
-template <class F>
-auto Future<T>::then(Executor& executor, F&& fn) const {
+// clang-format off
+template <class Ex, class F>
+  requires std::derived_from<Ex, Executor>
+auto Future<T>::then(Ex& executor, F&& fn) const {
+  // clang-format on
   using Fn = std::decay_t<F>;
   detail::check_then<T, Fn>();
+  if constexpr (detail::runs_in_other_processes_v<Ex>) detail::check_then_remotable<T, Fn>();
   using U = detail::then_result_t<T, Fn>;
   Future<U> next;
   // The link, not the executor: if the executor is gone by the time this future finishes,

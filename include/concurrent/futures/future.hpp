@@ -25,6 +25,7 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -179,13 +180,24 @@ class Future : public detail::FutureHandle {
     });
     return next;
   }
-  /// then(executor, fn): fn is submitted to `executor` once this future is done (defined in
+  /// then(executor, fn): fn runs on `executor` once this future is done (defined in
   /// executor.hpp). If the executor refuses it (ShutdownError, BrokenExecutor) the returned
   /// future fails with that error; if it drops it unrun (shutdown with cancel_futures) the
   /// returned future is cancelled; an executor destroyed before this future completes gives
   /// ShutdownError. Otherwise as then(fn).
-  template <class F>
-  auto then(Executor& executor, F&& fn) const;
+  ///
+  /// On an executor whose tasks run in this process (ThreadPoolExecutor), fn is a closure over
+  /// this future and runs in one of its workers. On a process pool, fn runs in a worker process
+  /// with a copy of the value as its serialized argument, as submit(fn, value) would: fn must take
+  /// the value and be transportable (a function pointer, a captureless lambda or a trivially
+  /// copyable function object), and the value and fn's result serializable. On a
+  /// ProcessPoolExecutor anything else is a compile-time error; through cf::Executor& the
+  /// returned future fails with SerializationError.
+  // clang-format off
+  template <class Ex, class F>
+    requires std::derived_from<Ex, Executor>
+  auto then(Ex& executor, F&& fn) const;
+  // clang-format on
 
   /// Finishes with a value (set_result() for Future<void>). InvalidStateError if already done;
   /// the first outcome is kept.

@@ -70,6 +70,10 @@ class ProcessPoolExecutor : public Executor {
   /// shutdown(wait=true): pending work runs, every worker (and the fork server) is reaped.
   ~ProcessPoolExecutor() override;
 
+  /// Its tasks always run in worker processes: f.then(pool, fn) checks at compile time, as
+  /// submit does, that fn can run there with f's value.
+  static constexpr bool runs_in_other_processes = true;
+
   /// Executor::submit, with the check at compile time that fn can run in a worker.
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args) {

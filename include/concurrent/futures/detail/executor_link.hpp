@@ -40,6 +40,9 @@ class ExecutorLink {
   void schedule(TaskPtr task);
   // The executor's max_workers(); 1 once it is gone.
   std::size_t max_workers();
+  // Whether the executor runs its tasks in this process (Executor::in_process); true once it is
+  // gone, where every schedule() throws anyway.
+  bool in_process();
   // The executor is being destroyed: refuse everything from now on.
   void close() noexcept {
     std::lock_guard lock(mu_);
