@@ -174,6 +174,38 @@ class Reader {
   friend struct CerealSource;
 };
 
+// A payload as a transport received it: a view of bytes that stays valid while the receiver
+// handles it, or a buffer it was given whole (a shared-memory mapping). take() makes the bytes the
+// receiver's own, for decoding later: a buffer moves (a mapping stays mapped, nothing is copied),
+// a view is copied.
+class Received {
+ public:
+  Received(const std::byte* data, std::size_t size) noexcept : data_(data), size_(size) {}
+  explicit Received(Buffer owned) noexcept
+      : owned_(std::move(owned)), data_(owned_.data()), size_(owned_.size()), owns_(true) {}
+  Received(const Received&) = delete;
+  Received& operator=(const Received&) = delete;
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  Reader reader() const { return Reader(data_, size_); }
+  Buffer take() {
+    if (owns_) {
+      owns_ = false;
+      return std::move(owned_);
+    }
+    Buffer copy;
+    copy.append(data_, size_);
+    return copy;
+  }
+
+ private:
+  Buffer owned_;
+  const std::byte* data_;
+  std::size_t size_;
+  bool owns_ = false;
+};
+
 // --- which types are serializable -----------------------------------------------------------
 
 template <class T>
@@ -218,7 +250,11 @@ struct Codec {
   }
   static void read(Reader& r, T& value) {
     if constexpr (uses_cereal) {
-      r.cereal_archive()(value);
+      try {
+        r.cereal_archive()(value);
+      } catch (const cereal::Exception& e) {
+        throw SerializationError(std::string("corrupt message: ") + e.what());
+      }
     } else {
       r.bytes(&value, sizeof(T));
     }
@@ -228,23 +264,24 @@ struct Codec {
 template <>
 struct Codec<void> {
   static constexpr bool ok = false;
+  static constexpr bool uses_cereal = false;
 };
+
+// Whether a user's cereal functions write T or any value inside it (they win over a bytewise
+// copy, so such a T is never copied as a block, even inside a trivially copyable std::array or
+// std::optional). Every Codec says so for its own type.
+template <class T>
+inline constexpr bool uses_cereal_v = Codec<std::remove_cv_t<T>>::uses_cereal;
 
 // Elements copied as one block: trivially copyable and not customised through cereal.
 template <class T>
-inline constexpr bool block_copyable_v = std::is_trivially_copyable_v<T>&& Codec<T>::ok&& [] {
-  // std types (std::array, durations) have codecs of their own and no uses_cereal: cereal's std
-  // support headers make them CerealTypes too, but that is not a user's customisation.
-  if constexpr (requires { Codec<T>::uses_cereal; }) {
-    return !Codec<T>::uses_cereal;
-  } else {
-    return true;
-  }
-}();
+inline constexpr bool block_copyable_v =
+    std::is_trivially_copyable_v<T>&& Codec<T>::ok && !uses_cereal_v<T>;
 
 template <>
 struct Codec<std::string> {
   static constexpr bool ok = true;
+  static constexpr bool uses_cereal = false;
   static void write(Writer& w, const std::string& s) {
     w.size(s.size());
     w.bytes(s.data(), s.size());
@@ -258,6 +295,7 @@ struct Codec<std::string> {
 template <class T, class A>
 struct Codec<std::vector<T, A>> {
   static constexpr bool ok = serializable_v<T>;
+  static constexpr bool uses_cereal = uses_cereal_v<T>;
   static void write(Writer& w, const std::vector<T, A>& v) {
     w.size(v.size());
     if constexpr (std::is_same_v<T, bool>) {
@@ -290,6 +328,7 @@ struct Codec<std::vector<T, A>> {
 template <class T, std::size_t N>
 struct Codec<std::array<T, N>> {
   static constexpr bool ok = serializable_v<T>;
+  static constexpr bool uses_cereal = uses_cereal_v<T>;
   static void write(Writer& w, const std::array<T, N>& a) {
     for (const T& x : a) codec::write(w, x);
   }
@@ -301,6 +340,7 @@ struct Codec<std::array<T, N>> {
 template <class A, class B>
 struct Codec<std::pair<A, B>> {
   static constexpr bool ok = serializable_v<A> && serializable_v<B>;
+  static constexpr bool uses_cereal = uses_cereal_v<A> || uses_cereal_v<B>;
   static void write(Writer& w, const std::pair<A, B>& p) {
     codec::write(w, p.first);
     codec::write(w, p.second);
@@ -314,6 +354,7 @@ struct Codec<std::pair<A, B>> {
 template <class... Ts>
 struct Codec<std::tuple<Ts...>> {
   static constexpr bool ok = (serializable_v<Ts> && ...);
+  static constexpr bool uses_cereal = (uses_cereal_v<Ts> || ...);
   static void write(Writer& w, const std::tuple<Ts...>& t) {
     std::apply([&](const auto&... x) { (codec::write(w, x), ...); }, t);
   }
@@ -325,6 +366,7 @@ struct Codec<std::tuple<Ts...>> {
 template <class T>
 struct Codec<std::optional<T>> {
   static constexpr bool ok = serializable_v<T>;
+  static constexpr bool uses_cereal = uses_cereal_v<T>;
   static void write(Writer& w, const std::optional<T>& o) {
     w.pod(static_cast<std::uint8_t>(o.has_value()));
     if (o) codec::write(w, *o);
@@ -341,6 +383,7 @@ struct Codec<std::optional<T>> {
 template <class... Ts>
 struct Codec<std::variant<Ts...>> {
   static constexpr bool ok = (serializable_v<Ts> && ...);
+  static constexpr bool uses_cereal = (uses_cereal_v<Ts> || ...);
   static void write(Writer& w, const std::variant<Ts...>& v) {
     w.pod(static_cast<std::uint32_t>(v.index()));
     std::visit([&](const auto& x) { codec::write(w, x); }, v);
@@ -364,6 +407,7 @@ template <class C>
 struct AssociativeCodec {
   using Key = std::remove_const_t<typename C::key_type>;
   static constexpr bool ok = serializable_v<typename C::value_type>;
+  static constexpr bool uses_cereal = uses_cereal_v<typename C::value_type>;
   static void write(Writer& w, const C& c) {
     w.size(c.size());
     for (const auto& x : c) codec::write(w, x);
@@ -398,6 +442,7 @@ struct Codec<std::unordered_set<K, H, E, A>> : AssociativeCodec<std::unordered_s
 template <class Rep, class Period>
 struct Codec<std::chrono::duration<Rep, Period>> {
   static constexpr bool ok = std::is_arithmetic_v<Rep>;
+  static constexpr bool uses_cereal = false;
   static void write(Writer& w, const std::chrono::duration<Rep, Period>& d) { w.pod(d.count()); }
   static void read(Reader& r, std::chrono::duration<Rep, Period>& d) {
     d = std::chrono::duration<Rep, Period>(r.pod<Rep>());
