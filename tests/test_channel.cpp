@@ -67,7 +67,7 @@ Arrived copy_out(Frame& f) {
   r.header = f.header;
   r.payload.assign(f.data(), f.data() + f.size());
   r.shared = f.shared.shared();
-  r.fd = std::exchange(f.fd, -1);
+  r.fd = f.fd.release();
   return r;
 }
 

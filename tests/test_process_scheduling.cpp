@@ -1,6 +1,7 @@
 // How a ProcessPoolExecutor hands tasks to workers (API.md §4.2): a task never waits behind a
 // long one while another worker is idle; when tasks are long at most one task per worker is
 // handed ahead, so cancel() still reaches queued work; short tasks are pipelined.
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <set>
@@ -118,4 +119,46 @@ int main(int argc, char** argv) {
   cf::serve_if_worker(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
+}
+
+// --- where results are decoded ----------------------------------------------------------------
+
+namespace {
+
+// A result whose decoding in the parent notes the thread that did it.
+std::atomic<int> decoded_here{0};
+std::atomic<int> decoded_elsewhere{0};
+thread_local bool iterating_thread = false;
+
+struct Traced {
+  int value = 0;
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(value);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(value);
+    (iterating_thread ? decoded_here : decoded_elsewhere).fetch_add(1);
+  }
+};
+
+Traced traced(int x) { return Traced{x}; }
+
+}  // namespace
+
+TEST_P(ProcessSchedulingTest, MapResultsAreDecodedByTheIteratingThread) {
+  cf::ProcessPoolExecutor ex(options(2));
+  std::vector<int> input(2000);
+  for (int i = 0; i < 2000; ++i) input[static_cast<std::size_t>(i)] = i;
+  decoded_here = 0;
+  decoded_elsewhere = 0;
+  iterating_thread = true;
+  long sum = 0;
+  for (const Traced& t : ex.map(&traced, input, cf::MapOptions{.chunksize = 100})) sum += t.value;
+  iterating_thread = false;
+  EXPECT_EQ(sum, 1999L * 2000 / 2);
+  // Not the pool's dispatcher thread, which every result would otherwise cross.
+  EXPECT_EQ(decoded_here.load(), 2000);
+  EXPECT_EQ(decoded_elsewhere.load(), 0);
 }

@@ -40,7 +40,6 @@ void Channel::close() noexcept {
     for (int i = 0; i < s.nfds; ++i) ::close(s.fds[i]);
   }
   out_.clear();
-  for (const int fd : in_fds_) ::close(fd);
   in_fds_.clear();
   fd_.reset();
 }
@@ -178,7 +177,7 @@ Channel::Received Channel::receive() {
       for (std::size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        in_fds_.push_back(fd);
+        in_fds_.emplace_back(fd);
       }
     }
   }
@@ -201,12 +200,12 @@ std::optional<Frame> Channel::next() {
   f.inline_data = in_.data() + in_pos_ + sizeof h;
   in_pos_ += sizeof h + inline_size;
   if (h.shared) {
-    const int fd = in_fds_.front();
+    const int fd = in_fds_.front().release();  // owned by the mapping from here on
     in_fds_.pop_front();
     f.shared = codec::Buffer::map_shared(fd, h.size);
   }
   if (h.has_fd) {
-    f.fd = in_fds_.front();
+    f.fd = std::move(in_fds_.front());
     in_fds_.pop_front();
   }
   return f;

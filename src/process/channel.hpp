@@ -48,7 +48,7 @@ struct Frame {
   FrameHeader header{};
   codec::Buffer shared;  // the payload when header.shared
   const std::byte* inline_data = nullptr;
-  int fd = -1;  // the extra descriptor (owned by the receiver)
+  UniqueFd fd;  // the extra descriptor, if the frame brought one
 
   const std::byte* data() const { return header.shared ? shared.data() : inline_data; }
   std::size_t size() const { return header.size; }
@@ -104,7 +104,7 @@ class Channel {
   std::deque<Segment> out_;
   std::vector<std::byte> in_;
   std::size_t in_pos_ = 0;
-  std::deque<int> in_fds_;
+  std::deque<UniqueFd> in_fds_;  // received, not yet claimed by a frame
 };
 
 // A socketpair (O_CLOEXEC both ends).

@@ -57,7 +57,10 @@ bool ClaimWord::claim(std::uint8_t generation) noexcept {
   std::uint64_t now = word_->load(std::memory_order_acquire);
   for (;;) {
     if (static_cast<std::uint8_t>(now >> 32) != generation) return false;
-    if (word_->compare_exchange_weak(now, now + 1, std::memory_order_acq_rel)) return true;
+    // The count wraps within its own 32 bits, never into the generation.
+    const std::uint64_t next =
+        (now & ~std::uint64_t{0xffffffffU}) | static_cast<std::uint32_t>(now + 1);
+    if (word_->compare_exchange_weak(now, next, std::memory_order_acq_rel)) return true;
   }
 }
 
@@ -65,12 +68,16 @@ std::uint8_t ClaimWord::generation() const noexcept {
   return static_cast<std::uint8_t>(word_->load(std::memory_order_acquire) >> 32);
 }
 
-std::uint64_t ClaimWord::take_back() noexcept {
+std::uint32_t ClaimWord::started() const noexcept {
+  return static_cast<std::uint32_t>(word_->load(std::memory_order_acquire));
+}
+
+std::uint32_t ClaimWord::take_back() noexcept {
   std::uint64_t now = word_->load(std::memory_order_acquire);
   for (;;) {
     const std::uint64_t next = ((now >> 32) + 1) << 32 | (now & 0xffffffffU);
     if (word_->compare_exchange_weak(now, next, std::memory_order_acq_rel)) {
-      return now & 0xffffffffU;
+      return static_cast<std::uint32_t>(now);
     }
   }
 }

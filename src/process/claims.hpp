@@ -9,9 +9,10 @@
 // takes back every task not started yet by a compare-and-swap that moves to the next generation
 // and reads the count: tasks are started in the order they were sent, so the count says exactly
 // which ones. Both sides use lock-free atomics on a MAP_SHARED page, which work across processes.
-// Eight bits of generation suffice: the parent takes tasks back from a worker at most once per
-// task that worker starts (see Dispatcher::take_back_stalled), so no frame can be 256
-// generations old.
+// Eight bits of generation suffice: the parent takes tasks back only from a worker that is running
+// a task and has more sent behind it (see Dispatcher::take_back_stalled), and hands it nothing new
+// until that task's reply; so a frame left unread behind the running task sees at most two
+// take-backs before the worker reads past it, never 256.
 #pragma once
 
 #include <atomic>
@@ -40,9 +41,12 @@ class ClaimWord {
   bool claim(std::uint8_t generation) noexcept;
   // Parent: the generation new tasks are sent in.
   std::uint8_t generation() const noexcept;
+  // Parent: how many tasks the worker has started in all (modulo 2^32); a lower bound, since it
+  // only grows.
+  std::uint32_t started() const noexcept;
   // Parent: takes back every task sent and not started; returns how many the worker has started
-  // in all.
-  std::uint64_t take_back() noexcept;
+  // in all (modulo 2^32).
+  std::uint32_t take_back() noexcept;
 
  private:
   ClaimWord(UniqueFd fd, std::atomic<std::uint64_t>* word) : fd_(std::move(fd)), word_(word) {}

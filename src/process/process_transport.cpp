@@ -54,6 +54,7 @@ int to_signal(StopSignal s) { return s == StopSignal::kill ? SIGKILL : SIGTERM; 
 
 ProcessTransport::ProcessTransport(StartMethod method) : method_(method) {}
 
+// The eventfd outlives close(): shutdown() may still wake() a dispatcher that has finished.
 ProcessTransport::~ProcessTransport() { close(); }
 
 void ProcessTransport::open(remote::TransportEvents& events) {
@@ -90,7 +91,6 @@ void ProcessTransport::close() noexcept {
   launcher_.reset();  // the fork server, if any, exits and is reaped
   server_pid_.store(-1, std::memory_order_relaxed);
   epoll_fd_.reset();
-  wake_fd_.reset();
 }
 
 std::size_t ProcessTransport::max_payload() const noexcept {
@@ -139,8 +139,19 @@ void ProcessTransport::launch(WorkerId id) {
     }
   }
   Worker& placed = workers_[id] = std::move(w);
-  watch(channel_fd, event_key(kChannel, id), EPOLLIN);
-  if (placed.pidfd) watch(placed.pidfd.get(), event_key(kPidfd, id), EPOLLIN);
+  try {
+    watch(channel_fd, event_key(kChannel, id), EPOLLIN);
+    if (placed.pidfd) watch(placed.pidfd.get(), event_key(kPidfd, id), EPOLLIN);
+  } catch (...) {
+    // A worker nobody watches would never be reaped: end it here.
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      if (placed.pidfd) waitpid(pid, nullptr, 0);
+    }
+    unwatch(channel_fd);
+    workers_.erase(id);
+    throw;
+  }
   if (pid > 0) learn_pid(id, placed, pid);
 }
 
@@ -171,10 +182,14 @@ void ProcessTransport::send(WorkerId id, MessageType type, std::uint64_t task,
   w.channel->send_copy(frame_type(type), task, payload, w.claims->generation());
 }
 
-std::optional<std::uint64_t> ProcessTransport::take_back(WorkerId id) {
+std::uint32_t ProcessTransport::tasks_started(WorkerId id) {
   auto it = workers_.find(id);
-  if (it == workers_.end()) return std::nullopt;
-  return it->second.claims->take_back();
+  return it == workers_.end() ? 0 : it->second.claims->started();
+}
+
+std::uint32_t ProcessTransport::take_back(WorkerId id) {
+  auto it = workers_.find(id);
+  return it == workers_.end() ? 0 : it->second.claims->take_back();
 }
 
 void ProcessTransport::send(WorkerId id, MessageType type, std::uint64_t task) {
@@ -373,6 +388,7 @@ void ProcessTransport::reap_all() {
     auto it = workers_.find(id);
     if (it == workers_.end()) continue;
     if (it->second.pidfd) {
+      if (it->second.pid > 0) kill(it->second.pid, SIGKILL);  // it may not have been stopped yet
       siginfo_t info{};
       waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(it->second.pidfd.get()), &info,
              WEXITED);

@@ -40,7 +40,9 @@ class ProcessTransport final : public remote::Transport {
   void flush() override;
   void wait(std::optional<std::chrono::milliseconds> timeout) override;
   void wake() noexcept override;
-  std::optional<std::uint64_t> take_back(remote::WorkerId worker) override;
+  bool can_take_back() const noexcept override { return true; }
+  std::uint32_t tasks_started(remote::WorkerId worker) override;
+  std::uint32_t take_back(remote::WorkerId worker) override;
   void drain(remote::WorkerId worker) override;
   void reap_all() override;
   void close() noexcept override;

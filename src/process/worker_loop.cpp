@@ -50,7 +50,7 @@ void serve(int fd) noexcept {
     {
       Frame f = next_frame(ch);
       if (f.header.type != frame_type(MessageType::config)) exit_child(2);
-      if (f.fd >= 0) claims.emplace(ClaimWord::adopt(UniqueFd(std::exchange(f.fd, -1))));
+      if (f.fd) claims.emplace(ClaimWord::adopt(std::move(f.fd)));
       try {
         config = remote::decode_config(payload(f));  // names the initializer
       } catch (...) {

@@ -277,26 +277,39 @@ Dispatcher::Clock::duration Dispatcher::stall_threshold() const {
   return task_time_ ? std::max(budget, *task_time_ * 4) : budget;
 }
 
+bool Dispatcher::any_idle_worker() const {
+  return std::any_of(workers_.begin(), workers_.end(), [](const auto& entry) {
+    return accepting(entry.second.state) && entry.second.window.empty();
+  });
+}
+
+// A worker whose tasks may be taken back: active and ready, its head started and running past
+// the stall threshold, more tasks sent behind it.
+bool Dispatcher::stalled(const Worker& w, Clock::time_point now) const {
+  return w.state == Lifecycle::active && w.was_ready && w.window.size() >= 2 &&
+         now - w.head_since > stall_threshold();
+}
+
 // With nothing queued and a worker idle, takes back the tasks a stalled worker has not started
 // (see the file comment). True if some went back to the queue.
 bool Dispatcher::take_back_stalled(Clock::time_point now) {
-  if (!pending_.empty()) return false;
-  const bool idle = std::any_of(workers_.begin(), workers_.end(), [](const auto& entry) {
-    return accepting(entry.second.state) && entry.second.window.empty();
-  });
-  if (!idle) return false;
+  if (!transport_->can_take_back() || !pending_.empty() || !any_idle_worker()) return false;
   bool took = false;
   for (auto& [id, w] : workers_) {
-    if (w.state != Lifecycle::active || w.window.size() < 2 ||
-        now - w.head_since <= stall_threshold()) {
-      continue;
-    }
-    const std::optional<std::uint64_t> started = transport_->take_back(id);
-    if (!started) return took;  // this transport cannot
-    const auto running = static_cast<std::size_t>(*started - std::min(*started, w.replied));
-    if (running >= w.window.size()) continue;
+    if (!stalled(w, now)) continue;
+    // Counts modulo 2^32, as the transport keeps them. Only a worker that is running a task is
+    // taken from (see process/claims.hpp for why that bounds the take-backs), and only when
+    // something it has not started is there to take.
+    const auto running = [&](std::uint32_t started) {
+      return static_cast<std::size_t>(
+          static_cast<std::uint32_t>(started - static_cast<std::uint32_t>(w.replied)));
+    };
+    const std::size_t seen = running(transport_->tasks_started(id));
+    if (seen == 0 || seen >= w.window.size()) continue;
+    const std::size_t started = running(transport_->take_back(id));
+    if (started >= w.window.size()) continue;
     std::deque<InFlight> back;
-    while (w.window.size() > running) {
+    while (w.window.size() > started) {
       back.push_front(std::move(w.window.back()));
       w.window.pop_back();
     }
@@ -325,15 +338,17 @@ Dispatcher::Worker& Dispatcher::launch_worker() {
 void Dispatcher::hand(Worker& w, Queued task) {
   const std::uint64_t id = next_task_id_++;
   if (w.window.empty()) w.head_since = Clock::now();
-  transport_->send(w.id, MessageType::task, id, task.request);
+  // In the window first: if sending throws, the dispatcher fails and breaks the pool, which
+  // fails the windows' tasks; a task in neither place would be lost.
   w.window.push_back(InFlight{std::move(task), id});
+  transport_->send(w.id, MessageType::task, id, w.window.back().task.request);
   if (options_.max_tasks_per_child != 0 && ++w.handed >= options_.max_tasks_per_child) {
     enter(w, Lifecycle::retiring);
   }
 }
 
 // The lifecycle's transitions, in one place. A stopped, timed-out or failed worker stays so until
-// its death; only an active worker retires, exits or is lost.
+// its death; only an active worker retires, and only an active or retiring one exits or is lost.
 void Dispatcher::enter(Worker& w, Lifecycle next) {
   const Lifecycle now = w.state;
   const bool final =
@@ -382,7 +397,7 @@ void Dispatcher::on_message(WorkerId worker, Message& message) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return;
   Worker& w = it->second;
-  if (w.state == Lifecycle::failed) return;  // no longer followed
+  if (w.stream_failed) return;  // no longer followed
   switch (message.type()) {
     case MessageType::hello:
       w.said_hello = true;
@@ -397,7 +412,7 @@ void Dispatcher::on_message(WorkerId worker, Message& message) {
     case MessageType::init_failed: {
       std::string what = "the initializer failed";
       try {
-        codec::Reader r(message.payload().data(), message.payload().size());
+        codec::Reader r = message.payload().reader();
         what += ": " + exception_message(codec::read_exception(r));
       } catch (...) {
       }
@@ -414,7 +429,7 @@ void Dispatcher::on_message(WorkerId worker, Message& message) {
   }
 }
 
-void Dispatcher::complete_head(Worker& w, const Message& reply) {
+void Dispatcher::complete_head(Worker& w, Message& reply) {
   if (w.window.empty() || w.window.front().id != reply.id()) {
     protocol_failure(w, "a reply came for a task the worker does not hold");
     return;
@@ -428,9 +443,10 @@ void Dispatcher::complete_head(Worker& w, const Message& reply) {
   if (w.window.empty() && w.state == Lifecycle::retiring) enter(w, Lifecycle::exiting);
   RemoteCall& call = *done.task.call;
   try {
-    if (reply.payload().empty()) throw SerializationError("the worker could not encode its reply");
-    codec::Reader r(reply.payload().data(), reply.payload().size());
-    call.read_reply(r);
+    if (reply.payload().size() == 0) {
+      throw SerializationError("the worker could not encode its reply");
+    }
+    call.read_reply(reply.payload());
   } catch (...) {
     call.abandon(std::current_exception());
   }
@@ -440,7 +456,8 @@ void Dispatcher::complete_head(Worker& w, const Message& reply) {
 // of order): its head task fails with the reason, the worker is stopped, and the tasks queued
 // behind the head go to other workers when its death is handled.
 void Dispatcher::protocol_failure(Worker& w, const std::string& why) {
-  if (w.state == Lifecycle::failed) return;
+  if (w.stream_failed) return;
+  w.stream_failed = true;
   if (!w.window.empty()) {
     w.window.front().task.call->abandon(std::make_exception_ptr(
         SerializationError("the reply from " + who(w) + " could not be read: " + why)));
@@ -593,12 +610,9 @@ std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
   }
   // A stalled worker's queued tasks are taken back when the stall threshold passes, if another
   // worker is idle by then (dispatch decides).
-  const bool idle = std::any_of(workers_.begin(), workers_.end(), [](const auto& entry) {
-    return accepting(entry.second.state) && entry.second.window.empty();
-  });
-  if (idle && pending_.empty()) {
+  if (transport_->can_take_back() && pending_.empty() && any_idle_worker()) {
     for (const auto& [id, w] : workers_) {
-      if (w.state != Lifecycle::active || w.window.size() < 2) continue;
+      if (w.state != Lifecycle::active || !w.was_ready || w.window.size() < 2) continue;
       const auto t = w.head_since + stall_threshold() + std::chrono::milliseconds(1);
       if (!next || t < *next) next = t;
     }

@@ -121,6 +121,7 @@ class Dispatcher final : private TransportEvents {
     // What it has done so far (facts, not states: a worker may retire before it is ready).
     bool said_hello = false;
     bool was_ready = false;
+    bool stream_failed = false;  // its stream could not be followed: nothing more is read
     std::deque<InFlight> window;
     std::size_t handed = 0;
     std::uint64_t replied = 0;                  // replies read: the tasks it has finished
@@ -148,6 +149,8 @@ class Dispatcher final : private TransportEvents {
   std::size_t window_limit(const Worker& w, Clock::time_point now) const;
   Clock::duration stall_threshold() const;
   bool take_back_stalled(Clock::time_point now);
+  bool any_idle_worker() const;
+  bool stalled(const Worker& w, Clock::time_point now) const;
   std::size_t workers_holding_slots() const;
   void record_task_time(Clock::duration took);
 
@@ -155,7 +158,7 @@ class Dispatcher final : private TransportEvents {
   void enter(Worker& w, Lifecycle next);
   void stop(Worker& w, StopSignal signal, Lifecycle why);
 
-  void complete_head(Worker& w, const Message& reply);
+  void complete_head(Worker& w, Message& reply);
   void protocol_failure(Worker& w, const std::string& why);
   void fail_window(std::deque<InFlight>& window, const std::string& message);
   void requeue(std::deque<InFlight> window);

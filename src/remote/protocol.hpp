@@ -33,12 +33,6 @@ enum class MessageType : std::uint8_t {
   ready = 13,        // the initializer is done: tasks run from now on
 };
 
-// True for the types a worker may send (anything else from a worker is a protocol error).
-constexpr bool from_worker(MessageType t) noexcept {
-  return t == MessageType::hello || t == MessageType::init_failed || t == MessageType::reply ||
-         t == MessageType::ready;
-}
-
 // What every worker of a pool is told before its first task.
 struct WorkerConfig {
   std::uint64_t max_tasks_per_child = 0;  // 0: unlimited

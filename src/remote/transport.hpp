@@ -2,7 +2,8 @@
 // it a message, stop it, and hear back (messages, deaths) through TransportEvents.
 //
 // Every member is called on the dispatcher's thread but wake(), and every event is delivered on
-// that thread from inside wait() or drain(), so neither side locks against the other.
+// that thread from inside wait(), drain(), launch() (a pid known at once) or reap_all(), so
+// neither side locks against the other.
 //
 // Processes (src/process/) are the first transport: a worker is a process with a socket, killed
 // with a signal, replaced at will. MPI ranks are the second: a worker is a rank that cannot be
@@ -24,24 +25,23 @@ namespace concurrent::futures::detail::remote {
 // Names a worker for the life of a pool (never reused, even when a worker is replaced).
 using WorkerId = std::uint64_t;
 
-// A message as the transport received it: its payload is a view valid during the event, and
-// take() makes it the receiver's own (without a copy when it already is a buffer).
+// A message as the transport received it. Its payload is valid during the event; a receiver
+// that wants it longer takes it (codec::Received::take).
 class Message {
  public:
   Message(MessageType type, std::uint64_t id, std::span<const std::byte> view) noexcept
-      : type_(type), id_(id), view_(view) {}
+      : type_(type), id_(id), payload_(view.data(), view.size()) {}
   Message(MessageType type, std::uint64_t id, codec::Buffer owned) noexcept
-      : type_(type), id_(id), owned_(std::move(owned)), view_(owned_.data(), owned_.size()) {}
+      : type_(type), id_(id), payload_(std::move(owned)) {}
 
   MessageType type() const noexcept { return type_; }
   std::uint64_t id() const noexcept { return id_; }
-  std::span<const std::byte> payload() const noexcept { return view_; }
+  codec::Received& payload() noexcept { return payload_; }
 
  private:
   MessageType type_;
   std::uint64_t id_;
-  codec::Buffer owned_;
-  std::span<const std::byte> view_;
+  codec::Received payload_;
 };
 
 // How a worker is told to stop at once. Processes get the signal; other transports do what comes
@@ -90,10 +90,14 @@ class Transport {
   virtual void wait(std::optional<std::chrono::milliseconds> timeout) = 0;
   // Any thread: makes a wait() in progress (or the next one) return soon.
   virtual void wake() noexcept = 0;
+  // Whether this transport can take back tasks a worker has not started (below).
+  virtual bool can_take_back() const noexcept { return false; }
+  // How many tasks `worker` has started in all, modulo 2^32 (it only grows). Tasks start in the
+  // order they were sent.
+  virtual std::uint32_t tasks_started(WorkerId /*worker*/) { return 0; }
   // Makes `worker` skip every task sent to it that it has not started (it sends no reply for
-  // them) and returns how many tasks it has started in all; nullopt when this transport cannot
-  // take tasks back. Tasks start in the order they were sent.
-  virtual std::optional<std::uint64_t> take_back(WorkerId /*worker*/) { return std::nullopt; }
+  // them) and returns how many it has started in all, modulo 2^32.
+  virtual std::uint32_t take_back(WorkerId /*worker*/) { return 0; }
   // Delivers the messages `worker` has already sent (not its death).
   virtual void drain(WorkerId worker) = 0;
   // Blocks until every worker launched and not yet reported dead is dead, and reports them.

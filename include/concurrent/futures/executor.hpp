@@ -137,6 +137,7 @@ class MapRange {
     ensure_chunk();
     if (!core_->wait_done(current_, deadline_)) timed_out();
     current_->done.result();  // the chunk never ran: CancelledError or the pool's error
+    current_->materialize();
     detail::Outcome<R>& outcome = current_->out[offset_];
     if (auto* error = std::get_if<std::exception_ptr>(&outcome)) std::rethrow_exception(*error);
     if (std::holds_alternative<std::monostate>(outcome)) {
@@ -233,6 +234,7 @@ class MapUnorderedRange {
     } else if (const std::exception_ptr chunk_error = done.exception()) {
       future.set_exception(chunk_error);
     } else {
+      current_->materialize();
       detail::Outcome<R>& outcome = current_->out[offset_];
       if (auto* error = std::get_if<std::exception_ptr>(&outcome)) {
         future.set_exception(*error);

@@ -54,11 +54,6 @@ class Executor;
 
 namespace detail {
 
-// Transitional: task.hpp makes the future of a SubmitTask from the task itself, with Future<T>'s
-// private constructor. Once it goes through Access::future, this and the friend below go.
-template <class R, class Fn, class... Args>
-class SubmitTask;
-
 template <class T>
 struct ResultRef {
   using type = const T&;
@@ -229,8 +224,6 @@ class Future : public detail::FutureHandle {
 
  private:
   friend struct detail::Access;
-  template <class R, class Fn, class... Args>
-  friend class detail::SubmitTask;
 
   // Adopts `state`, which must be a detail::State<T>: for the library only (detail::Access).
   explicit Future(std::shared_ptr<detail::StateBase> state) : FutureHandle(std::move(state)) {}

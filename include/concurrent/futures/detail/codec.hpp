@@ -190,13 +190,16 @@ class Received {
   std::size_t size() const noexcept { return size_; }
   Reader reader() const { return Reader(data_, size_); }
   Buffer take() {
+    Buffer taken;
     if (owns_) {
       owns_ = false;
-      return std::move(owned_);
+      taken = std::move(owned_);
+    } else {
+      taken.append(data_, size_);
     }
-    Buffer copy;
-    copy.append(data_, size_);
-    return copy;
+    data_ = nullptr;
+    size_ = 0;
+    return taken;
   }
 
  private:

@@ -111,6 +111,16 @@ struct Chunk {
   std::size_t begin = 0;        // index of the first item in the input
   std::vector<Outcome<R>> out;  // one per item, written by the task before `done`
   Future<void> done;            // finished once every item ran; cancelled/failed if not run
+  // A worker's reply, kept as bytes until the iterating thread reads the chunk: decoding it
+  // there spreads the work instead of loading the pool's one dispatcher thread with every result.
+  codec::Buffer reply;
+  void (*decode)(Chunk&) noexcept = nullptr;
+
+  // Fills `out` from `reply`, once. The iterating thread calls it after `done` is done (whose
+  // release/acquire publishes `reply` and `decode`).
+  void materialize() noexcept {
+    if (decode != nullptr) std::exchange(decode, nullptr)(*this);
+  }
 };
 
 // The part of a map that does not depend on the callable or the input type.
@@ -560,18 +570,36 @@ class ChunkTask final : public Task, public RemoteCall {
     }
   }
   void destroy() noexcept override { delete this; }
-  void read_reply(codec::Reader& r) override {
+  // On the dispatcher thread: checks the reply's frame and keeps its bytes; the iterating
+  // thread decodes them (Chunk::materialize).
+  void read_reply(codec::Received& reply) override {
     if constexpr (kRemotable) {
+      codec::Reader r = reply.reader();
       if (r.pod<ReplyStatus>() == ReplyStatus::error) {
         chunk_->done.set_exception(codec::read_exception(r));
         return;
       }
       const std::size_t n = r.size();
       if (n != chunk_->out.size()) throw SerializationError("a chunk's reply has the wrong length");
-      for (Outcome<R>& out : chunk_->out) {
-        const std::size_t length = r.size();
-        codec::Reader item(r.take(length), length);
+      core_->sizer_.record(n, Clock::now() - started_at_);
+      chunk_->reply = reply.take();
+      chunk_->reply.release();  // the mapping stays; its descriptor need not wait for the reader
+      chunk_->decode = &decode_reply;
+      finish();
+    }
+  }
+
+  // Each item has its length, so one that cannot be read fails only itself.
+  static void decode_reply(Chunk<R>& chunk) noexcept {
+    codec::Buffer bytes = std::move(chunk.reply);
+    try {
+      codec::Reader r(bytes.data(), bytes.size());
+      r.pod<ReplyStatus>();
+      r.size();  // checked by read_reply
+      for (Outcome<R>& out : chunk.out) {
         try {
+          const std::size_t length = r.size();
+          codec::Reader item(r.take(length), length);
           if (item.pod<ReplyStatus>() == ReplyStatus::error) {
             out.template emplace<2>(codec::read_exception(item));
           } else if constexpr (std::is_void_v<R>) {
@@ -583,8 +611,10 @@ class ChunkTask final : public Task, public RemoteCall {
           out.template emplace<2>(std::current_exception());  // this item only
         }
       }
-      core_->sizer_.record(n, Clock::now() - started_at_);
-      finish();
+    } catch (...) {
+      for (Outcome<R>& out : chunk.out) {
+        if (out.index() == 0) out.template emplace<2>(std::current_exception());
+      }
     }
   }
 

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <utility>
 
+#include "concurrent/futures/detail/access.hpp"
 #include "concurrent/futures/detail/codec.hpp"
 #include "concurrent/futures/detail/entry.hpp"
 #include "concurrent/futures/future.hpp"
@@ -32,8 +33,9 @@ class RemoteCall {
   virtual void cancel() noexcept = 0;
   virtual void abandon(const std::exception_ptr& error) noexcept = 0;
   // Completes the future from the worker's reply. Throws SerializationError if the reply
-  // cannot be read (the caller then fails the future with it).
-  virtual void read_reply(codec::Reader& r) = 0;
+  // cannot be read (the caller then fails the future with it). Runs on the executor's thread;
+  // a task may take() the reply's bytes and decode them later, in a thread of its choosing.
+  virtual void read_reply(codec::Received& reply) = 0;
   virtual void destroy() noexcept = 0;
 
  protected:
@@ -261,8 +263,11 @@ class CallTask final : public Task, public Call<R, Fn, Args...> {
   std::string why_not_remote() const override { return this->why_not(); }
   void write_request(codec::Writer& w) override { this->write_call(w); }
 
-  void read_reply(codec::Reader& r) override {
-    if constexpr (Call<R, Fn, Args...>::kRemotable) complete_from_reply(future_, r);
+  void read_reply(codec::Received& reply) override {
+    if constexpr (Call<R, Fn, Args...>::kRemotable) {
+      codec::Reader r = reply.reader();
+      complete_from_reply(future_, r);
+    }
   }
 
  private:
@@ -283,7 +288,7 @@ class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args..
   // Makes the task and its future; the TaskPtr keeps the allocation alive until destroyed.
   static std::pair<Future<R>, TaskPtr> make(std::shared_ptr<SubmitTask> self) {
     SubmitTask* task = self.get();
-    Future<R> future(self);
+    Future<R> future = Access::future<R>(self);
     task->self_ = std::move(self);
     return {std::move(future), TaskPtr(task)};
   }
@@ -323,9 +328,10 @@ class SubmitTask final : public State<R>, public Task, public Call<R, Fn, Args..
   std::string why_not_remote() const override { return this->why_not(); }
   void write_request(codec::Writer& w) override { this->write_call(w); }
 
-  void read_reply(codec::Reader& r) override {
+  void read_reply(codec::Received& reply) override {
     if constexpr (Call<R, Fn, Args...>::kRemotable) {
-      complete_from_reply(Future<R>(this->shared_from_this()), r);
+      codec::Reader r = reply.reader();
+      complete_from_reply(Access::future<R>(this->shared_from_this()), r);
     }
   }
 
@@ -344,7 +350,10 @@ class ReplyTask final : public RemoteCall {
   bool start() noexcept override { return start_future(future_); }
   void cancel() noexcept override { cancel_future(future_); }
   void abandon(const std::exception_ptr& error) noexcept override { fail_future(future_, error); }
-  void read_reply(codec::Reader& r) override { complete_from_reply(future_, r); }
+  void read_reply(codec::Received& reply) override {
+    codec::Reader r = reply.reader();
+    complete_from_reply(future_, r);
+  }
   void destroy() noexcept override { delete this; }
 
  private:
