@@ -177,6 +177,19 @@ int main(int argc, char** argv) {
     }
     if (count == 0) std::puts("no factors");
   });
+  // The articles' own form of (b): chunks of 1000, each result dropped as it is read.
+  seed("seed_b_factorize_chunk1000", [&](cf::Executor* ex) {
+    std::size_t count = 0;
+    if (ex == nullptr) {
+      for (auto n : nums) count += seeds::factorize_naive(n).size();
+    } else {
+      for (const auto& f :
+           ex->map(seeds::factorize_naive, nums, cf::MapOptions{.chunksize = 1000})) {
+        count += f.size();
+      }
+    }
+    if (count == 0) std::puts("no factors");
+  });
   seed("seed_c_gcd", [&](cf::Executor* ex) {
     std::uint64_t total = 0;
     if (ex == nullptr) {

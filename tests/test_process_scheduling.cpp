@@ -143,22 +143,28 @@ struct Traced {
   }
 };
 
-Traced traced(int x) { return Traced{x}; }
-
 }  // namespace
 
-TEST_P(ProcessSchedulingTest, MapResultsAreDecodedByTheIteratingThread) {
-  cf::ProcessPoolExecutor ex(options(2));
-  std::vector<int> input(2000);
-  for (int i = 0; i < 2000; ++i) input[static_cast<std::size_t>(i)] = i;
+Traced slow_traced(int x) {
+  proctest::sleep_ms(20);
+  return Traced{x};
+}
+
+TEST_P(ProcessSchedulingTest, MapResultsAreDecodedByTheIteratingThreadWhileItWaits) {
+  // Items slower than the iteration: the iterating thread waits for each chunk, so it decodes
+  // each one itself, and the pool's dispatcher thread decodes none.
+  cf::ProcessPoolExecutor ex(options(1));
+  std::vector<int> input(12);
+  for (int i = 0; i < 12; ++i) input[static_cast<std::size_t>(i)] = i;
   decoded_here = 0;
   decoded_elsewhere = 0;
   iterating_thread = true;
   long sum = 0;
-  for (const Traced& t : ex.map(&traced, input, cf::MapOptions{.chunksize = 100})) sum += t.value;
+  for (const Traced& t : ex.map(&slow_traced, input, cf::MapOptions{.chunksize = 2})) {
+    sum += t.value;
+  }
   iterating_thread = false;
-  EXPECT_EQ(sum, 1999L * 2000 / 2);
-  // Not the pool's dispatcher thread, which every result would otherwise cross.
-  EXPECT_EQ(decoded_here.load(), 2000);
+  EXPECT_EQ(sum, 11L * 12 / 2);
+  EXPECT_EQ(decoded_here.load(), 12);
   EXPECT_EQ(decoded_elsewhere.load(), 0);
 }

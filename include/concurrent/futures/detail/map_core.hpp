@@ -111,10 +111,13 @@ struct Chunk {
   std::size_t begin = 0;        // index of the first item in the input
   std::vector<Outcome<R>> out;  // one per item, written by the task before `done`
   Future<void> done;            // finished once every item ran; cancelled/failed if not run
-  // A worker's reply, kept as bytes until the iterating thread reads the chunk: decoding it
-  // there spreads the work instead of loading the pool's one dispatcher thread with every result.
+  // A worker's reply, kept as bytes when the iterating thread was waiting for it: that thread,
+  // idle anyway, decodes it (materialize), and the pool's dispatcher thread goes back to feeding
+  // the workers. A reply that comes while the iterating thread is busy with earlier results is
+  // decoded on arrival instead, in parallel with it.
   codec::Buffer reply;
   void (*decode)(Chunk&) noexcept = nullptr;
+  std::atomic<bool> awaited{false};  // the iterating thread waits for this chunk
 
   // Fills `out` from `reply`, once. The iterating thread calls it after `done` is done (whose
   // release/acquire publishes `reply` and `decode`).
@@ -169,7 +172,13 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
 
   // Waits until `chunk` is done; false if the deadline passes first.
   bool wait_done(const ChunkPtr& chunk, const Deadline& deadline) {
-    return block_until([&] { return chunk->done.done(); }, deadline, changed_);
+    return block_until(
+        [&] {
+          if (chunk->done.done()) return true;
+          chunk->awaited.store(true, std::memory_order_relaxed);  // a hint: see Chunk::reply
+          return false;
+        },
+        deadline, changed_);
   }
 
   // The next chunk to complete, in completion order, and its index (nullptr if the deadline
@@ -179,6 +188,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     const bool ok = block_until(
         [&] {
           std::lock_guard lock(mu_);
+          awaiting_any_.store(completed_.empty(), std::memory_order_relaxed);
           if (completed_.empty()) return false;
           c = completed_.front();
           completed_.pop_front();
@@ -301,6 +311,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::size_t items_read_ = 0;         // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
+  std::atomic<bool> awaiting_any_{false};  // map_unordered's iterator waits for any chunk
 
  private:
   Signal changed_;
@@ -570,8 +581,8 @@ class ChunkTask final : public Task, public RemoteCall {
     }
   }
   void destroy() noexcept override { delete this; }
-  // On the dispatcher thread: checks the reply's frame and keeps its bytes; the iterating
-  // thread decodes them (Chunk::materialize).
+  // On the dispatcher thread: checks the reply's frame, then decodes it, or keeps its bytes for
+  // the iterating thread when that thread is waiting for this chunk (see Chunk::reply).
   void read_reply(codec::Received& reply) override {
     if constexpr (kRemotable) {
       codec::Reader r = reply.reader();
@@ -582,18 +593,27 @@ class ChunkTask final : public Task, public RemoteCall {
       const std::size_t n = r.size();
       if (n != chunk_->out.size()) throw SerializationError("a chunk's reply has the wrong length");
       core_->sizer_.record(n, Clock::now() - started_at_);
-      chunk_->reply = reply.take();
-      chunk_->reply.release();  // the mapping stays; its descriptor need not wait for the reader
-      chunk_->decode = &decode_reply;
+      if (chunk_->awaited.load(std::memory_order_relaxed) ||
+          core_->awaiting_any_.load(std::memory_order_relaxed)) {
+        chunk_->reply = reply.take();
+        chunk_->reply.release();  // the mapping stays; its descriptor need not wait for the reader
+        chunk_->decode = &decode_kept;
+      } else {
+        decode_into(*chunk_, reply.data(), reply.size());
+      }
       finish();
     }
   }
 
+  static void decode_kept(Chunk<R>& chunk) noexcept {
+    const codec::Buffer bytes = std::move(chunk.reply);
+    decode_into(chunk, bytes.data(), bytes.size());
+  }
+
   // Each item has its length, so one that cannot be read fails only itself.
-  static void decode_reply(Chunk<R>& chunk) noexcept {
-    codec::Buffer bytes = std::move(chunk.reply);
+  static void decode_into(Chunk<R>& chunk, const std::byte* data, std::size_t size) noexcept {
     try {
-      codec::Reader r(bytes.data(), bytes.size());
+      codec::Reader r(data, size);
       r.pod<ReplyStatus>();
       r.size();  // checked by read_reply
       for (Outcome<R>& out : chunk.out) {
