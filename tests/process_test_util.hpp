@@ -364,27 +364,8 @@ inline long vm_rss_kib() {
   return -1;
 }
 
-// The exception in `e`'s dynamic type, demangled-free: for exact-type checks.
-inline const std::type_info& dynamic_type(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return typeid(ex);
-  } catch (...) {
-    return typeid(void);
-  }
-}
-
-inline std::string what_of(const std::exception_ptr& e) {
-  if (!e) return "<no exception: the future succeeded>";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "<not a std::exception>";
-  }
-}
+using cftest::dynamic_type;
+using cftest::what_of;
 
 // Whether `e` is (or derives from) E.
 template <class E>

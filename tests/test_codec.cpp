@@ -71,23 +71,7 @@ struct Sample {
   char tag[6];
 };
 
-// Trivially copyable, but its cereal functions must win over the bytewise copy: a value that
-// went through them says so (via_cereal); one copied bytewise keeps the sender's false.
-struct Marked {
-  static constexpr std::uint32_t kMarker = 0xC0FFEEu;
-  int value = 0;
-  bool via_cereal = false;
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(value, kMarker);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
-    std::uint32_t marker = 0;
-    archive(value, marker);
-    via_cereal = marker == kMarker;
-  }
-};
+using cftest::Marked;
 
 // A user's cereal type whose serialize() writes std members, with no cereal/types header in
 // sight (see the file comment).

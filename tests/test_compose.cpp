@@ -38,13 +38,7 @@ std::exception_ptr error(const char* what) {
   return std::make_exception_ptr(std::runtime_error(what));
 }
 
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  }
-}
+using cftest::what_of;
 
 // ---------------------------------------------------------------------------------------------
 // then(fn): the value form

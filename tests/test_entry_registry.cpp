@@ -25,6 +25,8 @@
 #include <concurrent/futures/detail/entry.hpp>
 #include <concurrent/futures/errors.hpp>
 
+#include "test_util.hpp"
+
 // Functions sent by name: external linkage, in a named namespace.
 namespace entry_test {
 
@@ -129,26 +131,6 @@ std::exception_ptr error_of(const codec::Buffer& reply) {
   return error_of(r);
 }
 
-const std::type_info& type_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return typeid(ex);
-  } catch (...) {
-    return typeid(void);
-  }
-}
-
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "<not a std::exception>";
-  }
-}
-
 // --- the table ------------------------------------------------------------------------------
 
 TEST(EntryRegistryTest, RegisteringTheSameEntryAgainGivesTheSameKey) {
@@ -250,15 +232,15 @@ TEST(EntryRegistryTest, VoidCallRepliesWithTheValueStatusAlone) {
   codec::Reader r(reply.data(), reply.size());
   EXPECT_EQ(r.pod<ReplyStatus>(), ReplyStatus::value);
   const std::exception_ptr e = error_of(serve(call_request(fn, -1)));
-  EXPECT_EQ(type_of(e), typeid(std::invalid_argument));
+  EXPECT_EQ(cftest::dynamic_type(e), typeid(std::invalid_argument));
 }
 
 TEST(EntryRegistryTest, ThrowingCallRepliesWithTheErrorAndItsException) {
   auto fn = [](int x) -> int { throw std::out_of_range("index " + std::to_string(x)); };
   const std::exception_ptr e = error_of(serve(call_request(fn, 7)));
   ASSERT_TRUE(e);
-  EXPECT_EQ(type_of(e), typeid(std::out_of_range));
-  EXPECT_EQ(what_of(e), "index 7");
+  EXPECT_EQ(cftest::dynamic_type(e), typeid(std::out_of_range));
+  EXPECT_EQ(cftest::what_of(e), "index 7");
 }
 
 TEST(EntryRegistryTest, ResultThatFailsToSerializeRepliesWithOnlyTheError) {
@@ -266,8 +248,8 @@ TEST(EntryRegistryTest, ResultThatFailsToSerializeRepliesWithOnlyTheError) {
   auto fn = [](int v) { return FailsToSave{v}; };
   const std::exception_ptr e = error_of(serve(call_request(fn, 3)));
   ASSERT_TRUE(e);
-  EXPECT_EQ(type_of(e), typeid(std::runtime_error));
-  EXPECT_EQ(what_of(e), "cannot save this result");
+  EXPECT_EQ(cftest::dynamic_type(e), typeid(std::runtime_error));
+  EXPECT_EQ(cftest::what_of(e), "cannot save this result");
 }
 
 TEST(EntryRegistryTest, RequestCutShortRepliesWithASerializationError) {
@@ -278,7 +260,8 @@ TEST(EntryRegistryTest, RequestCutShortRepliesWithASerializationError) {
     SCOPED_TRACE("cut at " + std::to_string(cut));
     const std::exception_ptr e = error_of(serve(request.data(), cut));
     ASSERT_TRUE(e);
-    EXPECT_EQ(type_of(e), typeid(concurrent::futures::SerializationError)) << what_of(e);
+    EXPECT_EQ(cftest::dynamic_type(e), typeid(concurrent::futures::SerializationError))
+        << cftest::what_of(e);
   }
 }
 
@@ -300,8 +283,8 @@ TEST(EntryRegistryTest, ChunkEntryRunsEveryItemAndOneThrowingItemFailsOnlyItself
     const int x = std::get<0>(items[i]);
     if (x == 3) {
       const std::exception_ptr e = error_of(item);
-      EXPECT_EQ(type_of(e), typeid(std::domain_error));
-      EXPECT_EQ(what_of(e), "three");
+      EXPECT_EQ(cftest::dynamic_type(e), typeid(std::domain_error));
+      EXPECT_EQ(cftest::what_of(e), "three");
     } else {
       ASSERT_EQ(item.pod<ReplyStatus>(), ReplyStatus::value);
       EXPECT_EQ(item.pod<int>(), x * 10);

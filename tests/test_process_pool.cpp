@@ -181,23 +181,7 @@ struct Sample {
 
 enum class Color : std::uint8_t { red = 1, green = 2, blue = 3 };
 
-// Trivially copyable too, but its cereal functions must win: a value that went through them
-// says so (via_cereal), one copied bytewise keeps the sender's false.
-struct Marked {
-  static constexpr std::uint32_t kMarker = 0xC0FFEEu;
-  int value = 0;
-  bool via_cereal = false;
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(value, kMarker);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
-    std::uint32_t marker = 0;
-    archive(value, marker);
-    via_cereal = marker == kMarker;
-  }
-};
+using cftest::Marked;
 
 // A function object carrying state: its bytes travel.
 struct Affine {

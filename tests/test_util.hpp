@@ -7,12 +7,15 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -266,6 +269,46 @@ class GeneratedRange {
 
  private:
   std::vector<Fut> items_;
+};
+
+// The exception in `e`'s dynamic type, demangled-free: for exact-type checks.
+inline const std::type_info& dynamic_type(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return typeid(ex);
+  } catch (...) {
+    return typeid(void);
+  }
+}
+
+inline std::string what_of(const std::exception_ptr& e) {
+  if (!e) return "<no exception: the future succeeded>";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "<not a std::exception>";
+  }
+}
+
+// Trivially copyable, but its cereal functions must win over the bytewise copy: a value that
+// went through them says so (via_cereal); one copied bytewise keeps the sender's false.
+struct Marked {
+  static constexpr std::uint32_t kMarker = 0xC0FFEEu;
+  int value = 0;
+  bool via_cereal = false;
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(value, kMarker);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint32_t marker = 0;
+    archive(value, marker);
+    via_cereal = marker == kMarker;
+  }
 };
 
 }  // namespace cftest
