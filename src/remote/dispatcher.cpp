@@ -300,9 +300,9 @@ bool Dispatcher::take_back_stalled(Clock::time_point now) {
     // Counts modulo 2^32, as the transport keeps them. Only a worker that is running a task is
     // taken from (see process/claims.hpp for why that bounds the take-backs), and only when
     // something it has not started is there to take.
-    const auto running = [&](std::uint32_t started) {
-      return static_cast<std::size_t>(
-          static_cast<std::uint32_t>(started - static_cast<std::uint32_t>(w.replied)));
+    const auto replied = static_cast<std::uint32_t>(w.replied);
+    const auto running = [replied](std::uint32_t started) {
+      return static_cast<std::size_t>(static_cast<std::uint32_t>(started - replied));
     };
     const std::size_t seen = running(transport_->tasks_started(id));
     if (seen == 0 || seen >= w.window.size()) continue;
