@@ -1,5 +1,6 @@
 #include "process/forkserver.hpp"
 
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -20,6 +21,10 @@ namespace concurrent::futures::detail::process {
 ForkServer::ForkServer() : ForkServer(make_socket_pair()) {}
 
 ForkServer::ForkServer(std::pair<UniqueFd, UniqueFd> sockets) : channel_(std::move(sockets.first)) {
+  // Free heap pages go back to the system first: the server would otherwise share them with this
+  // process copy-on-write for the pool's lifetime, and each later write of this process to one of
+  // them (the pool's own allocations reuse freed memory) would copy it.
+  malloc_trim(0);
   const pid_t self = getpid();
   {
     ForkGuard guard;

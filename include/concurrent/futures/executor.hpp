@@ -157,7 +157,7 @@ class MapRange {
     if (cursor_.ended) return;
     ensure_chunk();
     ++cursor_.consumed;
-    if (++offset_ < current_->out.size()) return;
+    if (++offset_ < current_->size) return;
     current_.reset();
     offset_ = 0;
     core_->release(chunk_index_++);
@@ -254,7 +254,7 @@ class MapUnorderedRange {
     if (!item_) take();
     item_.reset();
     ++cursor_.consumed;
-    if (++offset_ < current_->out.size()) return;
+    if (++offset_ < current_->size) return;
     offset_ = 0;
     current_.reset();
     core_->release(current_index_);

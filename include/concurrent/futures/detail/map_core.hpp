@@ -108,9 +108,13 @@ using Outcome = std::variant<std::monostate, Stored<R>, std::exception_ptr>;
 
 template <class R>
 struct Chunk {
-  std::size_t begin = 0;        // index of the first item in the input
-  std::vector<Outcome<R>> out;  // one per item, written by the task before `done`
-  Future<void> done;            // finished once every item ran; cancelled/failed if not run
+  std::size_t begin = 0;  // index of the first item in the input
+  std::size_t size = 0;   // its items
+  // One per item, written by the task before `done`. For a chunk run in another process, sized
+  // when its reply comes rather than when the chunk is made, so an eager map does not hold every
+  // chunk's outcomes at once.
+  std::vector<Outcome<R>> out;
+  Future<void> done;  // finished once every item ran; cancelled/failed if not run
   // A worker's reply, kept as bytes when the iterating thread was waiting for it: that thread,
   // idle anyway, decodes it (materialize), and the pool's dispatcher thread goes back to feeding
   // the workers. A reply that comes while the iterating thread is busy with earlier results is
@@ -143,6 +147,8 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   // Reads and submits what the call to map() must (see the file comment). Exceptions from the
   // input or from submitting come out of here.
   void start(bool in_process) {
+    // In another process, a chunk's outcomes are sized when its reply comes (ChunkTask).
+    outcomes_on_reply_ = !in_process;
     if (buffersize_ > 0) {
       for (std::size_t i = 0; i < buffersize_ && !input_done(); ++i) add_chunk();
     } else if (sizer_.automatic() && in_process) {
@@ -263,7 +269,8 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::pair<ChunkPtr, std::size_t> new_chunk_locked(std::size_t size) {
     auto chunk = std::make_shared<Chunk<R>>();
     chunk->begin = next_begin_;
-    chunk->out.resize(size);
+    chunk->size = size;
+    if (!outcomes_on_reply_) chunk->out.resize(size);
     next_begin_ += size;
     chunks_.push_back(chunk);
     return {chunk, chunks_.size() - 1};
@@ -312,6 +319,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   bool input_done_ = false;
   bool stopped_ = false;
   std::atomic<bool> awaiting_any_{false};  // map_unordered's iterator waits for any chunk
+  bool outcomes_on_reply_ = false;         // chunks run in another process (see Chunk::out)
 
  private:
   Signal changed_;
@@ -591,7 +599,8 @@ class ChunkTask final : public Task, public RemoteCall {
         return;
       }
       const std::size_t n = r.size();
-      if (n != chunk_->out.size()) throw SerializationError("a chunk's reply has the wrong length");
+      if (n != chunk_->size) throw SerializationError("a chunk's reply has the wrong length");
+      chunk_->out.resize(n);  // here, where a bad_alloc fails this chunk only
       core_->sizer_.record(n, Clock::now() - started_at_);
       if (chunk_->awaited.load(std::memory_order_relaxed) ||
           core_->awaiting_any_.load(std::memory_order_relaxed)) {
