@@ -59,6 +59,17 @@ int text_size(NotSerializable v) { return static_cast<int>(v.text.size()); }
 
 cf::ProcessPoolOptions one_worker() { return {.max_workers = 1}; }
 
+// `g` fails with the SerializationError of a callable that cannot run in a worker process.
+template <class T>
+void expect_cannot_run_in_a_worker(const cf::Future<T>& g) {
+  try {
+    g.result(kDeadlock);
+    ADD_FAILURE() << "no exception";
+  } catch (const cf::SerializationError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot run in a worker process"));
+  }
+}
+
 const int kTestPid = static_cast<int>(getpid());
 
 // ---------------------------------------------------------------------------------------------
@@ -226,12 +237,7 @@ TEST(ThenOnProcessPoolTest, CapturingLambdaThroughExecutorReferenceFailsWithSeri
   cf::Future<int> f;
   cf::Future<std::string> g = f.then(ex, [suffix](int x) { return std::to_string(x) + suffix; });
   f.set_result(1);
-  try {
-    g.result(kDeadlock);
-    ADD_FAILURE() << "no exception";
-  } catch (const cf::SerializationError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("cannot run in a worker process"));
-  }
+  expect_cannot_run_in_a_worker(g);
 }
 
 TEST(ThenOnProcessPoolTest, FutureFormThroughExecutorReferenceFailsWithSerializationError) {
@@ -240,12 +246,7 @@ TEST(ThenOnProcessPoolTest, FutureFormThroughExecutorReferenceFailsWithSerializa
   cf::Future<int> f;
   cf::Future<bool> g = f.then(ex, [](const cf::Future<int>& done) { return done.done(); });
   f.set_result(1);
-  try {
-    g.result(kDeadlock);
-    ADD_FAILURE() << "no exception";
-  } catch (const cf::SerializationError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("cannot run in a worker process"));
-  }
+  expect_cannot_run_in_a_worker(g);
 }
 
 TEST(ThenOnProcessPoolTest, ValueThatCannotBeSerializedFailsWithSerializationError) {
