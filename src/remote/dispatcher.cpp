@@ -283,11 +283,11 @@ bool Dispatcher::any_idle_worker() const {
   });
 }
 
-// A worker whose tasks may be taken back: active and ready, its head started and running past
-// the stall threshold, more tasks sent behind it.
-bool Dispatcher::stalled(const Worker& w, Clock::time_point now) const {
-  return w.state == Lifecycle::active && w.was_ready && w.window.size() >= 2 &&
-         now - w.head_since > stall_threshold();
+// From when a worker counts as stalled, so that the tasks sent behind its head may be taken
+// back: an active, ready worker with more than its head task; nullopt for any other.
+std::optional<Dispatcher::Clock::time_point> Dispatcher::stall_deadline(const Worker& w) const {
+  if (w.state != Lifecycle::active || !w.was_ready || w.window.size() < 2) return std::nullopt;
+  return w.head_since + stall_threshold();
 }
 
 // With nothing queued and a worker idle, takes back the tasks a stalled worker has not started
@@ -296,7 +296,8 @@ bool Dispatcher::take_back_stalled(Clock::time_point now) {
   if (!transport_->can_take_back() || !pending_.empty() || !any_idle_worker()) return false;
   bool took = false;
   for (auto& [id, w] : workers_) {
-    if (!stalled(w, now)) continue;
+    const auto stalled_from = stall_deadline(w);
+    if (!stalled_from || now <= *stalled_from) continue;
     // Counts modulo 2^32, as the transport keeps them. Only a worker that is running a task is
     // taken from (see process/claims.hpp for why that bounds the take-backs), and only when
     // something it has not started is there to take.
@@ -612,8 +613,9 @@ std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
   // worker is idle by then (dispatch decides).
   if (transport_->can_take_back() && pending_.empty() && any_idle_worker()) {
     for (const auto& [id, w] : workers_) {
-      if (w.state != Lifecycle::active || !w.was_ready || w.window.size() < 2) continue;
-      const auto t = w.head_since + stall_threshold() + std::chrono::milliseconds(1);
+      const auto stalled_from = stall_deadline(w);
+      if (!stalled_from) continue;
+      const auto t = *stalled_from + std::chrono::milliseconds(1);
       if (!next || t < *next) next = t;
     }
   }

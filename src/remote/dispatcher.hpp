@@ -150,7 +150,7 @@ class Dispatcher final : private TransportEvents {
   Clock::duration stall_threshold() const;
   bool take_back_stalled(Clock::time_point now);
   bool any_idle_worker() const;
-  bool stalled(const Worker& w, Clock::time_point now) const;
+  std::optional<Clock::time_point> stall_deadline(const Worker& w) const;
   std::size_t workers_holding_slots() const;
   void record_task_time(Clock::duration took);
 
