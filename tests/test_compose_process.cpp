@@ -232,7 +232,7 @@ TEST(ThenOnProcessPoolTest, PoolDestroyedBeforeTheInputFinishesGivesShutdownErro
 TEST(ThenOnProcessPoolTest, CapturingLambdaThroughExecutorReferenceFailsWithSerializationError) {
   cf::ProcessPoolExecutor pool(one_worker());
   cf::Executor& ex = pool;
-  // Not trivially copyable (a lambda capturing only an int would be, and so transportable).
+  // A lambda with captures: the library cannot check what it captured.
   const std::string suffix = "!";
   cf::Future<int> f;
   cf::Future<std::string> g = f.then(ex, [suffix](int x) { return std::to_string(x) + suffix; });

@@ -277,14 +277,32 @@ TEST_P(ProcessPoolTest, CapturelessLambdaRuns) {
   EXPECT_NE(pid.result(kDeadlock), getpid());
 }
 
-TEST_P(ProcessPoolTest, TriviallyCopyableFunctionObjectCarriesItsState) {
+TEST_P(ProcessPoolTest, AggregateFunctionObjectCarriesItsState) {
   cf::ProcessPoolExecutor ex(options());
   EXPECT_EQ(ex.submit(Affine{3, 4}, 5).result(kDeadlock), 19);
-  int a = 7;  // not constants: a constant would not need capturing
-  int b = -2;
-  auto with_captures = [a, b](int x) { return a * x + b; };  // captured ints: trivially copyable
-  static_assert(std::is_trivially_copyable_v<decltype(with_captures)>);
-  EXPECT_EQ(ex.submit(with_captures, 6).result(kDeadlock), 40);
+}
+
+// A lambda's captures cannot be checked (a compile error: tests/compile_fail); cf::partial binds
+// values instead, through submit, map and starmap.
+TEST_P(ProcessPoolTest, PartialCarriesItsBoundValues) {
+  cf::ProcessPoolExecutor ex(options());
+  int a = 7;  // not constants: a constant would not need binding
+  const std::string prefix = "n=";
+  auto affine = cf::partial([](int k, int m, int x) { return k * x + m; }, a, -2);
+  EXPECT_EQ(ex.submit(affine, 6).result(kDeadlock), 40);
+  auto label =
+      cf::partial([](const std::string& p, int x) { return p + std::to_string(x); }, prefix);
+  EXPECT_EQ(ex.submit(label, 5).result(kDeadlock), "n=5");
+  const auto two_to_the = cf::partial(&power, 2);  // a function pointer, bound too
+  EXPECT_EQ(ex.submit(two_to_the, 10).result(kDeadlock), 1024);
+  std::vector<int> out;
+  for (int r : ex.map(affine, std::vector<int>{1, 2, 3})) out.push_back(r);
+  EXPECT_EQ(out, (std::vector<int>{5, 12, 19}));
+  std::vector<std::string> labels;
+  for (const std::string& s : ex.starmap(label, std::vector<std::tuple<int>>{{1}, {2}})) {
+    labels.push_back(s);
+  }
+  EXPECT_EQ(labels, (std::vector<std::string>{"n=1", "n=2"}));
 }
 
 TEST_P(ProcessPoolTest, VoidTaskGivesAFutureVoidAndItsException) {

@@ -1,4 +1,4 @@
-// expect-error: ProcessPoolExecutor: this callable cannot run in a worker process
+// expect-error: cfutures: this callable cannot run in a worker process
 //
 // API.md §4.2 and §5: f.then(pool, fn) on the concrete ProcessPoolExecutor with a fn that cannot
 // run in a worker (here a lambda capturing a std::string, which is not trivially copyable) is a

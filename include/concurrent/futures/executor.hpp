@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "concurrent/futures/detail/access.hpp"
+#include "concurrent/futures/detail/checks.hpp"
 #include "concurrent/futures/detail/executor_link.hpp"
 #include "concurrent/futures/detail/iterable.hpp"
 #include "concurrent/futures/detail/map_core.hpp"
@@ -308,19 +310,17 @@ class Executor {
   }
 
   /// fn(std::get<I>(t)...) for each tuple-like t of `tuples`; may end with a MapOptions.
+  ///@{
   template <class F, class Range>
-  auto starmap(F&& fn, Range&& tuples, const MapOptions& options = {}) {
-    static_assert(detail::Iterable<Range>, "starmap's second argument must be a range");
-    using Item = detail::element_of<Range>;
-    auto cursor = std::make_unique<detail::Cursor<Range>>(std::forward<Range>(tuples));
-    auto source = [cursor = std::move(cursor)]() -> std::optional<Item> {
-      if (cursor->at_end()) return std::nullopt;
-      std::optional<Item> item(cursor->current());
-      cursor->next();
-      return item;
-    };
-    return make_map<false, Item>(std::forward<F>(fn), options, std::move(source));
+  auto starmap(F&& fn, Range&& tuples) {
+    detail::require_finite<Range>();
+    return dispatch_starmap<false>(std::forward<F>(fn), std::forward<Range>(tuples), MapOptions{});
   }
+  template <class F, class Range>
+  auto starmap(F&& fn, Range&& tuples, const MapOptions& options) {
+    return dispatch_starmap<false>(std::forward<F>(fn), std::forward<Range>(tuples), options);
+  }
+  ///@}
 
   /// No new work is accepted from now on. cancel_futures cancels work that has not started;
   /// with wait, returns once all running and pending work has finished and every worker has
@@ -344,11 +344,11 @@ class Executor {
   /// sends it to a worker process with the value.
   virtual bool in_process() const noexcept { return true; }
 
- private:
-  friend class detail::ExecutorLink;
-  friend struct detail::Access;  // link_, for then(executor, fn) and resume_on
-
-  template <bool Unordered, class F, class... Args>
+ protected:
+  // map and map_unordered: the MapOptions (if last) split from the ranges. Remote: the executor
+  // sends the work to other processes, so the callable, items and results are checked at compile
+  // time (detail/checks.hpp).
+  template <bool Unordered, bool Remote = false, class F, class... Args>
   auto dispatch_map(F&& fn, Args&&... args) {
     static_assert(sizeof...(Args) > 0, "map needs at least one range");
     if constexpr (detail::is_map_options<
@@ -357,28 +357,61 @@ class Executor {
       auto all = std::forward_as_tuple(std::forward<Args>(args)...);
       const MapOptions options = std::get<sizeof...(Args) - 1>(all);
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return map_ranges<Unordered>(
+        return map_ranges<Unordered, Remote>(
             std::forward<F>(fn), options,
             std::forward<std::tuple_element_t<I, decltype(all)>>(std::get<I>(all))...);
       }
       (std::make_index_sequence<sizeof...(Args) - 1>{});
     } else {
-      return map_ranges<Unordered>(std::forward<F>(fn), MapOptions{}, std::forward<Args>(args)...);
+      detail::require_finite<Args...>();
+      return map_ranges<Unordered, Remote>(std::forward<F>(fn), MapOptions{},
+                                           std::forward<Args>(args)...);
     }
   }
 
-  template <bool Unordered, class F, class... Ranges>
-  auto map_ranges(F&& fn, const MapOptions& options, Ranges&&... ranges) {
-    static_assert((detail::Iterable<Ranges> && ...), "map's arguments must be ranges");
-    using Item = detail::zip_item_t<Ranges...>;
-    return make_map<Unordered, Item>(std::forward<F>(fn), options,
-                                     detail::zip_source(std::forward<Ranges>(ranges)...));
+  template <bool Remote = false, class F, class Range>
+  auto dispatch_starmap(F&& fn, Range&& tuples, const MapOptions& options) {
+    static_assert(detail::Iterable<Range>, "starmap's second argument must be a range");
+    check_ends<Range>(options);
+    using Item = detail::element_of<Range>;
+    auto cursor = std::make_unique<detail::Cursor<Range>>(std::forward<Range>(tuples));
+    auto source = [cursor = std::move(cursor)]() -> std::optional<Item> {
+      if (cursor->at_end()) return std::nullopt;
+      std::optional<Item> item(cursor->current());
+      cursor->next();
+      return item;
+    };
+    return make_map<false, Remote, Item>(std::forward<F>(fn), options, std::move(source));
   }
 
-  template <bool Unordered, class Item, class F, class Source>
+ private:
+  friend class detail::ExecutorLink;
+  friend struct detail::Access;  // link_, for then(executor, fn) and resume_on
+
+  // An input that never ends needs buffersize (with the MapOptions known only at run time).
+  template <class... Ranges>
+  static void check_ends(const MapOptions& options) {
+    if ((detail::known_infinite_v<Ranges> && ...) && options.buffersize == 0) {
+      throw std::invalid_argument(
+          "map over an input that never ends (its end is std::unreachable_sentinel) needs "
+          "MapOptions::buffersize, or it reads the input for ever");
+    }
+  }
+
+  template <bool Unordered, bool Remote, class F, class... Ranges>
+  auto map_ranges(F&& fn, const MapOptions& options, Ranges&&... ranges) {
+    static_assert((detail::Iterable<Ranges> && ...), "map's arguments must be ranges");
+    check_ends<Ranges...>(options);
+    using Item = detail::zip_item_t<Ranges...>;
+    return make_map<Unordered, Remote, Item>(std::forward<F>(fn), options,
+                                             detail::zip_source(std::forward<Ranges>(ranges)...));
+  }
+
+  template <bool Unordered, bool Remote, class Item, class F, class Source>
   auto make_map(F&& fn, const MapOptions& options, Source&& source) {
     using Fn = std::decay_t<F>;
     using R = detail::apply_result_t<Fn, Item>;
+    if constexpr (Remote) detail::checks::require_remotable_map<R, Fn, Item>();
     const detail::Deadline deadline =
         options.timeout ? detail::deadline_after(*options.timeout) : detail::Deadline{};
     auto core = std::make_shared<detail::MapCoreImpl<Fn, Item, R>>(
@@ -447,23 +480,18 @@ constexpr void check_then_remotable() {
       then_by_value_v<T, Fn>,
       "ProcessPoolExecutor: then(executor, fn) runs fn in a worker process, which gets the "
       "value, not the Future<T>: fn must take the value (nothing for Future<void>)");
-  static_assert(Transportable<Fn>,
-                "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
-                "function pointer, a captureless lambda or a trivially copyable function object");
+  checks::report_callable<Fn>();  // each refused type names itself (detail/checks.hpp)
   if constexpr (then_by_value_v<T, Fn> && std::is_void_v<T>) {
     static_assert(std::is_invocable_r_v<U, Fn>,
                   "ProcessPoolExecutor: then(executor, fn): fn must be callable as an rvalue, as "
                   "submit(fn) calls it");
   } else if constexpr (then_by_value_v<T, Fn>) {
-    static_assert(codec::serializable_v<T>,
-                  "ProcessPoolExecutor: then(executor, fn): the value type is not serializable "
-                  "(see API.md: std types, trivially copyable structs or cereal types)");
+    checks::report_value<T>();
     static_assert(std::is_copy_constructible_v<T> && std::is_invocable_r_v<U, Fn, T>,
                   "ProcessPoolExecutor: then(executor, fn): fn must be callable with a copy of "
                   "the value (an rvalue), as submit(fn, value) calls it");
   }
-  static_assert(std::is_void_v<U> || codec::serializable_v<U>,
-                "ProcessPoolExecutor: then(executor, fn): the result type is not serializable");
+  checks::report_result<U>();
 }
 
 // then(executor, fn) once `f` is done: decides `next` at once when f's error or cancel does

@@ -19,9 +19,11 @@
 /// most one task per worker is beyond cancel's reach (the one it is running), and a task never
 /// waits behind a long one while another worker is idle.
 ///
-/// What can be sent: see detail/entry.hpp (callables) and detail/codec.hpp (values). Submitting
-/// anything else to a ProcessPoolExecutor is a compile-time error; through cf::Executor& it is a
-/// future failing with SerializationError.
+/// What can be sent: see transportable.hpp (the rule: nothing that holds an address of this
+/// process; lambdas with captures are refused, cf::partial binds values instead). Submitting
+/// anything else to a ProcessPoolExecutor (submit, map, map_unordered, starmap, then) is a
+/// compile-time error naming the refused type; through cf::Executor& it is a future failing with
+/// SerializationError.
 ///
 /// Failures: an exception at any step of one task (serializing its arguments here, reading them in
 /// the worker, running it, serializing its result there, reading it here) fails that future only.
@@ -35,6 +37,7 @@
 #include <memory>
 #include <optional>
 
+#include "concurrent/futures/detail/checks.hpp"
 #include "concurrent/futures/detail/entry.hpp"
 #include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/executor.hpp"
@@ -85,57 +88,56 @@ class ProcessPoolExecutor : public Executor {
   /// submit does, that fn can run there with f's value.
   static constexpr bool runs_in_other_processes = true;
 
-  /// Executor::submit, with the check at compile time that fn can run in a worker.
+  /// Executor::submit, with the check at compile time that fn can run in a worker with these
+  /// arguments and send its result back (a string literal argument is sent as a string).
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args) {
-    static_assert(detail::Transportable<F>,
-                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
-                  "function pointer, a captureless lambda or a trivially copyable function object");
-    static_assert((detail::codec::serializable_v<std::decay_t<Args>> && ...),
-                  "ProcessPoolExecutor::submit: an argument type is not serializable (see "
-                  "API.md: std types, trivially copyable structs or cereal types)");
     using Fn = std::decay_t<F>;
     using R = std::invoke_result_t<Fn, std::decay_t<Args>...>;
-    static_assert(std::is_void_v<R> || detail::codec::serializable_v<R>,
-                  "ProcessPoolExecutor::submit: the result type is not serializable");
-    // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
-    check_open();
-    Future<R> future;
-    detail::codec::Buffer request;
-    try {
-      detail::codec::Writer w(request);
-      const Fn callable = fn;
-      detail::encode_call(w, callable, static_cast<const std::decay_t<Args>&>(args)...);
-    } catch (...) {
-      future.set_exception(std::current_exception());  // this future only; the pool goes on
+    if constexpr (!detail::remotable_v<R, Fn, std::decay_t<Args>...>) {
+      detail::checks::require_remotable<R, Fn, std::decay_t<Args>...>();  // names what is refused
+      return Future<R>();
+    } else {
+      // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
+      check_open();
+      Future<R> future;
+      detail::codec::Buffer request;
+      try {
+        detail::codec::Writer w(request);
+        const Fn callable = fn;
+        detail::encode_call(w, callable, static_cast<const std::decay_t<Args>&>(args)...);
+      } catch (...) {
+        future.set_exception(std::current_exception());  // this future only; the pool goes on
+        return future;
+      }
+      schedule_remote(detail::RemoteCallPtr(new detail::ReplyTask<R>(future)), std::move(request));
       return future;
     }
-    schedule_remote(detail::RemoteCallPtr(new detail::ReplyTask<R>(future)), std::move(request));
-    return future;
   }
 
-  /// Executor's map, map_unordered and starmap, with the compile-time check on the callable.
+  /// Executor's map, map_unordered and starmap, with the compile-time checks of submit on the
+  /// callable, the items (tuples of the ranges' elements) and the results.
   ///@{
   template <class F, class... Args>
   auto map(F&& fn, Args&&... args) {
-    static_assert(detail::Transportable<F>,
-                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
-                  "function pointer, a captureless lambda or a trivially copyable function object");
-    return Executor::map(std::forward<F>(fn), std::forward<Args>(args)...);
+    return dispatch_map</*unordered=*/false, /*remote=*/true>(std::forward<F>(fn),
+                                                              std::forward<Args>(args)...);
   }
   template <class F, class... Args>
   auto map_unordered(F&& fn, Args&&... args) {
-    static_assert(detail::Transportable<F>,
-                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
-                  "function pointer, a captureless lambda or a trivially copyable function object");
-    return Executor::map_unordered(std::forward<F>(fn), std::forward<Args>(args)...);
+    return dispatch_map</*unordered=*/true, /*remote=*/true>(std::forward<F>(fn),
+                                                             std::forward<Args>(args)...);
   }
   template <class F, class Range>
-  auto starmap(F&& fn, Range&& tuples, const MapOptions& options = {}) {
-    static_assert(detail::Transportable<F>,
-                  "ProcessPoolExecutor: this callable cannot run in a worker process; use a "
-                  "function pointer, a captureless lambda or a trivially copyable function object");
-    return Executor::starmap(std::forward<F>(fn), std::forward<Range>(tuples), options);
+  auto starmap(F&& fn, Range&& tuples) {
+    detail::require_finite<Range>();
+    return dispatch_starmap</*remote=*/true>(std::forward<F>(fn), std::forward<Range>(tuples),
+                                             MapOptions{});
+  }
+  template <class F, class Range>
+  auto starmap(F&& fn, Range&& tuples, const MapOptions& options) {
+    return dispatch_starmap</*remote=*/true>(std::forward<F>(fn), std::forward<Range>(tuples),
+                                             options);
   }
   ///@}
 

@@ -1,15 +1,17 @@
 // What travels between a parent and its worker processes: the byte encoding of values and
-// exceptions.
+// exceptions. Which values may travel at all is the rule of transportable.hpp (checked in
+// bytewise.hpp for the types copied as bytes).
 //
 // Encoding (native byte order: both ends run the same program on the same machine):
 //  * arithmetic and enum types: their bytes;
-//  * the std types listed in API.md (string, vector, array, pair, tuple, optional, variant, map,
+//  * the std types cfutures encodes (string, vector, array, pair, tuple, optional, variant, map,
 //    unordered_map, set, unordered_set, chrono::duration): a length where needed, then each
 //    element encoded by these same rules, so they nest freely. A vector of trivially copyable
 //    elements is one block copy;
 //  * a type with cereal serialize/save/load functions: cereal's binary archive (it wins over
-//    the bytewise copy, as API.md says);
-//  * any other trivially copyable type: its bytes.
+//    the bytewise copy);
+//  * a trivially copyable type the library can see holds no address (bytewise.hpp), or that the
+//    user declared with cf::bytewise_transportable: its bytes.
 // Anything else is not Serializable; the process pool reports that at compile time.
 //
 // Buffers grow on the heap and move to a memfd (shared memory) once they pass
@@ -39,10 +41,11 @@
 #include <vector>
 
 #include <cereal/archives/binary.hpp>
-// A user's cereal serialize() may write any std type API.md lists as serializable: cereal needs
+// A user's cereal serialize() may write any std type cfutures lists as serializable: cereal needs
 // its own support header for each, which the user should not have to know about.
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
+#include <cereal/types/complex.hpp>
 #include <cereal/types/map.hpp>
 #include <cereal/types/optional.hpp>
 #include <cereal/types/set.hpp>
@@ -54,6 +57,7 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
+#include "concurrent/futures/detail/bytewise.hpp"
 #include "concurrent/futures/errors.hpp"
 
 namespace concurrent::futures::detail::codec {
@@ -217,11 +221,12 @@ struct Codec;  // Codec<T>::ok, ::write(Writer&, const T&), ::read(Reader&, T&)
 template <class T>
 inline constexpr bool serializable_v = Codec<std::remove_cv_t<T>>::ok;
 
-// Pointers are excluded first: cereal's traits accept raw pointers, then refuse them with a
-// static_assert, and a pointer's value means nothing in another process anyway.
+// Types that hold an address are excluded first: cereal's traits accept raw pointers, then
+// refuse them with a static_assert, and an address means nothing in another process anyway.
 template <class T>
 concept CerealType =
-    !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+    !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !bytewise::is_string_view_v<T> &&
+    !bytewise::is_span_v<T> && !bytewise::is_reference_wrapper_v<T> &&
     cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
     cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
 
@@ -234,16 +239,15 @@ void read(Reader& r, T& value) {
   Codec<std::remove_cv_t<T>>::read(r, value);
 }
 
-// Arithmetic, enums, cereal types and other trivially copyable types.
+// Arithmetic, enums, cereal types and the types that may be copied bytewise (bytewise.hpp) and
+// rebuilt (default-constructible).
 template <class T>
 struct Codec {
-  static constexpr bool ok =
-      !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
-      (std::is_arithmetic_v<T> || std::is_enum_v<T> || CerealType<T> ||
-       (std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>));
   // Written by the user's cereal functions rather than bytewise.
   static constexpr bool uses_cereal =
       CerealType<T> && !std::is_arithmetic_v<T> && !std::is_enum_v<T>;
+  static constexpr bool ok =
+      uses_cereal || (bytewise::allowed_v<T> && std::is_default_constructible_v<T>);
   static void write(Writer& w, const T& value) {
     if constexpr (uses_cereal) {
       w.cereal_archive()(value);

@@ -8,17 +8,24 @@
 // one started afresh by `spawn`, can look up the key the parent sent; an unknown key is an
 // error, never a jump. No macro or registration is asked of the user.
 //
-// The callable itself travels as:
-//  * a class type (captureless lambda, trivially copyable function object): its bytes;
+// Which callables may travel is the rule of transportable.hpp. The callable itself travels as:
+//  * a class type the library may copy bytewise (an empty one such as a captureless lambda, or
+//    an aggregate whose fields bytewise.hpp checked, or one declared bytewise_transportable): its
+//    bytes;
+//  * any other serializable class type (cereal functions, cf::partial): its encoding;
 //  * a function pointer: the name of the function's symbol (and of the object file holding it),
 //    which the worker resolves in its own symbol table. The parent checks that the pointer is
 //    exactly a function's start; the worker checks that the name denotes exactly one function.
+//
+// A `const char*` argument (a string literal, typically) travels as the string it points to; the
+// worker passes the callable a pointer to its own copy.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <new>
 #include <string>
 #include <tuple>
@@ -27,21 +34,66 @@
 #include <utility>
 #include <vector>
 
+#include "concurrent/futures/detail/bytewise.hpp"
 #include "concurrent/futures/detail/codec.hpp"
 #include "concurrent/futures/errors.hpp"
+#include "concurrent/futures/transportable.hpp"
 
 namespace concurrent::futures::detail {
 
 template <class F>
 concept FunctionPointer = std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
 
-// Captureless lambdas and other function objects whose bytes are all there is to them.
+// Function objects whose bytes are all there is to them: empty ones (captureless lambdas), and
+// aggregates whose every field may be copied bytewise (bytewise.hpp).
 template <class F>
-concept TrivialFunctionObject = std::is_class_v<F> && std::is_trivially_copyable_v<F>;
+concept BytewiseFunctionObject = std::is_class_v<F> && bytewise::allowed_v<F>;
 
-// Function pointers, captureless lambdas and trivially copyable function objects.
+// Other function objects that travel by their encoding: cereal types and cf::partial.
 template <class F>
-concept Transportable = FunctionPointer<std::decay_t<F>> || TrivialFunctionObject<std::decay_t<F>>;
+concept EncodedFunctionObject =
+    std::is_class_v<F> && !BytewiseFunctionObject<F> && codec::serializable_v<F>;
+
+// What may run in a worker process (transportable.hpp): function pointers and the function
+// objects above. A lambda with captures is none of them: nothing tells what it captured.
+template <class F>
+concept Transportable = FunctionPointer<std::decay_t<F>> ||
+    BytewiseFunctionObject<std::decay_t<F>> || EncodedFunctionObject<std::decay_t<F>>;
+
+// A string literal argument: sent as the string it points to.
+template <class A>
+inline constexpr bool is_c_string_v = std::is_same_v<A, const char*>;
+
+// Whether an argument (decayed) can be sent: a serializable value, or a C string.
+template <class A>
+inline constexpr bool sendable_argument_v = is_c_string_v<A> || codec::serializable_v<A>;
+
+// What the worker reads an argument of type A into, and what it passes the callable from it.
+template <class A>
+using received_t = std::conditional_t<is_c_string_v<A>, std::string, A>;
+
+template <class A>
+decltype(auto) pass_received(received_t<A>& received) {
+  if constexpr (is_c_string_v<A>) {
+    return static_cast<const char*>(received.c_str());
+  } else {
+    return std::move(received);
+  }
+}
+
+template <class A>
+void write_argument(codec::Writer& w, const A& arg) {
+  if constexpr (is_c_string_v<A>) {
+    if (arg == nullptr) {
+      throw SerializationError("a null const char* argument cannot be sent to a worker process");
+    }
+    const std::size_t n = std::strlen(arg);
+    w.size(n);  // as codec writes a std::string
+    w.bytes(arg, n);
+  } else {
+    codec::write(w, arg);
+  }
+}
 
 // Reads the request, runs the call and writes the reply; never throws (failures are replies).
 using EntryFn = void (*)(codec::Reader& request, codec::Writer& reply) noexcept;
@@ -69,23 +121,51 @@ template <class F>
 void write_callable(codec::Writer& w, const F& fn) {
   if constexpr (FunctionPointer<F>) {
     write_function(w, reinterpret_cast<const void*>(fn));
-  } else {
+  } else if constexpr (BytewiseFunctionObject<F>) {
     w.bytes(&fn, sizeof(F));
+  } else {
+    codec::write(w, fn);
   }
 }
 
-// Reconstructs the callable in the worker. Class types are rebuilt from their bytes (they are
-// trivially copyable, so copying the bytes is copying the object).
+// Reconstructs the callable in the worker. Bytewise class types are rebuilt from their bytes
+// (they are trivially copyable, so copying the bytes is copying the object).
 template <class F>
 F read_callable(codec::Reader& r) {
   if constexpr (FunctionPointer<F>) {
     return reinterpret_cast<F>(const_cast<void*>(read_function(r)));
-  } else {
+  } else if constexpr (BytewiseFunctionObject<F>) {
     alignas(F) unsigned char storage[sizeof(F)];
     r.bytes(storage, sizeof(F));
     return *std::launder(reinterpret_cast<F*>(storage));
+  } else {
+    F fn{};
+    codec::read(r, fn);
+    return fn;
   }
 }
+
+}  // namespace concurrent::futures::detail
+
+// cf::partial travels as its callable and its bound values.
+namespace concurrent::futures::detail::codec {
+template <class F, class... Bound>
+struct Codec<Partial<F, Bound...>> {
+  static constexpr bool ok = Transportable<F> && (serializable_v<Bound> && ...) &&
+                             std::is_default_constructible_v<F> && std::is_move_assignable_v<F>;
+  static constexpr bool uses_cereal = (uses_cereal_v<Bound> || ...);
+  static void write(Writer& w, const Partial<F, Bound...>& p) {
+    write_callable(w, p.function());
+    codec::write(w, p.bound());
+  }
+  static void read(Reader& r, Partial<F, Bound...>& p) {
+    p.function() = read_callable<F>(r);
+    codec::read(r, p.bound());
+  }
+};
+}  // namespace concurrent::futures::detail::codec
+
+namespace concurrent::futures::detail {
 
 // Reply status byte.
 enum class ReplyStatus : std::uint8_t { value = 0, error = 1 };
@@ -117,13 +197,16 @@ struct CallEntry {
   static void run(codec::Reader& request, codec::Writer& reply) noexcept {
     run_entry(reply, [&] {
       F fn = read_callable<F>(request);
-      std::tuple<Args...> args;
+      std::tuple<received_t<Args>...> args;
       std::apply([&](auto&... a) { (codec::read(request, a), ...); }, args);
+      const auto call = [&](received_t<Args>&... a) -> R {
+        return std::invoke(fn, pass_received<Args>(a)...);
+      };
       if constexpr (std::is_void_v<R>) {
-        std::apply(fn, std::move(args));
+        std::apply(call, args);
         reply.pod(ReplyStatus::value);
       } else {
-        R result = std::apply(fn, std::move(args));
+        R result = std::apply(call, args);
         reply.pod(ReplyStatus::value);
         codec::write(reply, result);
       }
@@ -186,7 +269,7 @@ template <class F, class... Args>
 void encode_call(codec::Writer& w, const F& fn, const Args&... args) {
   w.pod(CallEntry<F, Args...>::key);
   write_callable(w, fn);
-  (codec::write(w, args), ...);
+  (write_argument(w, args), ...);
 }
 
 template <class Fn, class Item, class R>

@@ -25,6 +25,26 @@ using reference_of = decltype(*std::declval<iterator_of<R>&>());
 template <class R>
 using element_of = std::decay_t<reference_of<R>>;
 
+// A range the type system knows never ends: its end is std::unreachable_sentinel
+// (std::views::iota(n), for one). Adaptors over one (iota(n) | transform(f)) are not recognised.
+template <class R>
+inline constexpr bool known_infinite_v = false;
+template <class R>
+requires Iterable<R>
+inline constexpr bool known_infinite_v<R> =
+    std::is_same_v<std::remove_cvref_t<sentinel_of<std::remove_reference_t<R>>>,
+                   std::unreachable_sentinel_t>;
+
+// map without MapOptions over ranges that all never end: a compile error (it would never return).
+template <class... Ranges>
+constexpr void require_finite() {
+  static_assert(!(known_infinite_v<Ranges> && ...),
+                "cfutures: map over an input that never ends (its end is "
+                "std::unreachable_sentinel) would read it for ever: pass a MapOptions with "
+                "buffersize, e.g. cf::MapOptions{.buffersize = 64}, to read it as results are "
+                "consumed");
+}
+
 // Walks a range once. Keeps a reference to an lvalue range (which must outlive it) and takes
 // ownership of an rvalue one. Not movable: the iterators may point into the owned range.
 template <class R>

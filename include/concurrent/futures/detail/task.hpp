@@ -47,9 +47,9 @@ struct RemoteCallDeleter {
 };
 using RemoteCallPtr = std::unique_ptr<RemoteCall, RemoteCallDeleter>;
 
-// Whether a call of F with Args (returning R) can run in another process.
+// Whether a call of F with Args (returning R) can run in another process (transportable.hpp).
 template <class R, class F, class... Args>
-inline constexpr bool remotable_v = Transportable<F> && (codec::serializable_v<Args> && ...) &&
+inline constexpr bool remotable_v = Transportable<F> && (sendable_argument_v<Args> && ...) &&
                                     (std::is_void_v<R> || codec::serializable_v<R>);
 
 // Why not, for the SerializationError of a task that cannot (empty if it can).
@@ -57,16 +57,20 @@ template <class R, class F, class... Args>
 std::string why_not_remotable() {
   if constexpr (!Transportable<F>) {
     return "the callable of type " + demangle(typeid(F)) +
-           " cannot run in a worker process: only function pointers, captureless lambdas and "
-           "trivially copyable function objects can";
-  } else if constexpr (!(codec::serializable_v<Args> && ...)) {
+           " cannot run in a worker process: only function pointers, lambdas without captures, "
+           "function objects whose members can be sent, and cf::partial can (a lambda's "
+           "captures cannot be checked; see docs/reference.md, \"What may cross into a worker\")";
+  } else if constexpr (!(sendable_argument_v<Args> && ...)) {
     std::string bad;
-    ((bad += codec::serializable_v<Args> ? "" : (bad.empty() ? "" : ", ") + demangle(typeid(Args))),
+    ((bad += sendable_argument_v<Args> ? "" : (bad.empty() ? "" : ", ") + demangle(typeid(Args))),
      ...);
-    return "an argument of type " + bad + " cannot be sent to a worker process (not serializable)";
+    return "an argument of type " + bad +
+           " cannot be sent to a worker process (not serializable, or it holds an address; see "
+           "docs/reference.md, \"What may cross into a worker\")";
   } else if constexpr (!(std::is_void_v<R> || codec::serializable_v<R>)) {
     return "the result type " + demangle(typeid(R)) +
-           " cannot be sent back from a worker process (not serializable)";
+           " cannot be sent back from a worker process (not serializable, or it holds an "
+           "address; see docs/reference.md, \"What may cross into a worker\")";
   } else {
     return {};
   }
