@@ -1,6 +1,6 @@
-// API.md §4: Executor::shutdown and the executor's destructor — no new work after shutdown
-// (ShutdownError, from submit and from map), wait, cancel_futures, calling it twice, and map
-// ranges and futures that outlive their executor. Ports CPython's test_shutdown cases for the
+// docs/reference.md §4: Executor::shutdown and the executor's destructor — no new work after
+// shutdown (ShutdownError, from submit and from map), wait, cancel_futures, calling it twice, and
+// map ranges and futures that outlive their executor. Ports CPython's test_shutdown cases for the
 // thread pool (F1, F4, F5, F7, F9–F11, F14).
 #include <atomic>
 #include <chrono>
@@ -314,8 +314,8 @@ TYPED_TEST(ShutdownSharedMemoryTest, CancelFuturesWithoutWaitReturnsAtOnce) {
   EXPECT_EQ(running.result(cftest::kDeadlock), 7);
 }
 
-// API.md §3/§4, unlike CPython: futures cancelled by shutdown(cancel_futures=true) count as
-// completed, so wait() and as_completed() blocked on them return.
+// docs/reference.md §3/§4, unlike CPython: futures cancelled by shutdown(cancel_futures=true) count
+// as completed, so wait() and as_completed() blocked on them return.
 TYPED_TEST(ShutdownSharedMemoryTest, CancelFuturesWakesWaitAndAsCompleted) {
   cftest::Event started;
   auto ex = this->make_executor(1);

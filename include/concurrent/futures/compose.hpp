@@ -1,6 +1,6 @@
 /// @file
-/// Composing futures without blocking a thread (API.md §5): cf::when_all and cf::when_any (and
-/// Future<T>::then, a member declared in future.hpp).
+/// Composing futures without blocking a thread (docs/reference.md §5): cf::when_all and
+/// cf::when_any (and Future<T>::then, a member declared in future.hpp).
 ///
 /// Everything here is built on add_done_callback: a combinator registers a callback with each
 /// input and completes its own future from the callback that sees the last (when_all) or the

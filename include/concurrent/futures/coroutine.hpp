@@ -1,6 +1,7 @@
 /// @file
-/// C++20 coroutines and futures (API.md §5): `co_await f` for any Future<T> or AnyFuture, a way to
-/// move a coroutine onto an executor, and cf::Future<T> itself as a coroutine return type.
+/// C++20 coroutines and futures (docs/reference.md §5): `co_await f` for any Future<T> or
+/// AnyFuture, a way to move a coroutine onto an executor, and cf::Future<T> itself as a coroutine
+/// return type.
 ///
 /// @code
 /// cf::Future<int> total(cf::Executor& ex) {      // a coroutine: it returns a Future at once

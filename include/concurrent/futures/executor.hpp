@@ -457,7 +457,8 @@ constexpr void check_then_remotable() {
   } else if constexpr (then_by_value_v<T, Fn>) {
     static_assert(codec::serializable_v<T>,
                   "ProcessPoolExecutor: then(executor, fn): the value type is not serializable "
-                  "(see API.md: std types, trivially copyable structs or cereal types)");
+                  "(see docs/reference.md, \"What may cross into a worker\": std types, trivially "
+                  "copyable structs or cereal types)");
     static_assert(std::is_copy_constructible_v<T> && std::is_invocable_r_v<U, Fn, T>,
                   "ProcessPoolExecutor: then(executor, fn): fn must be callable with a copy of "
                   "the value (an rvalue), as submit(fn, value) calls it");

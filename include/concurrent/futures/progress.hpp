@@ -1,5 +1,5 @@
 /// @file
-/// `cf::progress(range)`: a progress bar on stderr for any loop (API.md §5).
+/// `cf::progress(range)`: a progress bar on stderr for any loop (docs/reference.md §5).
 ///
 /// @code
 /// for (auto f : cf::progress(cf::as_completed(futures))) { ... }
