@@ -27,6 +27,9 @@
 /// unwrapping (co_await, in coroutine.hpp, is the way to chain asynchronous steps).
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <array>
 #include <atomic>
 #include <cstddef>

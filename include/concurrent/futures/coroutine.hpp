@@ -46,6 +46,9 @@
 /// merged that way). GCC is not affected.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <atomic>
 #include <coroutine>
 #include <exception>

@@ -24,6 +24,9 @@
 /// compose.hpp, co_await in coroutine.hpp.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <chrono>
 #include <concepts>
 #include <cstddef>

@@ -32,6 +32,9 @@
 /// writes to stderr meanwhile will be mixed with the bar.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <chrono>
 #include <cstddef>
 #include <iterator>
