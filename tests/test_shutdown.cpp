@@ -143,6 +143,49 @@ TYPED_TEST(ShutdownTest, ConcurrentShutdownsAllReturnAfterTheWork) {
   for (const cf::Future<int>& f : futures) EXPECT_TRUE(f.done());
 }
 
+// docs/reference.md §4 ("Several threads"): submits from several threads racing with shutdown are
+// each either accepted, and then run before shutdown(wait=true) returns, or refused with
+// ShutdownError; none is lost.
+TYPED_TEST(ShutdownTest, SubmitsRacingShutdownEitherRunOrThrowShutdownError) {
+  constexpr int kSubmitters = 4;
+  constexpr int kEach = 200;
+  auto ex = this->make_executor(2);
+  std::mutex mu;
+  std::vector<std::pair<int, cf::Future<int>>> accepted;
+  std::atomic<int> accepted_count{0};
+  std::atomic<int> refused{0};
+  run_bounded("submits racing shutdown", [&] {
+    std::vector<std::jthread> submitters;
+    for (int t = 0; t < kSubmitters; ++t) {
+      submitters.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          const int x = t * kEach + i;
+          try {
+            cf::Future<int> f = ex->submit(add, x, 1);
+            std::lock_guard lock(mu);
+            accepted.emplace_back(x, std::move(f));
+            accepted_count.fetch_add(1);
+          } catch (const cf::ShutdownError&) {
+            refused.fetch_add(1);
+          }
+        }
+      });
+    }
+    // Shut down while the submitters are at it: once some work is in, not all of it.
+    while (accepted_count.load() < kSubmitters * kEach / 8 &&
+           accepted_count.load() + refused.load() < kSubmitters * kEach) {
+      std::this_thread::yield();
+    }
+    ex->shutdown();
+  });
+  EXPECT_EQ(static_cast<int>(accepted.size()) + refused.load(), kSubmitters * kEach);
+  for (const auto& [x, f] : accepted) {
+    ASSERT_TRUE(f.done()) << "accepted before shutdown(wait=true) returned, yet not done: " << x;
+    EXPECT_EQ(f.result(0s), x + 1);
+  }
+  EXPECT_THROW(ex->submit(add, 1, 1), cf::ShutdownError);
+}
+
 // The destructor is shutdown(wait=true): the pending work runs, and the futures outlive the
 // executor.
 TYPED_TEST(ShutdownTest, DestructorRunsPendingWork) {
