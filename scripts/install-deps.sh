@@ -21,15 +21,20 @@ set -euo pipefail
 # What configuring and building the library needs, whatever the task.
 toolchain=(cmake ninja-build make g++ libcereal-dev)
 
-# One list per group. A build through the release preset configures the whole tree, demo and
-# tests included, so every group that builds it lists what those need (CLI11, GoogleTest).
-group_demo=("${toolchain[@]}" libcli11-dev)
-group_test=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev clang libclang-rt-14-dev
-            gnuplot-nox fonts-dejavu-core)
-group_bench=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-             libboost-dev libtbb-dev python3 python3-joblib gnuplot-nox fonts-dejavu-core)
-group_docs=(doxygen)
-group_format=(clang-format)
+# Appends the packages of one group to `wanted`. Every make target that builds configures the whole
+# release tree, so each group names what the tree's parts need: CLI11 for the demo, always;
+# GoogleTest for the tests, except in the demo's group (`make demo` configures without the tests).
+add_group() {
+  case "$1" in
+    demo) wanted+=("${toolchain[@]}" libcli11-dev) ;;
+    test) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev clang libclang-rt-14-dev
+                   gnuplot-nox fonts-dejavu-core) ;;
+    bench) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+                    libboost-dev libtbb-dev python3 python3-joblib gnuplot-nox fonts-dejavu-core) ;;
+    docs) wanted+=(doxygen) ;;
+    format) wanted+=(clang-format) ;;
+  esac
+}
 all_groups=(demo test bench docs format)
 
 usage() {
@@ -50,17 +55,17 @@ done
 ((${#groups[@]} > 0)) || groups=("${all_groups[@]}")
 
 # The packages of the selected groups, each once, in the order first named.
-packages=()
-declare -A selected=()
+wanted=()
 for group in "${groups[@]}"; do
-  declare -n members="group_$group"
-  for package in "${members[@]}"; do
-    if [[ -z "${selected[$package]:-}" ]]; then
-      selected[$package]=1
-      packages+=("$package")
-    fi
-  done
-  unset -n members
+  add_group "$group"
+done
+packages=()
+declare -A seen=()
+for package in "${wanted[@]}"; do
+  if [[ -z "${seen[$package]:-}" ]]; then
+    seen[$package]=1
+    packages+=("$package")
+  fi
 done
 
 if ((dry_run)); then
