@@ -1,7 +1,7 @@
 # Entry points for people and CI. The build itself is CMake (CMakePresets.json); each target here
 # is a short, fixed sequence of `cmake --preset`, `cmake --build --preset` and `ctest --preset`.
 #
-#   make demo                      install deps, build (release) and run the demo
+#   make demo                      install the demo's deps, build it (release) and run it
 #   make test                      release tests, then the sanitizer suites in $(SANITIZERS)
 #   make test SANITIZERS="tsan asan"
 #   make bench                     build the benchmarks (release), run them, draw bench/plots/*.png
@@ -11,6 +11,8 @@
 #   make docs                      the API reference from the headers' comments (Doxygen):
 #                                  build/docs/html/index.html
 #   make format | format-check | clean
+#   make deps | deps-<group>       install what every target (or one group: demo, test, bench,
+#                                  docs, format) needs; see scripts/install-deps.sh
 #
 # JOBS (default: the number of CPUs) sets build and test parallelism.
 
@@ -36,17 +38,25 @@ SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 .PHONY: help deps build demo test bench bench-compare docs format format-check clean
 
 help:
-	@sed -n '4,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,18p' Makefile | sed 's/^# \{0,1\}//'
 
+# Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
+# installs the demo's few packages, not the test, benchmark and documentation tools.
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh all
 
-build: deps
+deps-%:
+	@bash scripts/install-deps.sh $*
+
+build: deps-test
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS)
 
-demo: deps
-	cmake --preset release
+# The release tree is configured without the tests, whose GoogleTest the demo does not need; the
+# preset turns them back on for the next `make test` or `make build` (a reconfigure, not a
+# rebuild).
+demo: deps-demo
+	cmake --preset release -DCFUTURES_BUILD_TESTS=OFF
 	cmake --build --preset release -j $(JOBS) --target cfutures_demo
 	./$(RELEASE_BIN)/cfutures_demo
 
@@ -57,7 +67,7 @@ check-%:
 	cmake --build --preset $* -j $(JOBS)
 	ctest --preset $* -j $(JOBS) --output-junit junit.xml 2>&1 | tee $(BUILD_DIR)/$*/ctest.log
 
-test: deps
+test: deps-test
 	@for preset in release $(SANITIZERS); do \
 	  echo "==> $$preset"; \
 	  $(MAKE) check-$$preset JOBS=$(JOBS); \
@@ -73,7 +83,7 @@ test: deps
 # pools (bench/compare.py), and bench/plot.sh draws the charts into bench/plots/ from the CSV files
 # every program writes into $(BENCH_OUT). BENCH_ARGS go to every program, so only what all of them
 # take: --quick, --reps=N.
-bench: deps
+bench: deps-bench
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS)
 	mkdir -p $(BENCH_OUT)
@@ -85,7 +95,7 @@ bench: deps
 
 # The process pool beside CPython's ProcessPoolExecutor, multiprocessing.Pool and loky (Debian's
 # python3 with python3-joblib, not whichever python3 comes first on PATH).
-bench-compare: deps
+bench-compare: deps-bench
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS) --target bench_process_pool
 	/usr/bin/python3 bench/compare.py $(RELEASE_BIN)
@@ -93,7 +103,7 @@ bench-compare: deps
 # The API reference from the public headers' comments (settings in Doxyfile). Any Doxygen warning
 # fails it. Made afresh each time: Doxygen would leave the pages of removed symbols behind, and it
 # creates only the last directory of its output path.
-docs: deps
+docs: deps-docs
 	@command -v doxygen >/dev/null || { echo "docs: doxygen is not installed" >&2; exit 1; }
 	rm -rf $(DOCS_DIR)
 	mkdir -p $(DOCS_DIR)
@@ -104,7 +114,7 @@ format:
 	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \
 	  | xargs -0 -r $(CLANG_FORMAT) -i
 
-format-check: deps
+format-check: deps-format
 	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \
 	  | xargs -0 -r $(CLANG_FORMAT) --dry-run --Werror
 

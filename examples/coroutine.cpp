@@ -1,5 +1,5 @@
-// C++20 coroutines on cfutures (API.md §5): `co_await` a Future, move between executors with
-// cf::resume_on, and write the coroutine itself as a function returning cf::Future<T>.
+// C++20 coroutines on cfutures (docs/reference.md §5): `co_await` a Future, move between executors
+// with cf::resume_on, and write the coroutine itself as a function returning cf::Future<T>.
 //
 // make_report reads two files on the I/O pool and analyses them on the CPU pool. While it waits
 // it holds no thread: a hundred reports in flight need no more threads than the two pools have.

@@ -1,7 +1,7 @@
-// A progress bar for long runs (API.md §5): wrap any loop's range in cf::progress. On a terminal
-// it draws done/total, rate, elapsed time and ETA on stderr; redirected, or with CF_PROGRESS=0,
-// it prints nothing, so logs stay clean. The total is known for containers, map results and
-// as_completed.
+// A progress bar for long runs (docs/reference.md §5): wrap any loop's range in cf::progress. On a
+// terminal it draws done/total, rate, elapsed time and ETA on stderr; redirected, or with
+// CF_PROGRESS=0, it prints nothing, so logs stay clean. The total is known for containers, map
+// results and as_completed.
 //
 //   ./progress                 a bar on stderr while the primes are counted
 //   ./progress 2>/dev/null     the same results, no bar

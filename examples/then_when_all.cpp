@@ -1,7 +1,7 @@
-// Composing futures without waiting (API.md §5): each page is fetched on the I/O pool, its words
-// are counted on the CPU pool with then(executor, fn), and when_all gathers the counts into one
-// future; when_any picks whichever mirror answers first. No thread blocks between the steps:
-// main waits only once, for the final result. A failed fetch flows through then() and
+// Composing futures without waiting (docs/reference.md §5): each page is fetched on the I/O pool,
+// its words are counted on the CPU pool with then(executor, fn), and when_all gathers the counts
+// into one future; when_any picks whichever mirror answers first. No thread blocks between the
+// steps: main waits only once, for the final result. A failed fetch flows through then() and
 // when_all() to that result unchanged.
 #include <chrono>
 #include <cstddef>

@@ -1,25 +1,79 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages needed to build, test, benchmark and document cfutures.
-# Does nothing (and prints one line) when they are all installed already, so `make` can call it
-# every time. Set CFUTURES_SKIP_DEPS=1 to skip it, e.g. on a system without apt.
+# Installs the Debian/Ubuntu packages one task of cfutures needs, or all of them:
+#
+#   install-deps.sh [--dry-run] [demo|test|bench|docs|format|all]...
+#
+#   demo    build and run the demonstration (make demo): the toolchain, cereal, CLI11
+#   test    build everything the release preset builds and run the suites, with GCC and Clang
+#           (make test, make check-<preset>): adds GoogleTest and Clang; gnuplot for the test
+#           that draws the benchmark charts
+#   bench   build and run the benchmarks and draw their charts (make bench): adds Google
+#           Benchmark, the anchors (Boost.Asio, oneTBB), CPython's pools (python3-joblib), gnuplot
+#   docs    the API reference (make docs): Doxygen
+#   format  make format-check: clang-format
+#   all     every group (the default, with no group named)
+#
+# Does nothing (and prints one line) when the packages are installed already, so `make` can call
+# it every time. --dry-run prints the packages the groups select and which of them are missing,
+# and installs nothing. Set CFUTURES_SKIP_DEPS=1 to skip it, e.g. on a system without apt.
 set -euo pipefail
 
-packages=(
-  # toolchain
-  cmake ninja-build make g++ clang libclang-rt-14-dev clang-format python3 python3-joblib
-  # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
-  # the library (cereal: serializing user types for the process pool)
-  libcereal-dev
-  # benchmark anchors and the demo
-  libboost-dev libtbb-dev libfmt-dev libcli11-dev
-  # the charts of `make bench`
-  gnuplot-nox fonts-dejavu-core
-  # the API reference (make docs)
-  doxygen
-)
+# What configuring and building the library needs, whatever the task.
+toolchain=(cmake ninja-build make g++ libcereal-dev)
 
-if [[ "${CFUTURES_SKIP_DEPS:-0}" == 1 ]]; then
+# Appends the packages of one group to `wanted`. Every make target that builds configures the whole
+# release tree, so each group names what the tree's parts need: CLI11 for the demo, always;
+# GoogleTest for the tests, except in the demo's group (`make demo` configures without the tests).
+add_group() {
+  case "$1" in
+    demo) wanted+=("${toolchain[@]}" libcli11-dev) ;;
+    test) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev clang libclang-rt-14-dev
+                   gnuplot-nox fonts-dejavu-core) ;;
+    bench) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+                    libboost-dev libtbb-dev python3 python3-joblib gnuplot-nox fonts-dejavu-core) ;;
+    docs) wanted+=(doxygen) ;;
+    format) wanted+=(clang-format) ;;
+  esac
+}
+all_groups=(demo test bench docs format)
+
+usage() {
+  echo "usage: install-deps.sh [--dry-run] [demo|test|bench|docs|format|all]..." >&2
+  exit 2
+}
+
+dry_run=0
+groups=()
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=1 ;;
+    all) groups+=("${all_groups[@]}") ;;
+    demo | test | bench | docs | format) groups+=("$arg") ;;
+    *) usage ;;
+  esac
+done
+((${#groups[@]} > 0)) || groups=("${all_groups[@]}")
+
+# The packages of the selected groups, each once, in the order first named.
+wanted=()
+for group in "${groups[@]}"; do
+  add_group "$group"
+done
+packages=()
+declare -A seen=()
+for package in "${wanted[@]}"; do
+  if [[ -z "${seen[$package]:-}" ]]; then
+    seen[$package]=1
+    packages+=("$package")
+  fi
+done
+
+if ((dry_run)); then
+  echo "install-deps: groups: ${groups[*]}"
+  echo "install-deps: packages: ${packages[*]}"
+fi
+
+if [[ "${CFUTURES_SKIP_DEPS:-0}" == 1 ]] && ((!dry_run)); then
   exit 0
 fi
 
@@ -37,8 +91,13 @@ for package in "${packages[@]}"; do
   fi
 done
 
+if ((dry_run)); then
+  echo "install-deps: missing: ${missing[*]:-(none)}"
+  exit 0
+fi
+
 if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#packages[@]} packages are installed"
+  echo "install-deps: all ${#packages[@]} packages for ${groups[*]} are installed"
   exit 0
 fi
 

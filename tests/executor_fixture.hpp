@@ -1,5 +1,5 @@
-// The executors that the tests of the common cf::Executor contract (API.md §4) run against, and
-// the helpers those tests share.
+// The executors that the tests of the common cf::Executor contract (docs/reference.md §4) run
+// against, and the helpers those tests share.
 //
 // Tests are written against cf::Executor& and instantiated once per factory in the lists below,
 // so a new executor type joins every such test by being added here and nowhere else. Two lists:

@@ -1,5 +1,5 @@
-// API.md §3, cf::as_completed: every future once, those already done first (in input order),
-// then in completion order; a timeout that runs from the call and says "N (of M) futures
+// docs/reference.md §3, cf::as_completed: every future once, those already done first (in input
+// order), then in completion order; a timeout that runs from the call and says "N (of M) futures
 // unfinished"; duplicates counting once; the types it yields; and no reference kept to a future
 // once it is yielded. Ports CPython's test_as_completed.AsCompletedTests D1-D5, with cfutures'
 // deliberate difference: a cancelled future counts as completed at once (CPython's plain

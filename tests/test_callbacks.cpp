@@ -1,7 +1,7 @@
-// API.md §2, done callbacks and the error handler: add_done_callback runs fn(future) once, in the
-// completing thread in the order added, or at once in the calling thread when the future is
-// already done; a callback's exception goes to the handler set by cf::set_error_handler. Ports
-// CPython's test_future.FutureTests B1-B8.
+// docs/reference.md §2, done callbacks and the error handler: add_done_callback runs fn(future)
+// once, in the completing thread in the order added, or at once in the calling thread when the
+// future is already done; a callback's exception goes to the handler set by cf::set_error_handler.
+// Ports CPython's test_future.FutureTests B1-B8.
 #include <atomic>
 #include <exception>
 #include <functional>

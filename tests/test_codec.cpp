@@ -1,7 +1,7 @@
 // The codec (detail/codec.hpp, src/remote/codec.cpp) on its own, without a worker process: round
-// trips of every kind of value API.md §4.2 lists, which types are serializable, Buffers that move
-// to a memfd, corrupt input, and exceptions. One test at the end checks a user's cereal type
-// through a real ProcessPoolExecutor.
+// trips of every kind of value docs/reference.md §4.2 lists, which types are serializable, Buffers
+// that move to a memfd, corrupt input, and exceptions. One test at the end checks a user's cereal
+// type through a real ProcessPoolExecutor.
 //
 // The only library header included is the umbrella one, on purpose: a user's cereal type whose
 // serialize() writes std members must compile with nothing else (no cereal/types/*.hpp), and
@@ -251,7 +251,7 @@ std::string descriptor_target(int fd) {
   return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : std::string();
 }
 
-// --- round trips (API.md §4.2) --------------------------------------------------------------
+// --- round trips (docs/reference.md §4.2) --------------------------------------------------------
 
 TEST(CodecTest, ArithmeticValuesRoundTripWithTheirExactBits) {
   EXPECT_EQ(round_trip(0), 0);
@@ -732,7 +732,7 @@ TEST(CodecCorruptInputTest, CerealLengthLargerThanTheDataIsASerializationError) 
   expect_corrupt<Readings>(bytes.data(), bytes.size(), "a cereal type's vector");
 }
 
-// --- exceptions (API.md "Exceptions") -------------------------------------------------------
+// --- exceptions (docs/reference.md §4.2 "Exceptions") --------------------------------------------
 
 TEST(CodecExceptionTest, StdExceptionsComeBackAsTheSameTypeWithTheSameMessage) {
   expect_rebuilt_as_itself(std::logic_error("logic"));

@@ -1,6 +1,7 @@
-// API.md §5, composing futures: Future<T>::then (both forms), cf::when_all and cf::when_any,
-// each under success, errors, cancellation and timeouts. No CPython counterpart: these go beyond
-// the module. Every wait is bounded (kDeadlock); pools that must hold a task back use an Event.
+// docs/reference.md §5, composing futures: Future<T>::then (both forms), cf::when_all and
+// cf::when_any, each under success, errors, cancellation and timeouts. No CPython counterpart:
+// these go beyond the module. Every wait is bounded (kDeadlock); pools that must hold a task back
+// use an Event.
 #include <pthread.h>
 
 #include <atomic>

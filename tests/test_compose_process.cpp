@@ -1,5 +1,5 @@
-// API.md §5, `f.then(executor, fn)` on a ProcessPoolExecutor: "the second form runs fn on the
-// executor", so on a process pool fn runs in a worker process with f's value as a serialized
+// docs/reference.md §5, `f.then(executor, fn)` on a ProcessPoolExecutor: "the second form runs fn
+// on the executor", so on a process pool fn runs in a worker process with f's value as a serialized
 // argument, whether then is called on the concrete pool or through cf::Executor&. Errors and
 // cancellation of f pass to the returned future without fn running. What cannot run in a worker
 // (a capturing lambda, fn taking the Future<T>, a value that cannot be serialized) fails the

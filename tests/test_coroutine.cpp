@@ -1,6 +1,6 @@
-// API.md §5, `co_await f` in C++20 coroutines (coroutine.hpp): a coroutine suspends without
-// blocking a thread, resumes where the header says (the completing thread, or the executor given
-// to cf::resume_on), gets the value or the rethrown error; cf::Future<T> as a coroutine type.
+// docs/reference.md §5, `co_await f` in C++20 coroutines (coroutine.hpp): a coroutine suspends
+// without blocking a thread, resumes where the header says (the completing thread, or the executor
+// given to cf::resume_on), gets the value or the rethrown error; cf::Future<T> as a coroutine type.
 // No CPython counterpart (asyncio.wrap_future is the nearest).
 #include <sys/prctl.h>
 #include <sys/syscall.h>

@@ -1,4 +1,4 @@
-// API.md §4: Executor::submit and what every executor promises about it — arguments
+// docs/reference.md §4: Executor::submit and what every executor promises about it — arguments
 // decay-copied, std::ref passing a reference, void tasks, exceptions reaching the future, and
 // the callable, arguments and result dropped once no longer needed. Ports CPython's
 // executor.ExecutorTest submit cases (E1, E2, E16, E19).
@@ -107,7 +107,7 @@ TYPED_TEST(SubmitTest, TimeoutErrorThrownByTheCallableIsTheTasksError) {
   EXPECT_FALSE(f.cancelled());
 }
 
-// API.md §4: every failed future carries its own exception object.
+// docs/reference.md §4: every failed future carries its own exception object.
 TYPED_TEST(SubmitTest, EachFailedFutureCarriesItsOwnException) {
   cf::Executor& ex = this->executor();
   cf::Future<int> a = ex.submit(throw_domain_error, 1);

@@ -1,6 +1,6 @@
-// API.md §1 (errors) and §2 (cf::Future<T>, cf::AnyFuture): the future state machine, results
-// and timeouts, repr and InvalidStateError texts, Future<void>, AnyFuture, and concurrent use of
-// one future. Ports CPython's test_future.FutureTests A1-A14 (callbacks, B1-B8, are in
+// docs/reference.md §1 (errors) and §2 (cf::Future<T>, cf::AnyFuture): the future state machine,
+// results and timeouts, repr and InvalidStateError texts, Future<void>, AnyFuture, and concurrent
+// use of one future. Ports CPython's test_future.FutureTests A1-A14 (callbacks, B1-B8, are in
 // test_callbacks.cpp).
 #include <atomic>
 #include <chrono>
@@ -138,7 +138,8 @@ TEST(ErrorsTest, LibraryThrowsTheDocumentedTypes) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A1 test_repr, plus what API.md adds: demangled type names and the shared state's address.
+// A1 test_repr, plus what cfutures adds (docs/reference.md §2): demangled type names and the shared
+// state's address.
 
 TEST(FutureReprTest, ReprOfEachStateMatchesCPython) {  // A1 test_repr
   const std::string at = "<Future at 0x[0-9a-f]+ state=";

@@ -1,6 +1,6 @@
-// The thread pool's initializer (API.md §4.1 ThreadPoolOptions::initializer, §1 BrokenThreadPool):
-// it runs once in each worker before any task there; if it throws, the pool is broken. Ports
-// CPython's test_init (H1, H2) for threads.
+// The thread pool's initializer (docs/reference.md §4.1 ThreadPoolOptions::initializer, §1
+// BrokenThreadPool): it runs once in each worker before any task there; if it throws, the pool is
+// broken. Ports CPython's test_init (H1, H2) for threads.
 #include <atomic>
 #include <exception>
 #include <mutex>

@@ -1,6 +1,7 @@
-// API.md §4: Executor::map, map_unordered and starmap with their MapOptions (timeout, chunksize,
-// buffersize). Ports CPython's executor.ExecutorTest map cases (E3–E5, E8–E14, E18, E20, E21)
-// with the per-item error semantics of CPython's main branch, and test_thread_pool's J1 and J7.
+// docs/reference.md §4: Executor::map, map_unordered and starmap with their MapOptions (timeout,
+// chunksize, buffersize). Ports CPython's executor.ExecutorTest map cases (E3–E5, E8–E14, E18,
+// E20, E21) with the per-item error semantics of CPython's main branch, and test_thread_pool's
+// J1 and J7.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -154,7 +155,7 @@ TYPED_TEST(MapTest, MapOfAVoidFunctionYieldsOncePerItemWithPerItemErrors) {
   }
 }
 
-// API.md §4: `*it` yields each item by value, once per position.
+// docs/reference.md §4: `*it` yields each item by value, once per position.
 TYPED_TEST(MapTest, SecondDereferenceOfTheSamePositionThrowsInvalidStateError) {
   cf::Executor& ex = this->executor();
   auto results = ex.map(to_str, cftest::ints(0, 3));
@@ -425,7 +426,7 @@ TYPED_TEST(MapTest, InputErrorComesOutOfTheIncrementThatReadsIt) {
     if (i == 3) throw std::runtime_error("input broke");
     return i;
   });
-  // The range type is unnamed in API.md: spell it from the call.
+  // The range's type is not part of the contract (docs/reference.md §4): spell it from the call.
   std::optional<decltype(ex.map(square, input, cf::MapOptions{}))> results;
   ASSERT_NO_THROW(results.emplace(ex.map(square, input, cf::MapOptions{.buffersize = 2})));
   auto it = results->begin();

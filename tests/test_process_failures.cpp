@@ -1,7 +1,7 @@
-// Failures of cf::ProcessPoolExecutor (API.md §4.2 "Failures"), with real processes and real
-// signals, for each start method: CPython's test_deadlock matrix (G1-G15) adapted to API.md's
-// rules, worker crashes under both CrashPolicy values, workers killed from outside or dying
-// idle, and task_timeout.
+// Failures of cf::ProcessPoolExecutor (docs/reference.md §4.2 "Failures"), with real processes and
+// real signals, for each start method: CPython's test_deadlock matrix (G1-G15) adapted to the rules
+// of docs/reference.md, worker crashes under both CrashPolicy values, workers killed from outside
+// or dying idle, and task_timeout.
 //
 // The matrix injects a failure at each of the five steps of one task's path, through a cereal
 // type (Probe) whose save/load throw, abort or write bytes its load does not read:
@@ -242,7 +242,8 @@ TEST_P(ProcessFailuresTest, ErrorWhileSerializingArgumentsFailsOnlyThatFuture) {
 }
 
 TEST_P(ProcessFailuresTest, ErrorWhileReadingArgumentsInTheWorkerFailsOnlyThatFuture) {
-  // CPython G3 (test_error_at_task_unpickle), where the pool breaks; API.md: only the future.
+  // CPython G3 (test_error_at_task_unpickle), where the pool breaks; docs/reference.md §4.2
+  // "Failures": only the future.
   cf::ProcessPoolExecutor ex(options());
   auto custom = ex.submit(&take_probe, Probe{kNone, kThrowCustom});
   expect_remote(custom.exception(kDeadlock), "proc_failures_test::ProbeError",
@@ -275,7 +276,8 @@ TEST_P(ProcessFailuresTest, ErrorWhileSerializingTheResultInTheWorkerFailsOnlyTh
 
 TEST_P(ProcessFailuresTest, ErrorWhileReadingTheResultInTheParentFailsOnlyThatFuture) {
   // CPython G11 (test_error_during_result_unpickle_in_result_handler), where the pool breaks;
-  // API.md: only the future, with the exception the user's load threw (here, in this process).
+  // docs/reference.md §4.2 "Failures": only the future, with the exception the user's load threw
+  // (here, in this process).
   cf::ProcessPoolExecutor ex(options());
   expect_exact<proc_failures_test::ProbeError>(
       ex.submit(&make_probe, int{kNone}, int{kThrowCustom}).exception(kDeadlock),
@@ -289,8 +291,8 @@ TEST_P(ProcessFailuresTest, ErrorWhileReadingTheResultInTheParentFailsOnlyThatFu
 Probe probe_failing_load(int load_act) { return Probe{kNone, load_act, 7}; }
 
 TEST_P(ProcessFailuresTest, ErrorReadingOneResultOfAMapChunkFailsOnlyThatItem) {
-  // API.md: only that item fails, even inside a chunk; here the failure is in this process,
-  // while reading the chunk's reply.
+  // docs/reference.md §4 (map): only that item fails, even inside a chunk; here the failure is in
+  // this process, while reading the chunk's reply.
   cf::ProcessPoolExecutor ex(options());
   const std::vector<int> loads{kNone, kThrowStd, kNone};
   auto results = ex.map(&probe_failing_load, loads, cf::MapOptions{.chunksize = 3});
@@ -635,8 +637,8 @@ QueuedCrash queue_a_crash(cf::ProcessPoolExecutor& ex, ProcessGate& gate, Proces
 }
 
 TEST_P(ProcessReplaceWorkerTest, ReplaceWorkerFailsOnlyTheCrashingTaskOfAQueue) {
-  // API.md: the task it was running fails; tasks handed to it but not started go to other
-  // workers; the tasks it finished keep their results.
+  // docs/reference.md §4.2 "Failures": the task it was running fails; tasks handed to it but not
+  // started go to other workers; the tasks it finished keep their results.
   cf::ProcessPoolOptions o = options(1);
   o.on_worker_crash = cf::CrashPolicy::replace_worker;
   cf::ProcessPoolExecutor ex(o);
@@ -664,7 +666,7 @@ TEST_P(ProcessReplaceWorkerTest, CrashingTaskRunsOnlyOnce) {
   EXPECT_EQ(crash_gate.wait_started(2, 200ms).size(), 1u) << "the crashing task ran twice";
 }
 
-// --- task_timeout (API.md ProcessPoolOptions::task_timeout) ----------------------------------
+// --- task_timeout (docs/reference.md §4.2 ProcessPoolOptions::task_timeout) ----------------------
 
 class ProcessTimeoutTest : public ProcessCrashTest {
  protected:

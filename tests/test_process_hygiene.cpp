@@ -1,6 +1,6 @@
-// Process hygiene of cf::ProcessPoolExecutor (API.md §4.2: "Workers never outlive the parent,
-// are reaped (no zombies), and inherit none of the parent's file descriptors beyond their own
-// channel"), for each start method: the parent SIGKILLed, zombies, descriptor and memory leaks
+// Process hygiene of cf::ProcessPoolExecutor (docs/reference.md §4.2: "Workers never outlive the
+// parent, are reaped (no zombies), and inherit none of the parent's file descriptors beyond their
+// own channel"), for each start method: the parent SIGKILLed, zombies, descriptor and memory leaks
 // over a pool's life and over many worker replacements, a crash with a large payload in
 // flight, a stream of crashing tasks under replace_worker, SIGPIPE, and spawn without
 // serve_if_worker.

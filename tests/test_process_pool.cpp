@@ -1,9 +1,9 @@
-// cf::ProcessPoolExecutor (API.md §4.2), for each start method (fork, forkserver, spawn): what
-// can be sent (callables, values, exceptions), worker start-up and reuse, max_tasks_per_child,
-// the initializer, terminate/kill_workers, shutdown, and the executor, wait, as_completed and map
-// behaviour of real worker processes. Ports CPython's test_process_pool (I), the process
-// variants of the executor (E), shutdown (F), initializer (H), wait and as_completed tests.
-// Failures and crashes are in test_process_failures.cpp, process hygiene in
+// cf::ProcessPoolExecutor (docs/reference.md §4.2), for each start method (fork, forkserver,
+// spawn): what can be sent (callables, values, exceptions), worker start-up and reuse,
+// max_tasks_per_child, the initializer, terminate/kill_workers, shutdown, and the executor, wait,
+// as_completed and map behaviour of real worker processes. Ports CPython's test_process_pool (I),
+// the process variants of the executor (E), shutdown (F), initializer (H), wait and as_completed
+// tests. Failures and crashes are in test_process_failures.cpp, process hygiene in
 // test_process_hygiene.cpp.
 #include <sched.h>
 #include <unistd.h>
@@ -259,7 +259,7 @@ TEST_P(ProcessPoolTest, ForkServerRunsOnlyWithTheForkserverMethod) {
   }
 }
 
-// --- submit: callables (CPython E1; API.md "Transportable callables") -----------------------
+// --- submit: callables (CPython E1; docs/reference.md §4.2 "What may cross into a worker") -------
 
 TEST_P(ProcessPoolTest, FunctionPointerRunsInAnotherProcess) {
   cf::ProcessPoolExecutor ex(options());
@@ -335,7 +335,7 @@ TEST_P(ProcessPoolTest, NonSerializableArgumentOrResultThroughExecutorFailsTheFu
   EXPECT_TRUE(proctest::holds<cf::SerializationError>(result.exception(kDeadlock)));
 }
 
-// --- values (API.md "Serializable values") --------------------------------------------------
+// --- values (docs/reference.md §4.2 "What may cross into a worker") ------------------------------
 
 TEST_P(ProcessPoolTest, EveryListedStdTypeRoundTrips) {
   cf::ProcessPoolExecutor ex(options());
@@ -471,7 +471,7 @@ TEST_P(ProcessPoolTest, SixtyFourMiBArgumentAndResultArriveIntact) {
   EXPECT_EQ(mismatches, 0u);
 }
 
-// --- exceptions (API.md "Exceptions"; CPython I4) --------------------------------------------
+// --- exceptions (docs/reference.md §4.2 "Exceptions"; CPython I4) --------------------------------
 
 TEST_P(ProcessPoolTest, StdAndCfExceptionsAreRebuiltAsTheSameTypeAndMessage) {
   cf::ProcessPoolExecutor ex(options());
@@ -541,7 +541,7 @@ TEST_P(ProcessPoolTest, EachFailedFutureCarriesItsOwnException) {
   EXPECT_NE(a.exception(kDeadlock), b.exception(kDeadlock));
 }
 
-// --- futures of process tasks (API.md "A future is running once ...") ------------------------
+// --- futures of process tasks (docs/reference.md §4.2 "Scheduling") ------------------------
 
 TEST_P(ProcessPoolTest, FutureIsRunningAndNotCancellableOnceInAWorker) {
   cf::ProcessPoolExecutor ex(options(1));

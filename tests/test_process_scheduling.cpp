@@ -1,6 +1,6 @@
-// How a ProcessPoolExecutor hands tasks to workers (API.md §4.2): a task never waits behind a
-// long one while another worker is idle; when tasks are long at most one task per worker is
-// handed ahead, so cancel() still reaches queued work; short tasks are pipelined.
+// How a ProcessPoolExecutor hands tasks to workers (docs/reference.md §4.2): a task never waits
+// behind a long one while another worker is idle; when tasks are long at most one task per worker
+// is handed ahead, so cancel() still reaches queued work; short tasks are pipelined.
 #include <atomic>
 #include <chrono>
 #include <cstddef>

@@ -1,5 +1,5 @@
-// API.md §5, cf::progress(range): yields every element unchanged; draws a bar on stderr only when
-// it is a terminal and CF_PROGRESS is not "0"; the total comes from sized ranges, map and
+// docs/reference.md §5, cf::progress(range): yields every element unchanged; draws a bar on stderr
+// only when it is a terminal and CF_PROGRESS is not "0"; the total comes from sized ranges, map and
 // as_completed ranges; redraws at a bounded rate. The terminal is a real pseudo-terminal put on
 // fd 2 for the duration of a loop. No CPython counterpart (tqdm is the model).
 #include <fcntl.h>

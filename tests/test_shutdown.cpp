@@ -1,6 +1,6 @@
-// API.md §4: Executor::shutdown and the executor's destructor — no new work after shutdown
-// (ShutdownError, from submit and from map), wait, cancel_futures, calling it twice, and map
-// ranges and futures that outlive their executor. Ports CPython's test_shutdown cases for the
+// docs/reference.md §4: Executor::shutdown and the executor's destructor — no new work after
+// shutdown (ShutdownError, from submit and from map), wait, cancel_futures, calling it twice, and
+// map ranges and futures that outlive their executor. Ports CPython's test_shutdown cases for the
 // thread pool (F1, F4, F5, F7, F9–F11, F14).
 #include <atomic>
 #include <chrono>
@@ -141,6 +141,49 @@ TYPED_TEST(ShutdownTest, ConcurrentShutdownsAllReturnAfterTheWork) {
     std::jthread b([&] { ex->shutdown(); });
   });
   for (const cf::Future<int>& f : futures) EXPECT_TRUE(f.done());
+}
+
+// docs/reference.md §4 ("Several threads"): submits from several threads racing with shutdown are
+// each either accepted, and then run before shutdown(wait=true) returns, or refused with
+// ShutdownError; none is lost.
+TYPED_TEST(ShutdownTest, SubmitsRacingShutdownEitherRunOrThrowShutdownError) {
+  constexpr int kSubmitters = 4;
+  constexpr int kEach = 200;
+  auto ex = this->make_executor(2);
+  std::mutex mu;
+  std::vector<std::pair<int, cf::Future<int>>> accepted;
+  std::atomic<int> accepted_count{0};
+  std::atomic<int> refused{0};
+  run_bounded("submits racing shutdown", [&] {
+    std::vector<std::jthread> submitters;
+    for (int t = 0; t < kSubmitters; ++t) {
+      submitters.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          const int x = t * kEach + i;
+          try {
+            cf::Future<int> f = ex->submit(add, x, 1);
+            std::lock_guard lock(mu);
+            accepted.emplace_back(x, std::move(f));
+            accepted_count.fetch_add(1);
+          } catch (const cf::ShutdownError&) {
+            refused.fetch_add(1);
+          }
+        }
+      });
+    }
+    // Shut down while the submitters are at it: once some work is in, not all of it.
+    while (accepted_count.load() < kSubmitters * kEach / 8 &&
+           accepted_count.load() + refused.load() < kSubmitters * kEach) {
+      std::this_thread::yield();
+    }
+    ex->shutdown();
+  });
+  EXPECT_EQ(static_cast<int>(accepted.size()) + refused.load(), kSubmitters * kEach);
+  for (const auto& [x, f] : accepted) {
+    ASSERT_TRUE(f.done()) << "accepted before shutdown(wait=true) returned, yet not done: " << x;
+    EXPECT_EQ(f.result(0s), x + 1);
+  }
+  EXPECT_THROW(ex->submit(add, 1, 1), cf::ShutdownError);
 }
 
 // The destructor is shutdown(wait=true): the pending work runs, and the futures outlive the
@@ -314,8 +357,8 @@ TYPED_TEST(ShutdownSharedMemoryTest, CancelFuturesWithoutWaitReturnsAtOnce) {
   EXPECT_EQ(running.result(cftest::kDeadlock), 7);
 }
 
-// API.md §3/§4, unlike CPython: futures cancelled by shutdown(cancel_futures=true) count as
-// completed, so wait() and as_completed() blocked on them return.
+// docs/reference.md §3/§4, unlike CPython: futures cancelled by shutdown(cancel_futures=true) count
+// as completed, so wait() and as_completed() blocked on them return.
 TYPED_TEST(ShutdownSharedMemoryTest, CancelFuturesWakesWaitAndAsCompleted) {
   cftest::Event started;
   auto ex = this->make_executor(1);

@@ -1,5 +1,5 @@
-// cf::ThreadPoolExecutor (API.md §4.1): options and defaults, lazy threads and idle reuse,
-// saturation, thread names, shutdown and thread exit, map specifics, fork, and helping while
+// cf::ThreadPoolExecutor (docs/reference.md §4.1): options and defaults, lazy threads and idle
+// reuse, saturation, thread names, shutdown and thread exit, map specifics, fork, and helping while
 // waiting. Ports CPython's test_thread_pool (J1-J7) and the thread-pool half of test_shutdown
 // (F8-F13).
 #include <pthread.h>

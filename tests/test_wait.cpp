@@ -1,8 +1,8 @@
-// API.md §3, cf::wait: ALL_COMPLETED / FIRST_COMPLETED / FIRST_EXCEPTION, timeouts that return
-// instead of throwing, duplicates counting once, the types it gives back, and no references kept.
-// Ports CPython's test_wait.WaitTests C1-C9, with cfutures' deliberate difference: a cancelled
-// future counts as completed (not as raising) from the moment cancel() returns, where CPython's
-// plain CANCELLED_FUTURE stays in not_done.
+// docs/reference.md §3, cf::wait: ALL_COMPLETED / FIRST_COMPLETED / FIRST_EXCEPTION, timeouts that
+// return instead of throwing, duplicates counting once, the types it gives back, and no references
+// kept. Ports CPython's test_wait.WaitTests C1-C9, with cfutures' deliberate difference: a
+// cancelled future counts as completed (not as raising) from the moment cancel() returns, where
+// CPython's plain CANCELLED_FUTURE stays in not_done.
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -99,7 +99,8 @@ TEST_F(WaitTest, FirstCompletedReturnsTheFinishedOne) {  // C2 test_first_comple
 }
 
 TEST_F(WaitTest, FirstCompletedCountsACancelledFutureAsDone) {  // C2, cfutures' rule
-  // CPython leaves its plain CANCELLED_FUTURE in not_done; API.md counts it as completed.
+  // CPython leaves its plain CANCELLED_FUTURE in not_done; cfutures counts it as completed
+  // (docs/reference.md §3).
   auto cancelled = cancelled_future();
   auto f1 = mul(21, 2);
   auto f2 = blocked();
@@ -532,7 +533,7 @@ TEST_F(WaitTest, FirstCompletedUnregistersFromTheOthers) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Inside a pool worker (API.md §4.1): waiting on the pool's own work does not deadlock.
+// Inside a pool worker (docs/reference.md §4.1): waiting on the pool's own work does not deadlock.
 
 TEST_F(WaitTest, WaitInsideAOneWorkerPoolOnItsOwnTaskDoesNotDeadlock) {
   auto outer = single_.submit([this] {

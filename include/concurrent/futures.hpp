@@ -5,6 +5,9 @@
 /// @endcode
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include "concurrent/futures/compose.hpp"        // IWYU pragma: export
 #include "concurrent/futures/coroutine.hpp"      // IWYU pragma: export
 #include "concurrent/futures/errors.hpp"         // IWYU pragma: export

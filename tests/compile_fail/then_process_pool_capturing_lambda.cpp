@@ -1,9 +1,9 @@
 // expect-error: cfutures: this callable cannot run in a worker process
 //
-// API.md §4.2 and §5: f.then(pool, fn) on the concrete ProcessPoolExecutor with a fn that cannot
-// run in a worker (here a lambda capturing a std::string, which is not trivially copyable) is a
-// compile-time error, as pool.submit(fn) is. Through cf::Executor& the same call compiles and the
-// returned future fails with SerializationError (test_compose_process.cpp).
+// docs/reference.md §4.2 and §5: f.then(pool, fn) on the concrete ProcessPoolExecutor with a fn
+// that cannot run in a worker (here a lambda capturing a std::string, which is not trivially
+// copyable) is a compile-time error, as pool.submit(fn) is. Through cf::Executor& the same call
+// compiles and the returned future fails with SerializationError (test_compose_process.cpp).
 #include <string>
 
 #include <concurrent/futures.hpp>

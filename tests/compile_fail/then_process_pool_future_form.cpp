@@ -1,8 +1,8 @@
 // expect-error: ProcessPoolExecutor: then.executor, fn. runs fn in a worker process
 //
-// API.md §5: on a ProcessPoolExecutor, then(pool, fn) sends fn to a worker with f's value; a fn
-// that takes the Future<T> itself cannot run there, so on the concrete pool type it is a
-// compile-time error. Through cf::Executor& the same call compiles and the returned future fails
+// docs/reference.md §5: on a ProcessPoolExecutor, then(pool, fn) sends fn to a worker with f's
+// value; a fn that takes the Future<T> itself cannot run there, so on the concrete pool type it is
+// a compile-time error. Through cf::Executor& the same call compiles and the returned future fails
 // with SerializationError (test_compose_process.cpp).
 #include <concurrent/futures.hpp>
 

@@ -1,6 +1,6 @@
 /// @file
-/// Composing futures without blocking a thread (API.md §5): cf::when_all and cf::when_any (and
-/// Future<T>::then, a member declared in future.hpp).
+/// Composing futures without blocking a thread (docs/reference.md §5): cf::when_all and
+/// cf::when_any (and Future<T>::then, a member declared in future.hpp).
 ///
 /// Everything here is built on add_done_callback: a combinator registers a callback with each
 /// input and completes its own future from the callback that sees the last (when_all) or the
@@ -26,6 +26,9 @@
 /// A fn that itself returns a Future<V> gives a Future<Future<V>>: there is no implicit
 /// unwrapping (co_await, in coroutine.hpp, is the way to chain asynchronous steps).
 #pragma once
+
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
 
 #include <array>
 #include <atomic>

@@ -1,6 +1,7 @@
 /// @file
-/// C++20 coroutines and futures (API.md §5): `co_await f` for any Future<T> or AnyFuture, a way to
-/// move a coroutine onto an executor, and cf::Future<T> itself as a coroutine return type.
+/// C++20 coroutines and futures (docs/reference.md §5): `co_await f` for any Future<T> or
+/// AnyFuture, a way to move a coroutine onto an executor, and cf::Future<T> itself as a coroutine
+/// return type.
 ///
 /// @code
 /// cf::Future<int> total(cf::Executor& ex) {      // a coroutine: it returns a Future at once
@@ -44,6 +45,9 @@
 /// rely on those after a co_await in the same coroutine (a system call such as gettid() is never
 /// merged that way). GCC is not affected.
 #pragma once
+
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
 
 #include <atomic>
 #include <coroutine>

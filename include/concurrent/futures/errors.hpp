@@ -7,6 +7,9 @@
 /// them too.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <stdexcept>
 #include <string>
 

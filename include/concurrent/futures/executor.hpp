@@ -11,6 +11,9 @@
 /// the executor: wherever an executor is at hand, so is then.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <concepts>
 #include <cstddef>
 #include <functional>

@@ -24,6 +24,9 @@
 /// compose.hpp, co_await in coroutine.hpp.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -154,10 +157,10 @@ class Future : public detail::FutureHandle {
     });
   }
 
-  /// A future of fn's result once this one is done (API.md §5). fn takes the value (const T&;
-  /// nothing for Future<void>) and then runs only on success: an error passes to the returned
-  /// future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs however this one
-  /// ended. A callable that accepts both gets the value. fn's exception fails the returned
+  /// A future of fn's result once this one is done (docs/reference.md §5). fn takes the value
+  /// (const T&; nothing for Future<void>) and then runs only on success: an error passes to the
+  /// returned future unchanged, a cancel cancels it. Or fn takes the Future<T> and runs however
+  /// this one ended. A callable that accepts both gets the value. fn's exception fails the returned
   /// future. Cancelling the returned future before fn starts means fn never runs; it never
   /// cancels this one. Never blocks.
   ///

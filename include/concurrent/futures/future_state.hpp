@@ -6,6 +6,9 @@
 /// transitions and their locking live in one place, detail/state.hpp.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 namespace concurrent::futures {
 
 /// The state of a future. `done()` means cancelled or finished.

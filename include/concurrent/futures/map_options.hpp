@@ -7,6 +7,9 @@
 /// @endcode
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <chrono>
 #include <cstddef>
 #include <optional>

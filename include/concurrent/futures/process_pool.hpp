@@ -32,6 +32,9 @@
 /// that is not a crash. Nothing hangs: every unfinished future ends.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <chrono>
 #include <cstddef>
 #include <memory>

@@ -1,5 +1,5 @@
 /// @file
-/// `cf::progress(range)`: a progress bar on stderr for any loop (API.md §5).
+/// `cf::progress(range)`: a progress bar on stderr for any loop (docs/reference.md §5).
 ///
 /// @code
 /// for (auto f : cf::progress(cf::as_completed(futures))) { ... }
@@ -31,6 +31,9 @@
 /// in. One thread iterates; the bar is written only from that thread. Output the loop body
 /// writes to stderr meanwhile will be mixed with the bar.
 #pragma once
+
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
 
 #include <chrono>
 #include <cstddef>

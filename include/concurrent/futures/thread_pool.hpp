@@ -14,6 +14,9 @@
 /// BrokenThreadPool and later submits throw it. The failure is reported to the error handler.
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <cstddef>
 #include <functional>
 #include <memory>

@@ -34,6 +34,9 @@
 /// of a compile error. The reference: docs/reference.md, "What may cross into a worker".
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <cstddef>
 #include <functional>
 #include <tuple>

@@ -12,6 +12,9 @@
 /// thread-pool worker they run other pending tasks of the pool while waiting (see future.hpp).
 #pragma once
 
+#include "concurrent/futures/detail/require_cxx20.hpp"
+// Before every other include, in a block of its own that include sorting leaves in place.
+
 #include <chrono>
 #include <cstddef>
 #include <deque>

@@ -1,6 +1,6 @@
-// The machinery behind Future<T>::then (API.md §5): which form fn takes, what the returned future
-// holds, and how fn's outcome completes it. Future<T>::then(fn) is defined in future.hpp with
-// these; then(executor, fn), which also needs the executor, in executor.hpp.
+// The machinery behind Future<T>::then (docs/reference.md §5): which form fn takes, what the
+// returned future holds, and how fn's outcome completes it. Future<T>::then(fn) is defined in
+// future.hpp with these; then(executor, fn), which also needs the executor, in executor.hpp.
 //
 // Everything here is a template over the future type, which is only declared: future.hpp includes
 // this header before it defines Future<T>, and nothing here is instantiated before then() is.
