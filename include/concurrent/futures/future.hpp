@@ -187,8 +187,9 @@ class Future : public detail::FutureHandle {
   /// On an executor whose tasks run in this process (ThreadPoolExecutor), fn is a closure over
   /// this future and runs in one of its workers. On a process pool, fn runs in a worker process
   /// with a copy of the value as its serialized argument, as submit(fn, value) would: fn must take
-  /// the value and be transportable (a function pointer, a captureless lambda or a trivially
-  /// copyable function object), and the value and fn's result serializable. On a
+  /// the value and be transportable (transportable.hpp: a function pointer, a lambda without
+  /// captures, an aggregate function object or a cf::partial), and the value and fn's result
+  /// serializable. On a
   /// ProcessPoolExecutor anything else is a compile-time error; through cf::Executor& the
   /// returned future fails with SerializationError.
   // clang-format off
