@@ -20,7 +20,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -716,6 +719,90 @@ TEST_P(ProcessTimeoutTest, TasksQueuedBehindATimedOutTaskRunElsewhere) {
   EXPECT_THROW(slow.result(kDeadlock), cf::TimeoutError);
   EXPECT_EQ(next1.result(kDeadlock), 25);
   EXPECT_EQ(next2.result(kDeadlock), 36);
+}
+
+// Appends `id` to the file `path` when it starts: how many times each task ran, whatever happened
+// to its worker afterwards.
+int record_start(std::string path, int id) {
+  std::FILE* f = std::fopen(path.c_str(), "a");
+  if (f == nullptr) return -1;
+  std::fprintf(f, "%d\n", id);
+  std::fclose(f);
+  return id;
+}
+
+int record_then_sleep(std::string path, int id, int ms) {
+  record_start(std::move(path), id);
+  return proctest::sleep_ms(ms);
+}
+
+// A task runs at most once, deterministically: the head task's reply is in the socket but not read
+// (the dispatcher thread is busy in a slow done-callback), the worker has started the next task,
+// and the head's deadline passes (this order is the usual one, not a certain one). The worker is
+// killed for the timeout; the head's reply, read then, completes it; the next task had started, so
+// it fails (BrokenProcessPool) instead of being sent to another worker and run a second time.
+TEST_P(ProcessTimeoutTest, TaskStartedBehindAnUnreadReplyIsNotRunAgainWhenTheWorkerIsKilled) {
+  cf::ProcessPoolExecutor ex(timeout_options(1, 400ms));
+  ProcessGate gate;
+  const std::string path = gate.dir() + "/starts";
+  // Short tasks first: the worker is then handed several tasks at once.
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(ex.submit(&square, i).result(kDeadlock), i * i);
+  auto first = ex.submit(&proctest::block_on_gate, gate.dir());
+  auto head = ex.submit(&proctest::sleep_ms, 300);
+  auto next = ex.submit(&record_then_sleep, path, 7, 5000);
+  ASSERT_EQ(gate.wait_started(1).size(), 1u);
+  // Runs in the dispatcher thread when `first` completes: 1 s in which nothing is read.
+  first.add_done_callback(
+      [](const cf::Future<int>& /*unused*/) { std::this_thread::sleep_for(1000ms); });
+  gate.release();
+  EXPECT_EQ(first.exception(kDeadlock), nullptr);
+  (void)head.exception(kDeadlock);  // its value, or TimeoutError: either is true
+  // Killed while it ran: BrokenProcessPool; or, if the head's reply was read first after all, it
+  // was the head when the deadline passed: TimeoutError. Never a value from a second run.
+  const std::exception_ptr e = next.exception(kDeadlock);
+  EXPECT_TRUE(proctest::holds<cf::BrokenProcessPool>(e) || proctest::holds<cf::TimeoutError>(e))
+      << proctest::what_of(e);
+  std::ifstream in(path);
+  int runs = 0;
+  for (int id = 0; in >> id;) ++runs;
+  EXPECT_EQ(runs, 1) << "the task that had started ran again on another worker";
+  expect_pool_goes_on(ex);
+}
+
+// A task runs at most once: when a worker is killed for a timeout, the tasks it was handed and had
+// started (one may start after the head's reply, just before the kill) are not sent again; only
+// those it never started go to another worker. Tasks are short, so several are handed ahead, and
+// the long one ends close to the timeout, so that the kill meets the worker at every point.
+TEST_P(ProcessTimeoutTest, NoTaskRunsTwiceWhenItsWorkerIsKilledForATimeout) {
+  cf::ProcessPoolExecutor ex(timeout_options(1, 60ms));
+  const ProcessGate scratch;  // for its private directory
+  const std::string path = scratch.dir() + "/starts";
+  std::vector<cf::Future<int>> recorded;
+  int next_id = 0;
+  for (int round = 0; round < 12; ++round) {
+    std::vector<cf::Future<int>> quick;
+    for (int i = 0; i < 40; ++i) quick.push_back(ex.submit(&square, i));  // short: a wide window
+    for (auto& q : quick) (void)q.exception(kDeadlock);
+    (void)ex.submit(&proctest::sleep_ms, 56 + (round % 4) * 3);  // ends near the timeout, or not
+    for (int i = 0; i < 4; ++i) recorded.push_back(ex.submit(&record_start, path, next_id++));
+    for (auto& r : recorded) (void)r.exception(kDeadlock);
+  }
+  std::map<int, int> starts;
+  std::ifstream in(path);
+  for (int id = 0; in >> id;) ++starts[id];
+  int started_when_killed = 0;
+  for (int id = 0; id < next_id; ++id) {
+    const std::exception_ptr e = recorded[static_cast<std::size_t>(id)].exception(kDeadlock);
+    EXPECT_LE(starts[id], 1) << "task " << id << " ran " << starts[id] << " times";
+    if (e == nullptr) {
+      EXPECT_EQ(starts[id], 1) << "task " << id << " succeeded without running";
+    } else {
+      EXPECT_TRUE(proctest::holds<cf::BrokenProcessPool>(e)) << proctest::what_of(e);
+      ++started_when_killed;
+    }
+  }
+  // How often the kill met a task that had started behind the timed-out one (in the XML report).
+  RecordProperty("started_when_killed", started_when_killed);
 }
 
 // When the clock starts does not depend on the crash policy.

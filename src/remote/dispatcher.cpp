@@ -459,6 +459,7 @@ void Dispatcher::complete_head(Worker& w, Message& reply) {
 void Dispatcher::protocol_failure(Worker& w, const std::string& why) {
   if (w.stream_failed) return;
   w.stream_failed = true;
+  close_claims(w);
   if (!w.window.empty()) {
     w.window.front().task.call->abandon(std::make_exception_ptr(
         SerializationError("the reply from " + who(w) + " could not be read: " + why)));
@@ -493,16 +494,21 @@ void Dispatcher::on_death(WorkerId worker, const std::string& how) {
   switch (w.state) {
     case Lifecycle::timed_out:
       // Its reply may have come just before the stop (and was read): then nothing timed out
-      // after all, and every task left goes to other workers.
+      // after all, and the tasks left go to other workers, but for one it had started since.
       if (!window.empty() && window.front().id == w.timed_out_task) {
         window.front().task.call->abandon(std::make_exception_ptr(TimeoutError(
             "the task ran longer than the pool's task_timeout; its " + who(w) + " was killed")));
         window.pop_front();
       }
-      requeue(std::move(window));
+      requeue_unstarted(std::move(window),
+                        "a task before it ran longer than the pool's "
+                        "task_timeout, and its " +
+                            who(w) + " was killed");
       return;
     case Lifecycle::failed:
-      requeue(std::move(window));  // its head already failed with the reason
+      // Its head already failed with the reason.
+      requeue_unstarted(std::move(window),
+                        "its " + who(w) + " was killed: its replies could not be read");
       return;
     case Lifecycle::stopped:
       for (InFlight& t : window) {
@@ -552,6 +558,33 @@ void Dispatcher::fail_window(std::deque<InFlight>& window, const std::string& me
     t.task.call->abandon(std::make_exception_ptr(BrokenProcessPool(message)));
   }
   window.clear();
+}
+
+// Before a worker is killed for a reason of the pool's (task_timeout, a stream that cannot be
+// followed): takes back what it has not started, so that it can start nothing more, and marks the
+// tasks it has. Those must not run again elsewhere (requeue_unstarted): a task runs at most once.
+void Dispatcher::close_claims(Worker& w) {
+  if (w.claims_closed || !transport_->can_take_back()) return;
+  w.claims_closed = true;
+  const auto started = static_cast<std::size_t>(static_cast<std::uint32_t>(
+      transport_->take_back(w.id) - static_cast<std::uint32_t>(w.replied)));
+  for (std::size_t i = 0; i < std::min(started, w.window.size()); ++i) w.window[i].started = true;
+}
+
+// The window of a worker killed by the pool: what it started fails (BrokenProcessPool, with the
+// reason), what it did not goes to other workers. Without take-backs nothing is known started.
+void Dispatcher::requeue_unstarted(std::deque<InFlight> window,
+                                   const std::string& why_started_failed) {
+  std::deque<InFlight> unstarted;
+  for (InFlight& t : window) {
+    if (t.started) {
+      t.task.call->abandon(std::make_exception_ptr(
+          BrokenProcessPool("the task had started when it was stopped: " + why_started_failed)));
+    } else {
+      unstarted.push_back(std::move(t));
+    }
+  }
+  requeue(std::move(unstarted));
 }
 
 // Tasks handed to a worker that never started them go back to the front of the queue, in order.
@@ -635,6 +668,7 @@ void Dispatcher::check_deadlines() {
     if (options_.task_timeout && w.was_ready && !w.window.empty() &&
         now >= w.head_since + *options_.task_timeout) {
       w.timed_out_task = w.window.front().id;
+      close_claims(w);
       stop(w, StopSignal::kill, Lifecycle::timed_out);
     } else if (hello_timeout && !w.said_hello && now >= w.launched + *hello_timeout) {
       // Reported as never having started serving when its death comes.

@@ -112,6 +112,7 @@ class Dispatcher final : private TransportEvents {
   struct InFlight {
     Queued task;
     std::uint64_t id = 0;
+    bool started = false;  // known started when its worker's claims were closed (close_claims)
   };
 
   struct Worker {
@@ -122,6 +123,7 @@ class Dispatcher final : private TransportEvents {
     bool said_hello = false;
     bool was_ready = false;
     bool stream_failed = false;  // its stream could not be followed: nothing more is read
+    bool claims_closed = false;  // it can start nothing more; its window's `started` are exact
     std::deque<InFlight> window;
     std::size_t handed = 0;
     std::uint64_t replied = 0;                  // replies read: the tasks it has finished
@@ -160,6 +162,8 @@ class Dispatcher final : private TransportEvents {
 
   void complete_head(Worker& w, Message& reply);
   void protocol_failure(Worker& w, const std::string& why);
+  void close_claims(Worker& w);
+  void requeue_unstarted(std::deque<InFlight> window, const std::string& why_started_failed);
   void fail_window(std::deque<InFlight>& window, const std::string& message);
   void requeue(std::deque<InFlight> window);
   void break_pool(const std::string& why);
