@@ -24,6 +24,7 @@
 
 #include <concurrent/futures.hpp>
 
+#include "infinite_range.hpp"
 #include "process_test_util.hpp"
 #include "test_util.hpp"
 
@@ -333,22 +334,7 @@ TEST_P(TransportableTest, MapOfRefusedItemsThroughExecutorFailsEachItem) {
 
 // --- inputs that never end ----------------------------------------------------------------
 
-// A range whose end is std::unreachable_sentinel: the type system knows it never ends.
-struct Naturals {
-  struct iterator {
-    using difference_type = std::ptrdiff_t;
-    using value_type = long;
-    long n = 0;
-    long operator*() const { return n; }
-    iterator& operator++() {
-      ++n;
-      return *this;
-    }
-    void operator++(int) { ++n; }
-  };
-  iterator begin() const { return {}; }
-  std::unreachable_sentinel_t end() const { return {}; }
-};
+using cftest::Naturals;  // the type system knows it never ends
 static_assert(cf::detail::known_infinite_v<Naturals>);
 static_assert(cf::detail::known_infinite_v<const Naturals&>);
 static_assert(!cf::detail::known_infinite_v<std::vector<long>>);
