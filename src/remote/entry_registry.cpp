@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "concurrent/futures/detail/entry.hpp"
-#include "remote/function_names.hpp"
+#include "remote/function_table.hpp"
 
 namespace concurrent::futures::detail {
 
@@ -66,11 +66,11 @@ EntryFn find_entry(std::uint64_t key) noexcept {
 
 ForkGuard::ForkGuard() {
   entry_table().mu.lock();
-  lock_function_names();
+  lock_function_table();
 }
 
 ForkGuard::~ForkGuard() {
-  unlock_function_names();
+  unlock_function_table();
   entry_table().mu.unlock();
 }
 

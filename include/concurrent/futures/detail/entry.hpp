@@ -13,9 +13,13 @@
 //    an aggregate whose fields bytewise.hpp checked, or one declared bytewise_transportable): its
 //    bytes;
 //  * any other serializable class type (cereal functions, cf::partial): its encoding;
-//  * a function pointer: the name of the function's symbol (and of the object file holding it),
-//    which the worker resolves in its own symbol table. The parent checks that the pointer is
-//    exactly a function's start; the worker checks that the name denotes exactly one function.
+//  * a function pointer: the loaded object holding the function (the program, or a shared object
+//    by path) and the function's offset in it, with a check of the object's build. Both sides
+//    check the offset against the object's own table of function starts, the .eh_frame_hdr that
+//    C++ unwinding needs and strip keeps: the parent that the pointer is exactly a function's
+//    start, the worker that its copy of the object has a function starting there, from the same
+//    build. Only a function its unwind table does not list travels by symbol name, which needs an
+//    unstripped program. See src/remote/function_table.cpp.
 //
 // A `const char*` argument (a string literal, typically) travels as the string it points to; the
 // worker passes the callable a pointer to its own copy.
@@ -112,8 +116,10 @@ class ForkGuard {
   ForkGuard& operator=(const ForkGuard&) = delete;
 };
 
-// Function pointers by name (see the file comment). Both throw SerializationError with the reason
-// when the function cannot be named or found.
+// Function pointers by their place in the program (see the file comment). write_function throws
+// SerializationError with the reason when the pointer is not a function's start it can name;
+// read_function when the worker's objects have no such function (it never returns an address its
+// own tables do not list). Both are thread-safe and cheap once a function has been seen.
 void write_function(codec::Writer& w, const void* function);
 const void* read_function(codec::Reader& r);
 

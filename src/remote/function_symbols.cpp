@@ -1,9 +1,8 @@
-// Function pointers by name (see detail/entry.hpp).
+// Functions by symbol name (see function_symbols.hpp).
 //
 // Function names come from the ELF symbol tables of the program and of the shared objects it has
-// loaded (.symtab when present, else .dynsym), read once per process. A stripped program still
-// has lambdas and function objects; its function pointers get a SerializationError that says so.
-#include "remote/function_names.hpp"
+// loaded (.symtab when present, else .dynsym), read once per process.
+#include "remote/function_symbols.hpp"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -15,12 +14,9 @@
 
 #include <cstring>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include "concurrent/futures/detail/entry.hpp"
 
 namespace concurrent::futures::detail {
 
@@ -171,71 +167,23 @@ class SymbolTables {
   std::unordered_map<std::string, std::uintptr_t> found_;  // "object\0symbol" -> find()
 };
 
-// Lookups by address repeat for every task: cache them.
-struct NameCache {
-  std::shared_mutex mu;
-  std::unordered_map<const void*, std::pair<std::string, std::string>> names;
-};
-
-NameCache& name_cache() {
-  static NameCache* cache = new NameCache;
-  return *cache;
-}
-
 }  // namespace
 
-void lock_function_names() noexcept {
-  SymbolTables::instance().lock();
-  name_cache().mu.lock();
+std::optional<FunctionSymbol> function_symbol_at(const void* address) {
+  FunctionSymbol named;
+  if (!SymbolTables::instance().name(reinterpret_cast<std::uintptr_t>(address), named.object,
+                                     named.symbol)) {
+    return std::nullopt;
+  }
+  return named;
 }
 
-void unlock_function_names() noexcept {
-  name_cache().mu.unlock();
-  SymbolTables::instance().unlock();
+std::uintptr_t find_function_symbol(const std::string& object, const std::string& symbol) {
+  return SymbolTables::instance().find(object, symbol);
 }
 
-void write_function(codec::Writer& w, const void* function) {
-  NameCache& cache = name_cache();
-  {
-    std::shared_lock lock(cache.mu);
-    const auto it = cache.names.find(function);
-    if (it != cache.names.end()) {
-      codec::write(w, it->second.first);
-      codec::write(w, it->second.second);
-      return;
-    }
-  }
-  std::string object;
-  std::string symbol;
-  if (!SymbolTables::instance().name(reinterpret_cast<std::uintptr_t>(function), object, symbol)) {
-    throw SerializationError(
-        "cannot send a function pointer to a worker process: no function symbol starts at its "
-        "address (is the program stripped?); pass a lambda instead");
-  }
-  if (SymbolTables::instance().find(object, symbol) != reinterpret_cast<std::uintptr_t>(function)) {
-    throw SerializationError("cannot send function '" + symbol +
-                             "' to a worker process: its name is ambiguous in the program; give "
-                             "it a unique name or pass a lambda instead");
-  }
-  codec::write(w, object);
-  codec::write(w, symbol);
-  std::unique_lock lock(cache.mu);
-  cache.names.try_emplace(function, std::move(object), std::move(symbol));
-}
+void lock_function_symbols() noexcept { SymbolTables::instance().lock(); }
 
-const void* read_function(codec::Reader& r) {
-  std::string object;
-  std::string symbol;
-  codec::read(r, object);
-  codec::read(r, symbol);
-  const std::uintptr_t address = SymbolTables::instance().find(object, symbol);
-  if (address == 0) {
-    throw SerializationError("the worker process has no function '" + symbol + "'");
-  }
-  if (address == 1) {
-    throw SerializationError("the function name '" + symbol + "' is ambiguous in the worker");
-  }
-  return reinterpret_cast<const void*>(address);
-}
+void unlock_function_symbols() noexcept { SymbolTables::instance().unlock(); }
 
 }  // namespace concurrent::futures::detail
