@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "concurrent/futures/detail/entry.hpp"
+#include "remote/exception_registry.hpp"
 #include "remote/function_names.hpp"
 #include "remote/program_key.hpp"
 
@@ -68,12 +69,16 @@ EntryFn find_entry(std::uint64_t key) noexcept {
   return it == table.entries.end() ? nullptr : it->second.second;
 }
 
+// Always in this order (entries, function names, exception types): none is taken while holding a
+// later one, so the guard cannot deadlock with a thread that uses one table.
 ForkGuard::ForkGuard() {
   entry_table().mu.lock();
   lock_function_names();
+  lock_exception_types();
 }
 
 ForkGuard::~ForkGuard() {
+  unlock_exception_types();
   unlock_function_names();
   entry_table().mu.unlock();
 }
