@@ -1,4 +1,5 @@
-// Buffers (heap, then memfd), the cereal adapters, and the exception encoding of detail/codec.hpp.
+// Buffers (heap, then memfd), the cereal adapters, and the exception encoding of detail/codec.hpp
+// (with the types a program registered, see exception_transport.hpp).
 #include "concurrent/futures/detail/codec.hpp"
 
 #include <cxxabi.h>
@@ -7,12 +8,14 @@
 
 #include <iterator>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <type_traits>
 #include <typeinfo>
 
 #include "concurrent/futures/detail/state.hpp"
+#include "remote/exception_registry.hpp"
 #include "system.hpp"
 
 namespace concurrent::futures::detail::codec {
@@ -187,7 +190,9 @@ std::exception_ptr rebuild_as(const std::string& what) {
 
 // The types rebuilt as themselves, in one list: an exception's code on the wire is its index here
 // plus one. 0 is "anything else" and kRemoteCode an error that already came from elsewhere; both
-// come back as RemoteError. New types go at the end, so that codes never change meaning.
+// come back as RemoteError. kRegisteredCode is a type the program registered itself (looked up
+// only when a type is in none of these). New types go at the end, so that codes never change
+// meaning.
 struct Rebuildable {
   const std::type_info& type;
   std::exception_ptr (*rebuild)(const std::string& what);
@@ -216,6 +221,8 @@ const Rebuildable kRebuildable[] = {
 constexpr std::size_t kRebuildableCount = std::size(kRebuildable);
 constexpr std::uint8_t kOtherCode = 0;
 constexpr std::uint8_t kRemoteCode = kRebuildableCount + 1;
+// A type the program registered (exception_transport.hpp): its key and its data follow.
+constexpr std::uint8_t kRegisteredCode = kRemoteCode + 1;
 
 std::uint8_t code_of(const std::type_info& t) {
   for (std::size_t i = 0; i < kRebuildableCount; ++i) {
@@ -224,12 +231,54 @@ std::uint8_t code_of(const std::type_info& t) {
   return kOtherCode;
 }
 
+// What a registered exception that could not cross as itself says about it: its original what()
+// stays first and whole.
+std::string with_note(const std::string& what, const std::string& why) {
+  return what + " [" + why + "]";
+}
+
+std::string describe_current_exception() {
+  const std::exception_ptr e = std::current_exception();
+  return exception_type_name(e) + ": " + exception_message(e);
+}
+
+// A registered type's data, rebuilt as that type. Anything that goes wrong, including the user's
+// code throwing, gives the RemoteError the exception would have given without registration, with a
+// note saying why: the failure it reports is never lost.
+std::exception_ptr rebuild_registered(std::uint64_t key, const std::string& type,
+                                      const std::string& what, const std::byte* data,
+                                      std::size_t size) {
+  const auto registered = find_exception_type(key);
+  if (!registered) {
+    return std::make_exception_ptr(RemoteError(
+        type, with_note(what, "not rebuilt as itself: no type with its key is registered here")));
+  }
+  std::string why;
+  try {
+    Reader r(data, size);
+    std::exception_ptr rebuilt = registered->rebuild(r, what);
+    const std::string rebuilt_what = exception_message(rebuilt);
+    if (r.remaining() != 0) {
+      why = "not rebuilt as itself: its load read " + std::to_string(size - r.remaining()) +
+            " of the " + std::to_string(size) + " bytes its save wrote";
+    } else if (rebuilt_what != what) {
+      why = "not rebuilt as itself: the rebuilt exception's what() is \"" + rebuilt_what + "\"";
+    } else {
+      return rebuilt;
+    }
+  } catch (...) {
+    why = "not rebuilt as itself: rebuilding it threw " + describe_current_exception();
+  }
+  return std::make_exception_ptr(RemoteError(type, with_note(what, why)));
+}
+
 }  // namespace
 
 void write_exception(Writer& w, const std::exception_ptr& error) {
   std::uint8_t code = kOtherCode;
   std::string type = exception_type_name(error);
   std::string what = exception_message(error);
+  std::optional<RegisteredException> registered;
   try {
     std::rethrow_exception(error);
   } catch (const RemoteError& e) {
@@ -239,10 +288,28 @@ void write_exception(Writer& w, const std::exception_ptr& error) {
   } catch (...) {
     const std::type_info* t = abi::__cxa_current_exception_type();
     if (t != nullptr) code = code_of(*t);
+    if (t != nullptr && code == kOtherCode) registered = find_exception_type(*t);
+  }
+  // A registered type's data goes to a buffer of its own first: if the user's save throws, what
+  // it wrote is dropped whole and the exception is sent as RemoteError with a note instead.
+  Buffer data;
+  if (registered) {
+    try {
+      Writer data_writer(data);
+      registered->save(data_writer, error);
+      code = kRegisteredCode;
+    } catch (...) {
+      what = with_note(what, "not sent as itself: saving it threw " + describe_current_exception());
+    }
   }
   w.pod(code);
   codec::write(w, type);
   codec::write(w, what);
+  if (code == kRegisteredCode) {
+    w.pod(registered->key);
+    w.size(data.size());
+    w.bytes(data.data(), data.size());
+  }
 }
 
 std::exception_ptr read_exception(Reader& r) {
@@ -251,7 +318,12 @@ std::exception_ptr read_exception(Reader& r) {
   std::string what;
   codec::read(r, type);
   codec::read(r, what);
-  if (code > kRemoteCode) throw SerializationError("corrupt message: unknown exception kind");
+  if (code > kRegisteredCode) throw SerializationError("corrupt message: unknown exception kind");
+  if (code == kRegisteredCode) {
+    const auto key = r.pod<std::uint64_t>();
+    const std::size_t size = r.size();
+    return rebuild_registered(key, type, what, r.take(size), size);
+  }
   if (code == kOtherCode || code == kRemoteCode) {
     return std::make_exception_ptr(RemoteError(type, what));
   }

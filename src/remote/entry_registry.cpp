@@ -10,7 +10,9 @@
 #include <utility>
 
 #include "concurrent/futures/detail/entry.hpp"
+#include "remote/exception_registry.hpp"
 #include "remote/function_table.hpp"
+#include "remote/program_key.hpp"
 
 namespace concurrent::futures::detail {
 
@@ -37,18 +39,21 @@ EntryTable& entry_table() {
 
 }  // namespace
 
-std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept {
-  // Two entries in different files can have the same mangled name (lambdas in same-named
-  // functions of anonymous namespaces). The entry's offset in its own object file tells them
-  // apart and is the same in every process running the program; it is only hashed, never used
-  // as an address.
+std::uint64_t program_key(const char* type_name, const void* code) noexcept {
   std::uint64_t key = fnv1a(type_name);
   Dl_info info{};
-  if (dladdr(reinterpret_cast<const void*>(fn), &info) != 0 && info.dli_fbase != nullptr) {
+  if (dladdr(code, &info) != 0 && info.dli_fbase != nullptr) {
     const auto offset =
-        reinterpret_cast<std::uintptr_t>(fn) - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+        reinterpret_cast<std::uintptr_t>(code) - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
     key ^= (static_cast<std::uint64_t>(offset) + 0x9e3779b97f4a7c15ULL) * 1099511628211ULL;
   }
+  return key;
+}
+
+std::uint64_t register_entry(const char* type_name, EntryFn fn) noexcept {
+  // Two entries in different files can have the same mangled name (lambdas in same-named
+  // functions of anonymous namespaces): the entry function's place tells them apart.
+  const std::uint64_t key = program_key(type_name, reinterpret_cast<const void*>(fn));
   EntryTable& table = entry_table();
   std::lock_guard lock(table.mu);
   auto [it, inserted] = table.entries.try_emplace(key, type_name, fn);
@@ -64,12 +69,16 @@ EntryFn find_entry(std::uint64_t key) noexcept {
   return it == table.entries.end() ? nullptr : it->second.second;
 }
 
+// Always in this order (entries, function table, exception types): none is taken while holding a
+// later one, so the guard cannot deadlock with a thread that uses one table.
 ForkGuard::ForkGuard() {
   entry_table().mu.lock();
   lock_function_table();
+  lock_exception_types();
 }
 
 ForkGuard::~ForkGuard() {
+  unlock_exception_types();
   unlock_function_table();
   entry_table().mu.unlock();
 }

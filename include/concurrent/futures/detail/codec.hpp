@@ -461,7 +461,8 @@ struct Codec<std::chrono::duration<Rep, Period>> {
 // Encodes the exception in `error`: its type (when it is one that can be rebuilt), demangled
 // type name and what().
 void write_exception(Writer& w, const std::exception_ptr& error);
-// Rebuilds it: the same type for <stdexcept>, std::bad_alloc and cf's errors; RemoteError else.
+// Rebuilds it: the same type for <stdexcept>, std::bad_alloc, cf's errors and the types registered
+// with cf::register_exception (exception_transport.hpp); RemoteError else.
 std::exception_ptr read_exception(Reader& r);
 
 }  // namespace concurrent::futures::detail::codec
