@@ -1,5 +1,5 @@
 // Function pointers sent to a ProcessPoolExecutor by a program that was stripped after linking
-// (API.md 4.2, "Transportable callables"; issue 12). tests/CMakeLists.txt builds this program,
+// (docs/reference.md §4.2, "What may cross into a worker"). tests/CMakeLists.txt builds this program,
 // makes a stripped copy, and runs both with each start method:
 //
 //   stripped_program <fork|forkserver|spawn> [--stripped]
