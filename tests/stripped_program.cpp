@@ -1,6 +1,6 @@
 // Function pointers sent to a ProcessPoolExecutor by a program that was stripped after linking
-// (docs/reference.md §4.2, "What may cross into a worker"). tests/CMakeLists.txt builds this program,
-// makes a stripped copy, and runs both with each start method:
+// (docs/reference.md §4.2, "What may cross into a worker"). tests/CMakeLists.txt builds this
+// program, makes a stripped copy, and runs both with each start method:
 //
 //   stripped_program <fork|forkserver|spawn> [--stripped]
 //
