@@ -6,8 +6,9 @@
 /// can corrupt nothing shared. One dispatcher thread in the parent owns every worker: it hands
 /// tasks out, reads replies, completes futures (their callbacks run in that thread, as in
 /// CPython), and learns of deaths from events (pidfd, the fork server's report, channel
-/// end-of-stream), never by polling. A map's results are decoded by the thread that iterates the
-/// map, chunk by chunk as it reaches them.
+/// end-of-stream), never by polling. A map chunk's results are decoded by the thread that
+/// iterates the map when that thread is waiting for the chunk, and by the dispatcher thread on
+/// arrival otherwise.
 ///
 /// Scheduling, and what cancel() can reach: a task's future is `running` from the moment the task
 /// is handed to a worker; until then it waits in the pool's queue and cancel() succeeds. A worker
