@@ -142,6 +142,51 @@ static_assert(bw::why<Private>() == bw::Why::opaque);
 static_assert(bw::why<std::string>() == bw::Why::not_trivially_copyable);
 static_assert(bw::why<Big>() == bw::Why::too_many_fields);
 
+// Fields of class type built through their own converting constructor, unions inside a struct
+// and anonymous unions are found too; a 64x64 matrix (4096 fields) and __int128 are allowed.
+union Slot {
+  long n;
+  const char* text;
+};
+struct WithVariantPointer {
+  std::variant<int, int*> v;
+};
+struct WithReferenceWrapper {
+  std::reference_wrapper<int> r;
+};
+struct WithOptionalVariant {
+  std::optional<std::variant<int, const char*>> o;
+};
+struct WithUnion {
+  int a;
+  Slot s;
+};
+struct WithAnonymousUnion {
+  int kind;
+  union {
+    int i;
+    float f;
+  };
+  const char* label;
+};
+struct Matrix {
+  double m[64][64];
+};
+struct Mixed {
+  int a;
+  std::variant<int, float> v;
+  std::optional<int> o;
+  double d[3];
+  unsigned bits : 3;
+};
+__extension__ typedef __int128 Wide;  // not arithmetic under strict -std=c++20, yet no address
+static_assert(bw::why<WithVariantPointer>() == bw::Why::class_member);
+static_assert(!bw::allowed_v<WithReferenceWrapper>);
+static_assert(!bw::allowed_v<WithOptionalVariant>);
+static_assert(bw::why<WithUnion>() == bw::Why::class_member);
+static_assert(!bw::allowed_v<WithAnonymousUnion>);
+static_assert(bw::allowed_v<Matrix> && bw::allowed_v<Mixed> && bw::allowed_v<Wide>);
+
 // Values: the codec's rule is the bytewise one for trivially copyable types.
 static_assert(cf::detail::codec::serializable_v<Nested>);
 static_assert(!cf::detail::codec::serializable_v<WithPointer>);

@@ -100,7 +100,11 @@ class ProcessPoolExecutor : public Executor {
     using R = std::invoke_result_t<Fn, std::decay_t<Args>...>;
     if constexpr (!detail::remotable_v<R, Fn, std::decay_t<Args>...>) {
       detail::checks::require_remotable<R, Fn, std::decay_t<Args>...>();  // names what is refused
-      return Future<R>();
+      // Reached only if no check above fired (a gap in them): a failed future, never a hang.
+      Future<R> refused;
+      refused.set_exception(std::make_exception_ptr(
+          SerializationError(detail::why_not_remotable<R, Fn, std::decay_t<Args>...>())));
+      return refused;
     } else {
       // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
       check_open();

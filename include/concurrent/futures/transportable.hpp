@@ -22,10 +22,12 @@
 ///   and any struct or container holding one. Send `std::string` for text, `std::vector` for
 ///   arrays, and the value itself for a reference.
 /// - **String literals**: a `const char*` argument of submit is sent as the string it points to;
-///   the function in the worker gets a `const char*` to its own copy.
+///   the function in the worker gets a `const char*` to its own copy. Anywhere else (results,
+///   map items, values bound by cf::partial) a `const char*` is a pointer, and refused.
 /// - **Callables**: function pointers; lambdas without captures (and other empty function
-///   objects); aggregate function objects whose members pass the value rule above; function
-///   objects with cereal functions; and `cf::partial(fn, values...)`. **A lambda with captures
+///   objects); aggregate function objects whose fields may all be copied bytewise (the struct
+///   rule above); function objects with cereal functions; and `cf::partial(fn, values...)`, whose
+///   bound values may be any of the values above. **A lambda with captures
 ///   is refused**: the library cannot see what it captured, and a capture by reference (`[&x]`)
 ///   would read this process's address in the worker. Pass the values as arguments instead
 ///   (`submit(fn, x, y)`), or bind them with `cf::partial`, which works with map too.

@@ -39,8 +39,10 @@ enum class Why : unsigned char {
   union_type,
   reference_member,  // an aggregate that is not copy-assignable: a reference or const member
   too_many_fields,
-  member,  // an aggregate with a member that may not: the member is named by report()
-  opaque,  // a trivially copyable non-aggregate: private members or constructors
+  member,        // an aggregate with a member that may not: the member is named by report()
+  class_member,  // the same, found by RefusedClass (a member built through its own constructor)
+  uncounted,     // an aggregate with a field the probes cannot reach (an anonymous union)
+  opaque,        // a trivially copyable non-aggregate: private members or constructors
 };
 
 template <class T>
@@ -57,6 +59,18 @@ template <class T>
 inline constexpr bool is_reference_wrapper_v = false;
 template <class T>
 inline constexpr bool is_reference_wrapper_v<std::reference_wrapper<T>> = true;
+
+// __int128 is not arithmetic under strict -std=c++20, but holds no address.
+template <class T>
+inline constexpr bool is_int128_v = false;
+#ifdef __SIZEOF_INT128__
+__extension__ typedef __int128 int128_t;            // NOLINT(modernize-use-using): __extension__
+__extension__ typedef unsigned __int128 uint128_t;  // NOLINT(modernize-use-using)
+template <>
+inline constexpr bool is_int128_v<int128_t> = true;
+template <>
+inline constexpr bool is_int128_v<uint128_t> = true;
+#endif
 
 // More fields than this in one aggregate (counting each element of its C arrays) are not checked.
 inline constexpr std::size_t kMaxFields = 4096;
@@ -78,11 +92,30 @@ struct AnyField {
   operator U&() const noexcept;  // NOLINT(google-explicit-constructor): converts on purpose
 };
 
+// By value: a reference member (std::reference_wrapper's constructor wants an lvalue) cannot be
+// initialized from it.
 struct SafeField {
   template <class U>
-  requires(Field<U>&& allowed_v<U>) operator U&()
+  requires(Field<U>&& allowed_v<U>) operator U()
       const noexcept;  // NOLINT(google-explicit-constructor)
 };
+
+// Converts only to the class fields that may not be copied. A field of class type can also be
+// initialized through its own converting constructor (std::variant<int, int*> from a probe that
+// converts to int), which SafeField cannot prevent; this probe, put at one position at a time,
+// finds such fields: nothing but a refused class type can be initialized from it.
+template <class U>
+concept RefusedClassField = Field<U> &&(std::is_class_v<U> || std::is_union_v<U>)&&!allowed_v<U>;
+
+struct RefusedClass {
+  template <class U>
+  requires RefusedClassField<U>
+  operator U() const noexcept;  // NOLINT(google-explicit-constructor)
+};
+
+// Above this many fields the position-by-position search is not made (its cost grows as the
+// square): such a struct's class fields are checked by SafeField alone.
+inline constexpr std::size_t kMaxFieldsSearched = 256;
 
 template <class T, class Probe, std::size_t N>
 constexpr bool brace_initializable() {
@@ -108,12 +141,50 @@ constexpr std::size_t search_fields() {
 template <class T, std::size_t N = 1>
 constexpr std::size_t field_count() {
   if constexpr (N > kMaxFields) {
-    return kMaxFields + 1;
+    if constexpr (brace_initializable<T, AnyField, kMaxFields>()) {
+      return brace_initializable<T, AnyField, kMaxFields + 1>() ? kMaxFields + 1 : kMaxFields;
+    } else {
+      return search_fields<T, N / 2, kMaxFields>();
+    }
   } else if constexpr (brace_initializable<T, AnyField, N>()) {
     return field_count<T, N * 2>();
   } else {
     return search_fields<T, N / 2, N>();
   }
+}
+
+// Whether T{AnyField x K, probe, AnyField x (N - K - 1)} is valid: the field at K takes the probe.
+template <class T, class Probe, std::size_t N, std::size_t K>
+constexpr bool field_takes() {
+  return []<std::size_t... I>(std::index_sequence<I...>) {
+    return requires { T{(void(I), std::conditional_t<I == K, Probe, AnyField>{})...}; };
+  }
+  (std::make_index_sequence<N>{});
+}
+
+// The first field of T (of N) that is a refused class type, or N.
+template <class T, std::size_t N>
+constexpr std::size_t first_refused_class_field() {
+  if constexpr (N > kMaxFieldsSearched) {
+    return N;
+  } else {
+    return []<std::size_t... K>(std::index_sequence<K...>) {
+      std::size_t first = N;
+      ((first = first == N && field_takes<T, RefusedClass, N, K>() ? K : first), ...);
+      return first;
+    }
+    (std::make_index_sequence<N>{});
+  }
+}
+
+// Whether T takes one more initializer than its counted fields: a field no probe converts to
+// (with GCC, an anonymous union), so the count stopped before it.
+template <class T, std::size_t N>
+constexpr bool has_uncounted_field() {
+  return []<std::size_t... I>(std::index_sequence<I...>) {
+    return requires { T{(void(I), AnyField{})..., {}}; };
+  }
+  (std::make_index_sequence<N>{});
 }
 
 template <class T>
@@ -124,10 +195,14 @@ constexpr Why aggregate_why() {
     constexpr std::size_t n = field_count<T>();
     if constexpr (n > kMaxFields) {
       return Why::too_many_fields;
-    } else if constexpr (brace_initializable<T, SafeField, n>()) {
-      return Why::ok;
-    } else {
+    } else if constexpr (n == 0 || has_uncounted_field<T, n>()) {
+      return Why::uncounted;
+    } else if constexpr (!brace_initializable<T, SafeField, n>()) {
       return Why::member;
+    } else if constexpr (first_refused_class_field<T, n>() < n) {
+      return Why::class_member;
+    } else {
+      return Why::ok;
     }
   }
 }
@@ -184,7 +259,8 @@ constexpr Why why() {
     return Why::pointer;
   } else if constexpr (std::is_member_pointer_v<T>) {
     return Why::member_pointer;
-  } else if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T> || std::is_null_pointer_v<T>) {
+  } else if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T> || std::is_null_pointer_v<T> ||
+                       is_int128_v<T>) {
     return Why::ok;
   } else if constexpr (std::is_array_v<T>) {
     return why<std::remove_cv_t<std::remove_all_extents_t<T>>>();
@@ -237,9 +313,30 @@ void report_fields() {
   each(std::make_index_sequence<field_count<T>()>{});
 }
 
+// Converts only to refused class fields, reporting them (see RefusedClass).
+struct ReportingClassField {
+  template <class U>
+  requires RefusedClassField<U>
+  operator U() const noexcept {  // NOLINT
+    report<std::remove_cv_t<U>>();
+    return *reinterpret_cast<const U*>(this);  // never runs
+  }
+};
+
+template <class T>
+void report_class_field() {
+  constexpr std::size_t n = field_count<T>();
+  constexpr std::size_t k = first_refused_class_field<T, n>();
+  [[maybe_unused]] const auto at = []<std::size_t... I>(std::index_sequence<I...>) {
+    [[maybe_unused]] T t{
+        (void(I), std::conditional_t<I == k, ReportingClassField, ReportingField>{})...};
+  };
+  at(std::make_index_sequence<n>{});
+}
+
 template <class... Ts>
 void report_first() {
-  bool found = false;
+  [[maybe_unused]] bool found = false;
   ((found =
         found ||
         (why<std::remove_cv_t<Ts>>() != Why::ok ? (report<std::remove_cv_t<Ts>>(), true) : false)),
@@ -317,6 +414,14 @@ void report() {
                   "worker\"");
   } else if constexpr (w == Why::member) {
     report_fields<T>();  // the refused field's own message, with its type
+  } else if constexpr (w == Why::class_member) {
+    report_class_field<T>();  // the same, for a field built through its own constructor
+  } else if constexpr (w == Why::uncounted) {
+    static_assert(always_false_v<T>,
+                  "cfutures: this struct has a field the library cannot check (an anonymous "
+                  "union?), so it is not copied to a worker process bytewise. Give it a cereal "
+                  "serialize() or declare it with cf::bytewise_transportable. See "
+                  "docs/reference.md, \"What may cross into a worker\"");
   } else {
     static_assert(always_false_v<T>,
                   "cfutures: the library cannot see inside this type (private members or "

@@ -28,7 +28,7 @@ void report_value();
 // The first of Ts that cannot be sent, reported.
 template <class... Ts>
 void report_first_value() {
-  bool found = false;
+  [[maybe_unused]] bool found = false;
   ((found = found ||
             (!codec::serializable_v<Ts> ? (report_value<std::remove_cv_t<Ts>>(), true) : false)),
    ...);
@@ -122,6 +122,11 @@ template <class F, class... Bound>
 void Container<Partial<F, Bound...>>::report() {
   report_callable<F>();
   report_first_value<Bound...>();
+  static_assert(std::is_default_constructible_v<F> && std::is_move_assignable_v<F>,
+                "cfutures: cf::partial sends its callable only if the callable can be rebuilt in "
+                "the worker: default-constructible and move-assignable (a function pointer, a "
+                "lambda without captures, an aggregate function object). See docs/reference.md, "
+                "\"What may cross into a worker\"");
 }
 
 template <class A>
