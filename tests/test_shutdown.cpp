@@ -155,7 +155,7 @@ TYPED_TEST(ShutdownTest, SubmitsRacingShutdownEitherRunOrThrowShutdownError) {
   std::atomic<int> accepted_count{0};
   std::atomic<int> refused{0};
   run_bounded("submits racing shutdown", [&] {
-    std::vector<std::jthread> submitters;
+    std::vector<std::thread> submitters;
     for (int t = 0; t < kSubmitters; ++t) {
       submitters.emplace_back([&, t] {
         for (int i = 0; i < kEach; ++i) {
@@ -177,6 +177,7 @@ TYPED_TEST(ShutdownTest, SubmitsRacingShutdownEitherRunOrThrowShutdownError) {
       std::this_thread::yield();
     }
     ex->shutdown();
+    for (std::thread& t : submitters) t.join();
   });
   EXPECT_EQ(static_cast<int>(accepted.size()) + refused.load(), kSubmitters * kEach);
   for (const auto& [x, f] : accepted) {
