@@ -44,28 +44,24 @@ std::size_t format_size(std::uint8_t encoding) {
 
 // A value in a fixed-size format (format_size(encoding) != 0), signed ones sign-extended. An
 // udata8 beyond 2^63 wraps: no object spans that much, so order within one table is kept.
+// One T from p (unaligned), widened.
+template <class T>
+std::int64_t load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return static_cast<std::int64_t>(v);
+}
+
 std::int64_t read_value(const std::byte* p, std::uint8_t encoding) {
   switch (encoding & kFormatMask) {
-    case kUdata2: {
-      std::uint16_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case kSdata2: {
-      std::int16_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case kUdata4: {
-      std::uint32_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case kSdata4: {
-      std::int32_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
+    case kUdata2:
+      return load<std::uint16_t>(p);
+    case kSdata2:
+      return load<std::int16_t>(p);
+    case kUdata4:
+      return load<std::uint32_t>(p);
+    case kSdata4:
+      return load<std::int32_t>(p);
     default: {  // absptr (on a 64-bit target), udata8, sdata8
       std::uint64_t v = 0;
       std::memcpy(&v, p, format_size(encoding));
