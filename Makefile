@@ -2,6 +2,7 @@
 # is a short, fixed sequence of `cmake --preset`, `cmake --build --preset` and `ctest --preset`.
 #
 #   make demo                      install the demo's deps, build it (release) and run it
+#   make demo-mpi                  the same with an MPI pool column, under mpiexec -n 3
 #   make test                      release tests, then the sanitizer suites in $(SANITIZERS)
 #   make test SANITIZERS="tsan asan"
 #   make bench                     build the benchmarks (release), run them, draw bench/plots/*.png
@@ -35,10 +36,10 @@ BENCH_PLOTS = $(if $(findstring --quick,$(BENCH_ARGS)),$(BENCH_OUT)/plots,bench/
 DOCS_DIR := $(BUILD_DIR)/docs
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
-.PHONY: help deps build demo test bench bench-compare docs format format-check clean
+.PHONY: help deps build demo demo-mpi test bench bench-compare docs format format-check clean
 
 help:
-	@sed -n '4,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,19p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
@@ -59,6 +60,13 @@ demo: deps-demo
 	cmake --preset release -DCFUTURES_BUILD_TESTS=OFF
 	cmake --build --preset release -j $(JOBS) --target cfutures_demo
 	./$(RELEASE_BIN)/cfutures_demo
+
+# The demo with an MPI pool column: rank 0 runs the table, ranks 1 and 2 are the MPI workers.
+MPIEXEC_FLAGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+demo-mpi: deps-mpi
+	cmake --preset release -DCFUTURES_BUILD_TESTS=OFF
+	cmake --build --preset release -j $(JOBS) --target cfutures_demo_mpi
+	mpiexec $(MPIEXEC_FLAGS) -n 3 ./$(RELEASE_BIN)/cfutures_demo_mpi --workers 2
 
 # Configure, build and run the tests of one preset. CTest's output is kept in
 # build/<preset>/ctest.log (and JUnit XML in build/<preset>/junit.xml) for the summary below.

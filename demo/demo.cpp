@@ -10,6 +10,9 @@
 // In Python the thread pool is no faster than serial for (a)-(c), as the GIL lets one thread
 // compute at a time; only (d) gains. C++ threads run in parallel, so all four should.
 //
+// cfutures_demo_mpi is the same program with an MPI pool column, run by `make demo-mpi` as
+// `mpiexec -n 3`: rank 0 runs the table, the two other ranks are the MPI pool's workers.
+//
 // Each workload is written twice: a plain serial loop, and against cf::Executor& so that it
 // runs unchanged on every executor in kExecutors (one table column each). Every run returns a
 // check (a short text of its results) that must equal the serial one.
@@ -35,6 +38,9 @@
 #include <CLI/CLI.hpp>
 
 #include <concurrent/futures.hpp>
+#ifdef CFUTURES_DEMO_MPI
+#include <concurrent/futures/mpi.hpp>
+#endif
 
 #include "seeds.hpp"
 
@@ -177,6 +183,11 @@ const std::vector<ExecutorKind> kExecutors = {
      [](std::size_t max_workers) {
        return std::make_unique<cf::ProcessPoolExecutor>(max_workers);
      }},
+#ifdef CFUTURES_DEMO_MPI
+    // cfutures_demo_mpi under `mpiexec -n <workers + 1>`: the other ranks are the workers.
+    {"MPI pool",
+     [](std::size_t max_workers) { return std::make_unique<cf::MPIPoolExecutor>(max_workers); }},
+#endif
 };
 
 // --- Running and timing ------------------------------------------------------------------------
@@ -266,6 +277,9 @@ void print_table(const std::vector<Row>& rows) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef CFUTURES_DEMO_MPI
+  cf::mpi::serve_if_worker(argc, argv);  // ranks other than 0 serve the MPI pool from here
+#endif
   cf::serve_if_worker(argc, argv);  // for ProcessPoolExecutor's spawn start method
   CLI::App app{
       "Repeats the experiments of the concurrent.futures blog posts in C++ and prints "

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages one task of cfutures needs, or all of them:
 #
-#   install-deps.sh [--dry-run] [demo|test|bench|docs|format|all]...
+#   install-deps.sh [--dry-run] [demo|mpi|test|bench|docs|format|all]...
 #
 #   demo    build and run the demonstration (make demo): the toolchain, cereal, CLI11
+#   mpi     the MPI component and its demo (make demo-mpi): adds Open MPI
 #   test    build everything the release preset builds and run the suites, with GCC and Clang
-#           (make test, make check-<preset>): adds GoogleTest and Clang; gnuplot for the test
-#           that draws the benchmark charts
+#           (make test, make check-<preset>): adds GoogleTest, Clang and Open MPI (the MPI
+#           tests run under mpiexec); gnuplot for the test that draws the benchmark charts
 #   bench   build and run the benchmarks and draw their charts (make bench): adds Google
-#           Benchmark, the anchors (Boost.Asio, oneTBB), CPython's pools (python3-joblib), gnuplot
+#           Benchmark, the anchors (Boost.Asio, oneTBB), CPython's pools (python3-joblib),
+#           mpi4py (python3-mpi4py), gnuplot
 #   docs    the API reference (make docs): Doxygen
 #   format  make format-check: clang-format
 #   all     every group (the default, with no group named)
@@ -21,24 +23,29 @@ set -euo pipefail
 # What configuring and building the library needs, whatever the task.
 toolchain=(cmake ninja-build make g++ libcereal-dev)
 
+# Open MPI: the library and headers, and mpiexec.
+mpi=(libopenmpi-dev openmpi-bin)
+
 # Appends the packages of one group to `wanted`. Every make target that builds configures the whole
 # release tree, so each group names what the tree's parts need: CLI11 for the demo, always;
 # GoogleTest for the tests, except in the demo's group (`make demo` configures without the tests).
 add_group() {
   case "$1" in
     demo) wanted+=("${toolchain[@]}" libcli11-dev) ;;
+    mpi) wanted+=("${toolchain[@]}" libcli11-dev "${mpi[@]}") ;;
     test) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev clang libclang-rt-14-dev
-                   gnuplot-nox fonts-dejavu-core) ;;
+                   "${mpi[@]}" gnuplot-nox fonts-dejavu-core) ;;
     bench) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-                    libboost-dev libtbb-dev python3 python3-joblib gnuplot-nox fonts-dejavu-core) ;;
+                    libboost-dev libtbb-dev python3 python3-joblib "${mpi[@]}" python3-mpi4py
+                    gnuplot-nox fonts-dejavu-core) ;;
     docs) wanted+=(doxygen) ;;
     format) wanted+=(clang-format) ;;
   esac
 }
-all_groups=(demo test bench docs format)
+all_groups=(demo mpi test bench docs format)
 
 usage() {
-  echo "usage: install-deps.sh [--dry-run] [demo|test|bench|docs|format|all]..." >&2
+  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|docs|format|all]..." >&2
   exit 2
 }
 
@@ -48,7 +55,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     all) groups+=("${all_groups[@]}") ;;
-    demo | test | bench | docs | format) groups+=("$arg") ;;
+    demo | mpi | test | bench | docs | format) groups+=("$arg") ;;
     *) usage ;;
   esac
 done

@@ -40,7 +40,7 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::check_open() const {
   std::lock_guard lock(mu_);
-  if (!broken_.empty()) throw BrokenProcessPool(broken_);
+  if (!broken_.empty()) std::rethrow_exception(broken(broken_));
   if (shutdown_) throw ShutdownError();
 }
 
@@ -71,7 +71,7 @@ void Dispatcher::submit(RemoteCallPtr call, codec::Buffer request) {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    if (!broken_.empty()) throw BrokenProcessPool(broken_);
+    if (!broken_.empty()) std::rethrow_exception(broken(broken_));
     if (shutdown_) throw ShutdownError();
     inbox_.push_back(Queued{std::move(call), std::move(request)});
     wake = std::exchange(sleeping_, false);
@@ -388,7 +388,7 @@ void Dispatcher::stop(Worker& w, StopSignal signal, Lifecycle why) {
 
 void Dispatcher::on_worker_id(WorkerId worker, int pid) {
   auto it = workers_.find(worker);
-  if (it == workers_.end() || it->second.pid > 0) return;
+  if (it == workers_.end() || it->second.pid >= 0) return;  // ids may be 0 (rank 0)
   it->second.pid = pid;
   std::lock_guard lock(mu_);
   pids_.push_back(pid);
@@ -512,9 +512,9 @@ void Dispatcher::on_death(WorkerId worker, const std::string& how) {
       return;
     case Lifecycle::stopped:
       for (InFlight& t : window) {
-        t.task.call->abandon(std::make_exception_ptr(BrokenProcessPool(
-            "the task's " + who(w) + " was stopped with " + signal_name(w.stop_signal) +
-            " by terminate_workers/kill_workers or a broken pool")));
+        t.task.call->abandon(broken("the task's " + who(w) + " was stopped with " +
+                                    signal_name(w.stop_signal) +
+                                    " by terminate_workers/kill_workers or a broken pool"));
       }
       return;
     case Lifecycle::exiting:
@@ -543,9 +543,9 @@ void Dispatcher::on_death(WorkerId worker, const std::string& how) {
   }
   // replace_worker: the running task fails, the ones queued behind it go to other workers.
   if (!window.empty()) {
-    window.front().task.call->abandon(std::make_exception_ptr(BrokenProcessPool(
-        "A process in the process pool was terminated abruptly while the future was running (" +
-        crash + ")")));
+    window.front().task.call->abandon(
+        broken(std::string(words().one_in_pool) +
+               " was terminated abruptly while the future was running (" + crash + ")"));
     window.pop_front();
   }
   requeue(std::move(window));
@@ -555,7 +555,7 @@ void Dispatcher::on_transport_failure(const std::string& why) { break_pool(why);
 
 void Dispatcher::fail_window(std::deque<InFlight>& window, const std::string& message) {
   for (InFlight& t : window) {
-    t.task.call->abandon(std::make_exception_ptr(BrokenProcessPool(message)));
+    t.task.call->abandon(broken(message));
   }
   window.clear();
 }
@@ -564,8 +564,13 @@ void Dispatcher::fail_window(std::deque<InFlight>& window, const std::string& me
 // followed): takes back what it has not started, so that it can start nothing more, and marks the
 // tasks it has. Those must not run again elsewhere (requeue_unstarted): a task runs at most once.
 void Dispatcher::close_claims(Worker& w) {
-  if (w.claims_closed || !transport_->can_take_back()) return;
+  if (w.claims_closed) return;
   w.claims_closed = true;
+  if (!transport_->can_take_back()) {
+    // Nothing tells which tasks it has started: count them all as started, so none runs twice.
+    for (InFlight& t : w.window) t.started = true;
+    return;
+  }
   const auto started = static_cast<std::size_t>(static_cast<std::uint32_t>(
       transport_->take_back(w.id) - static_cast<std::uint32_t>(w.replied)));
   for (std::size_t i = 0; i < std::min(started, w.window.size()); ++i) w.window[i].started = true;
@@ -578,8 +583,8 @@ void Dispatcher::requeue_unstarted(std::deque<InFlight> window,
   std::deque<InFlight> unstarted;
   for (InFlight& t : window) {
     if (t.started) {
-      t.task.call->abandon(std::make_exception_ptr(
-          BrokenProcessPool("the task had started when it was stopped: " + why_started_failed)));
+      t.task.call->abandon(
+          broken("the task had started when it was stopped: " + why_started_failed));
     } else {
       unstarted.push_back(std::move(t));
     }
@@ -601,12 +606,11 @@ void Dispatcher::break_pool(const std::string& why) {
   {
     std::lock_guard lock(mu_);
     if (!broken_.empty()) return;
-    broken_ =
-        "A child process terminated abruptly, the process pool is not usable anymore (" + why + ")";
-    broken_futures_message_ =
-        "A process in the process pool was terminated abruptly while the future was running or "
-        "pending (" +
-        why + ")";
+    broken_ = std::string(words().broken_pool) + " (" + why + ")";
+    broken_futures_message_ = std::string(words().one_in_pool) +
+                              " was terminated abruptly while the future was running or "
+                              "pending (" +
+                              why + ")";
     inbox.swap(inbox_);
   }
   for (Queued& q : inbox) pending_.push_back(std::move(q));
@@ -615,7 +619,7 @@ void Dispatcher::break_pool(const std::string& why) {
   std::deque<Queued> pending = std::move(pending_);
   pending_.clear();
   for (Queued& q : pending) {
-    q.call->abandon(std::make_exception_ptr(BrokenProcessPool(broken_futures_message_)));
+    q.call->abandon(broken(broken_futures_message_));
   }
   for (auto& [id, w] : workers_) fail_window(w.window, broken_futures_message_);
   stop_all(StopSignal::kill);
@@ -623,6 +627,22 @@ void Dispatcher::break_pool(const std::string& why) {
 
 void Dispatcher::stop_all(StopSignal signal) {
   for (auto& [id, w] : workers_) stop(w, signal, Lifecycle::stopped);
+}
+
+Dispatcher::Words Dispatcher::words() const {
+  if (options_.kind == PoolKind::mpi_ranks) {
+    return {"An MPI worker rank ended abruptly, the MPI pool is not usable anymore",
+            "An MPI worker rank of the pool"};
+  }
+  return {"A child process terminated abruptly, the process pool is not usable anymore",
+          "A process in the process pool"};
+}
+
+std::exception_ptr Dispatcher::broken(const std::string& message) const {
+  if (options_.kind == PoolKind::mpi_ranks) {
+    return std::make_exception_ptr(BrokenExecutor(message));
+  }
+  return std::make_exception_ptr(BrokenProcessPool(message));
 }
 
 // --- deadlines

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <future>
 #include <map>
 #include <memory>
@@ -40,7 +41,14 @@
 
 namespace concurrent::futures::detail::remote {
 
+// Who the workers are, for the words of a broken pool and its exception type.
+enum class PoolKind {
+  processes,  // BrokenProcessPool
+  mpi_ranks,  // BrokenExecutor
+};
+
 struct DispatcherOptions {
+  PoolKind kind = PoolKind::processes;
   std::size_t max_workers = 1;
   std::size_t max_tasks_per_child = 0;  // 0: unlimited
   std::optional<std::chrono::nanoseconds> task_timeout;
@@ -171,7 +179,14 @@ class Dispatcher final : private TransportEvents {
 
   std::optional<std::chrono::milliseconds> next_timeout() const;
   void check_deadlines();
-  std::string who(const Worker& w) const { return "worker " + std::to_string(w.pid); }
+  std::string who(const Worker& w) const { return transport_->worker_name(w.pid); }
+  struct Words {
+    const char* broken_pool;  // "..., the pool is not usable anymore"
+    const char* one_in_pool;  // "<a worker> of the pool"
+  };
+  Words words() const;
+  // The exception of a broken pool, or of a task whose worker was lost, of the pool's kind.
+  std::exception_ptr broken(const std::string& message) const;
 
   const DispatcherOptions options_;
   const std::unique_ptr<Transport> transport_;

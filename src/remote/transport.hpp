@@ -109,6 +109,8 @@ class Transport {
   virtual bool can_restart() const noexcept = 0;
   // The largest payload one message holds.
   virtual std::size_t max_payload() const noexcept = 0;
+  // How messages name a worker, by the id it reported (a pid, or a rank).
+  virtual std::string worker_name(int id) const { return "worker " + std::to_string(id); }
   // What to tell a user whose worker died before saying hello (spawn: call serve_if_worker);
   // empty when nothing more can be said.
   virtual std::string advice_for_silent_death() const { return {}; }

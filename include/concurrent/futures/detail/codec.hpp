@@ -90,6 +90,13 @@ class Buffer {
     if (n > 0) std::memcpy(data_ + size_, bytes, n);
     size_ += n;
   }
+  // Adds n bytes to be filled in place (a receive straight into the buffer); returns where.
+  std::byte* extend(std::size_t n) {
+    if (size_ + n > capacity_) grow(size_ + n);
+    std::byte* at = data_ + size_;
+    size_ += n;
+    return at;
+  }
   void clear() noexcept { size_ = 0; }
   // Drops what was written after the first n bytes.
   void truncate(std::size_t n) noexcept {

@@ -1,0 +1,126 @@
+// How a client rank and a worker rank talk: protocol messages (remote/protocol.hpp) as MPI
+// messages, and beside them a TCP connection, the doorbell, that lets an idle side sleep.
+//
+// Open MPI's receives spin: an idle rank waiting in MPI_Recv burns a core. So each side spins on
+// MPI_Improbe only briefly after activity, then sleeps in poll() on its doorbell. Whoever sends
+// MPI messages writes one byte per message to the peer's doorbell after starting the send; a
+// sleeper wakes, and keeps probing until it has received as many messages as bytes (a byte may
+// arrive before its message is visible to a probe). The doorbell also tells of a death: the
+// kernel closes the connection of a process that ends, however it ends.
+//
+// Wire: a protocol message is one MPI message, its Header then its payload; a payload larger
+// than kInlinePayload follows its header in messages of its own of at most 1 GiB each, sent from
+// and received into contiguous memory (so Open MPI moves them with a single copy between
+// processes of one host, and no int count limits their size).
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "concurrent/futures/detail/codec.hpp"
+#include "system.hpp"
+
+namespace concurrent::futures::detail::mpi {
+
+// The transport's own message types, beside remote::MessageType (which stay under 100).
+enum class Control : std::uint8_t {
+  open = 100,    // client -> worker: a pool's session starts (Header::session); answer hello
+  left = 101,    // worker -> client: the session is over for this worker (after exit)
+  finish = 102,  // client -> worker: serve no more; finalize MPI and end the process
+};
+
+struct Header {
+  std::uint8_t type = 0;
+  std::uint8_t separate = 0;  // 1: the payload follows in messages of its own (`size` bytes)
+  std::uint8_t reserved[2] = {};
+  std::uint32_t session = 0;  // the pool it belongs to; other sessions' messages are dropped
+  std::uint64_t id = 0;
+  std::uint64_t size = 0;
+};
+static_assert(sizeof(Header) == 24);
+
+// Tags: a client sends to a worker (which serves one pool at a time) with kTagToWorker; a worker
+// replies with its session's tag, so that pools sharing a communicator (static ranks) each
+// receive only their own workers' messages.
+inline constexpr int kTagSetup = 0x1001;
+inline constexpr int kTagToWorker = 0x1002;
+inline constexpr int tag_from_workers(std::uint32_t session) {
+  return 0x2000 + static_cast<int>(session % 0x4000);  // under 32767, MPI's least MPI_TAG_UB
+}
+// Payloads up to this size are copied next to their header and received through a scratch buffer.
+inline constexpr std::size_t kInlinePayload = 64 * 1024;
+
+// Throws std::runtime_error naming `what` and MPI's error string unless rc is MPI_SUCCESS.
+void check(int rc, const char* what);
+
+// An MPI send in progress and what it sends. Its address must not change until it is done.
+struct Send {
+  std::vector<MPI_Request> requests;
+  Header header;
+  codec::Buffer bytes;  // the header and a small payload, or a copy of a large one
+};
+
+// Starts sending a message. With `copy`, the payload is copied next to the header (small
+// payloads, or when the caller's buffer may go); otherwise the payload must outlive the send.
+void start_send(Send& send, MPI_Comm comm, int rank, int tag, Header header,
+                std::span<const std::byte> payload, bool copy);
+// Whether the send is done (then its resources are released).
+bool test_send(Send& send);
+void wait_send(Send& send);
+
+// A received message. Its payload is `view`, which points into `owned` for large payloads and
+// into the receiver's scratch buffer otherwise (valid until the next receive).
+struct Incoming {
+  Header header;
+  int source = -1;
+  std::span<const std::byte> view;
+  codec::Buffer owned;
+  bool is_owned = false;
+};
+
+// Receives the next message from `source` (or any) with `tag` if one has arrived.
+std::optional<Incoming> try_receive(MPI_Comm comm, int source, int tag, codec::Buffer& scratch);
+
+// --- the doorbell ------------------------------------------------------------------------------
+
+// The client's end: a listening TCP socket, and the addresses at which workers can reach it.
+class Listener {
+ public:
+  Listener();
+  // "nonce|ip,ip,...|port": every IPv4 address of this host, loopback last.
+  const std::string& address() const noexcept { return address_; }
+  // Accepts connections until `count` workers have said who they are; returns them by the rank
+  // each named. Throws std::runtime_error after `timeout`.
+  std::vector<std::pair<int, UniqueFd>> accept(std::size_t count,
+                                               std::chrono::milliseconds timeout);
+
+ private:
+  UniqueFd fd_;
+  std::uint64_t nonce_ = 0;
+  std::string address_;
+};
+
+// The worker's end: connects to the client at `address` (Listener::address) and names itself.
+UniqueFd connect_doorbell(const std::string& address, int rank);
+
+// Rings: one byte per message sent. Never blocks (a full socket has bytes enough to wake the
+// reader). False when the peer is gone.
+bool ring(int fd, std::size_t messages) noexcept;
+
+// Reads what rang without blocking: adds the bytes to *rung; false at end of stream (the peer is
+// gone) or on an error.
+bool hear(int fd, std::int64_t* rung) noexcept;
+
+// Sends/receives a short setup string (the listener's address) with kTagSetup. The receive waits
+// without spinning a core for long (the sender is normally there at once).
+void send_setup(MPI_Comm comm, int rank, const std::string& text);
+std::string receive_setup(MPI_Comm comm, int rank);
+
+}  // namespace concurrent::futures::detail::mpi

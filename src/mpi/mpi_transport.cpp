@@ -1,0 +1,298 @@
+#include "mpi/mpi_transport.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <ctime>
+#include <vector>
+
+namespace concurrent::futures::detail::mpi {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Probing MPI this long after the last activity catches the next message of a stream without
+// a sleep and a wake-up; then the thread sleeps on the doorbells.
+constexpr auto kSpin = std::chrono::microseconds(100);
+// How long a death waits for the messages the dead rank had rung for.
+constexpr auto kLastWords = std::chrono::milliseconds(100);
+
+std::atomic<std::uint32_t> g_sessions{0};
+
+// Sends that could not be completed nor cancelled (to a dead rank): MPI may still read them.
+std::list<Send>* leaked_sends() {
+  static auto* leaked = new std::list<Send>;
+  return leaked;
+}
+
+}  // namespace
+
+MpiTransport::MpiTransport(std::unique_ptr<Ranks> ranks) : ranks_(std::move(ranks)) {}
+
+MpiTransport::~MpiTransport() { close(); }
+
+void MpiTransport::open(remote::TransportEvents& events) {
+  events_ = &events;
+  wake_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_) throw_errno("eventfd");
+  ranks_->open();
+  do {
+    session_ = ++g_sessions;
+  } while (session_ == 0);
+}
+
+void MpiTransport::launch(remote::WorkerId worker) {
+  const auto& members = ranks_->members();
+  while (launched_ < members.size() && members[launched_]->dead) ++launched_;
+  if (launched_ >= members.size()) {
+    throw std::runtime_error("no MPI worker rank is left to start (a rank cannot be replaced)");
+  }
+  Member* m = members[launched_++];
+  Worker& w = workers_[worker];
+  w.member = m;
+  by_rank_[m->rank] = worker;
+  events_->on_worker_id(worker, m->rank);
+  post(worker, w, static_cast<std::uint8_t>(Control::open), 0, {});
+}
+
+void MpiTransport::post(remote::WorkerId, Worker& w, std::uint8_t type, std::uint64_t id,
+                        std::span<const std::byte> payload) {
+  if (!w.reading) return;
+  sends_.emplace_back();
+  start_send(sends_.back(), ranks_->comm(), w.member->rank, kTagToWorker,
+             Header{.type = type, .session = session_, .id = id}, payload, /*copy=*/true);
+  ++w.unrung;
+  last_activity_ = Clock::now();
+}
+
+void MpiTransport::send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id,
+                        const codec::Buffer& payload) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  post(worker, it->second, static_cast<std::uint8_t>(type), id, {payload.data(), payload.size()});
+}
+
+void MpiTransport::send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  post(worker, it->second, static_cast<std::uint8_t>(type), id, {});
+}
+
+void MpiTransport::stop(remote::WorkerId worker, remote::StopSignal) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || it->second.stopped) return;
+  // A rank cannot be killed: it leaves after the tasks it was sent, whose replies are dropped.
+  it->second.stopped = true;
+  post(worker, it->second, static_cast<std::uint8_t>(remote::MessageType::exit), 0, {});
+  flush();
+}
+
+void MpiTransport::flush() {
+  for (auto& [id, w] : workers_) {
+    if (w.unrung == 0) continue;
+    if (w.reading) ring(w.member->doorbell.get(), w.unrung);
+    w.unrung = 0;
+  }
+  progress_sends();
+}
+
+bool MpiTransport::progress_sends() {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    it = test_send(*it) ? sends_.erase(it) : std::next(it);
+  }
+  return !sends_.empty();
+}
+
+bool MpiTransport::receive_all() {
+  bool any = false;
+  while (std::optional<Incoming> in =
+             try_receive(ranks_->comm(), MPI_ANY_SOURCE, tag_from_workers(session_), scratch_)) {
+    deliver(*in);
+    any = true;
+  }
+  return any;
+}
+
+void MpiTransport::deliver(Incoming& in) {
+  auto at = by_rank_.find(in.source);
+  if (at == by_rank_.end()) return;  // a rank that has left this pool
+  const remote::WorkerId id = at->second;
+  Worker& w = workers_.at(id);
+  --w.member->expected;
+  if (in.header.session != session_) return;  // an earlier pool's
+  if (in.header.type == static_cast<std::uint8_t>(Control::left)) {
+    gone(id, w, "left the pool");
+    return;
+  }
+  if (w.stopped || !w.reading) return;
+  const auto type = static_cast<remote::MessageType>(in.header.type);
+  if (in.is_owned) {
+    remote::Message message(type, in.header.id, std::move(in.owned));
+    events_->on_message(id, message);
+  } else {
+    remote::Message message(type, in.header.id, in.view);
+    events_->on_message(id, message);
+  }
+}
+
+void MpiTransport::gone(remote::WorkerId worker, Worker& w, const std::string& how) {
+  if (!w.reading) return;
+  w.reading = false;
+  by_rank_.erase(w.member->rank);
+  events_->on_stream_end(worker, "");
+  events_->on_death(worker, how);
+}
+
+// Hears every doorbell (and the wake-up eventfd), sleeping up to `timeout` (nullopt: no limit)
+// when nothing rang. Returns whether anything did.
+bool MpiTransport::listen_doorbells(int timeout_us) {
+  std::vector<pollfd> fds;
+  std::vector<remote::WorkerId> ids;
+  fds.push_back({wake_fd_.get(), POLLIN, 0});
+  for (auto& [id, w] : workers_) {
+    if (!w.reading) continue;
+    fds.push_back({w.member->doorbell.get(), POLLIN, 0});
+    ids.push_back(id);
+  }
+  timespec limit{};
+  if (timeout_us >= 0) {
+    limit.tv_sec = timeout_us / 1'000'000;
+    limit.tv_nsec = static_cast<long>(timeout_us % 1'000'000) * 1000;
+  }
+  const int ready = ::ppoll(fds.data(), fds.size(), timeout_us >= 0 ? &limit : nullptr, nullptr);
+  if (ready <= 0) return false;
+  bool rang = false;
+  if (fds[0].revents != 0) {
+    std::uint64_t count = 0;
+    while (::read(wake_fd_.get(), &count, sizeof(count)) > 0) {
+    }
+    rang = true;
+  }
+  for (std::size_t i = 1; i < fds.size(); ++i) {
+    if (fds[i].revents == 0) continue;
+    rang = true;
+    const remote::WorkerId id = ids[i - 1];
+    auto it = workers_.find(id);
+    if (it == workers_.end() || !it->second.reading) continue;
+    Worker& w = it->second;
+    if (hear(w.member->doorbell.get(), &w.member->expected)) continue;
+    // Its process ended. First the messages it had rung for (they may still be in flight).
+    const auto until = Clock::now() + kLastWords;
+    while (w.reading && w.member->expected > 0 && Clock::now() < until) {
+      if (std::optional<Incoming> in =
+              try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_)) {
+        deliver(*in);
+      }
+    }
+    if (!w.reading) continue;  // it had left: its connection closed after
+    w.member->dead = true;
+    gone(id, w, "ended: its process exited or was killed (its connection closed)");
+  }
+  return rang;
+}
+
+void MpiTransport::wait(std::optional<std::chrono::milliseconds> timeout) {
+  const auto start = Clock::now();
+  const auto deadline = timeout ? start + *timeout : Clock::time_point::max();
+  auto pause = std::chrono::microseconds(1);
+  for (;;) {
+    const bool sending = progress_sends();
+    if (receive_all()) {
+      last_activity_ = Clock::now();
+      return;
+    }
+    if (woken_.exchange(false, std::memory_order_acq_rel)) return;
+    const auto now = Clock::now();
+    if (now >= deadline) return;
+    if (now < last_activity_ + kSpin) continue;
+    bool expecting = sending;
+    for (auto& [id, w] : workers_) {
+      if (w.reading && w.member->expected > 0) expecting = true;
+    }
+    long long us = -1;
+    if (expecting) {
+      // Something is on its way (a send in progress, a message rung for): keep MPI going.
+      us = pause.count();
+      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    } else if (deadline != Clock::time_point::max()) {
+      us = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count();
+    }
+    if (listen_doorbells(us > INT_MAX ? INT_MAX : static_cast<int>(us))) {
+      last_activity_ = Clock::now();
+      for (auto& [id, w] : workers_) {
+        if (!w.reading) return;  // a death was delivered
+      }
+    }
+  }
+}
+
+void MpiTransport::wake() noexcept {
+  woken_.store(true, std::memory_order_release);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
+}
+
+void MpiTransport::drain(remote::WorkerId worker) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || !it->second.reading) return;
+  Worker& w = it->second;
+  hear(w.member->doorbell.get(), &w.member->expected);
+  const auto until = Clock::now() + kLastWords;
+  for (;;) {
+    std::optional<Incoming> in =
+        try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_);
+    if (in) {
+      deliver(*in);
+      if (!w.reading) return;
+      continue;
+    }
+    if (w.member->expected <= 0 || Clock::now() >= until) return;
+  }
+}
+
+void MpiTransport::reap_all() {
+  for (;;) {
+    flush();
+    const bool all_gone = std::none_of(workers_.begin(), workers_.end(),
+                                       [](const auto& entry) { return entry.second.reading; });
+    if (all_gone) return;
+    wait(std::chrono::milliseconds(100));
+  }
+}
+
+void MpiTransport::close() noexcept {
+  if (!ranks_) return;
+  // Sends still in progress go to ranks that died: cancel them, or let them be.
+  const auto until = Clock::now() + kLastWords;
+  while (!sends_.empty() && Clock::now() < until) {
+    try {
+      progress_sends();
+    } catch (...) {
+      break;
+    }
+  }
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    for (MPI_Request& r : it->requests) {
+      if (r != MPI_REQUEST_NULL) MPI_Cancel(&r);
+    }
+    int done = 0;
+    MPI_Testall(static_cast<int>(it->requests.size()), it->requests.data(), &done,
+                MPI_STATUSES_IGNORE);
+    if (done) {
+      it = sends_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  leaked_sends()->splice(leaked_sends()->end(), sends_);
+  ranks_->close();
+  ranks_.reset();
+}
+
+std::size_t MpiTransport::max_payload() const noexcept { return std::size_t{1} << 40; }
+
+}  // namespace concurrent::futures::detail::mpi

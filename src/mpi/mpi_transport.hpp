@@ -1,0 +1,77 @@
+// The MPI transport: each worker is a rank, reached with MPI messages (link.hpp) and woken
+// through its doorbell. A rank cannot be restarted or killed: stop() tells it to leave after
+// what it is running, and a rank whose doorbell closes is dead.
+//
+// The dispatcher thread spins on MPI_Improbe for a moment after activity and otherwise sleeps in
+// poll() on the doorbells and an eventfd (wake()), so an idle pool costs no CPU.
+#pragma once
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "mpi/link.hpp"
+#include "mpi/ranks.hpp"
+#include "remote/transport.hpp"
+#include "system.hpp"
+
+namespace concurrent::futures::detail::mpi {
+
+class MpiTransport final : public remote::Transport {
+ public:
+  explicit MpiTransport(std::unique_ptr<Ranks> ranks);
+  ~MpiTransport() override;
+
+  void open(remote::TransportEvents& events) override;
+  void launch(remote::WorkerId worker) override;
+  void send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id,
+            const codec::Buffer& payload) override;
+  void send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id) override;
+  void stop(remote::WorkerId worker, remote::StopSignal signal) override;
+  void flush() override;
+  void wait(std::optional<std::chrono::milliseconds> timeout) override;
+  void wake() noexcept override;
+  void drain(remote::WorkerId worker) override;
+  void reap_all() override;
+  void close() noexcept override;
+
+  bool can_restart() const noexcept override { return false; }
+  std::size_t max_payload() const noexcept override;
+  std::string worker_name(int id) const override { return "worker rank " + std::to_string(id); }
+
+  std::size_t size() const noexcept { return ranks_ ? ranks_->members().size() : 0; }
+
+ private:
+  struct Worker {
+    Member* member = nullptr;
+    bool reading = true;   // neither left nor dead
+    bool stopped = false;  // told to leave by stop(): its replies are no longer delivered
+    std::size_t unrung = 0;
+  };
+
+  void post(remote::WorkerId worker, Worker& w, std::uint8_t type, std::uint64_t id,
+            std::span<const std::byte> payload);
+  bool progress_sends();
+  bool receive_all();
+  void deliver(Incoming& in);
+  void gone(remote::WorkerId worker, Worker& w, const std::string& how);
+  bool listen_doorbells(int timeout_us);
+
+  std::unique_ptr<Ranks> ranks_;
+  remote::TransportEvents* events_ = nullptr;
+  std::uint32_t session_ = 0;
+  std::size_t launched_ = 0;
+  UniqueFd wake_fd_;
+  std::atomic<bool> woken_{false};
+  std::map<remote::WorkerId, Worker> workers_;
+  std::unordered_map<int, remote::WorkerId> by_rank_;
+  std::list<Send> sends_;  // in progress (a list: MPI holds their addresses)
+  codec::Buffer scratch_;
+  std::chrono::steady_clock::time_point last_activity_{};
+};
+
+}  // namespace concurrent::futures::detail::mpi

@@ -1,0 +1,429 @@
+#include "mpi/ranks.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "remote/protocol.hpp"
+
+namespace concurrent::futures::detail::mpi {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using remote::MessageType;
+
+// How long a side that was just busy probes MPI before it sleeps on its doorbell: long enough to
+// catch the next task of a stream without a wake-up, short enough to cost little when idle.
+constexpr auto kSpin = std::chrono::microseconds(100);
+constexpr auto kConnectTimeout = std::chrono::milliseconds(60'000);
+
+std::mutex g_mu;  // the world group and the state of MPI below
+bool g_we_initialized = false;
+bool g_world_set_up = false;
+MPI_Comm g_world = MPI_COMM_NULL;               // rank 0's duplicate of MPI_COMM_WORLD
+std::vector<std::unique_ptr<Member>> g_static;  // rank 0: the serving ranks
+
+[[noreturn]] void leave_process(int code) {
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
+
+// --- the worker's side ---------------------------------------------------------------------
+
+// One worker rank's conversation with its client (remote/protocol.hpp), session after session.
+class Server {
+ public:
+  Server(MPI_Comm comm, int client, UniqueFd doorbell, bool one_session)
+      : comm_(comm), client_(client), doorbell_(std::move(doorbell)), one_session_(one_session) {}
+
+  // Returns when told to finish (or, for a spawned worker, when its session ends).
+  void run() {
+    for (;;) {
+      Incoming in = next();
+      const auto type = in.header.type;
+      if (type == static_cast<std::uint8_t>(Control::finish)) return;
+      if (type == static_cast<std::uint8_t>(Control::open)) {
+        session_ = in.header.session;
+        init_error_ = nullptr;
+        say(static_cast<std::uint8_t>(MessageType::hello), static_cast<std::uint64_t>(getpid()),
+            {});
+        continue;
+      }
+      if (session_ == 0 || in.header.session != session_) continue;  // another pool's
+      switch (static_cast<MessageType>(type)) {
+        case MessageType::config:
+          configure(in.view);
+          break;
+        case MessageType::task: {
+          const std::uint64_t id = in.header.id;
+          // After a failed initializer the pool breaks and fails its tasks itself.
+          if (init_error_) break;
+          codec::Buffer reply = remote::run_task(in.view);
+          in = Incoming();  // a large request goes before the reply is sent
+          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()});
+          break;
+        }
+        case MessageType::exit:
+          say(static_cast<std::uint8_t>(Control::left), 0, {});
+          session_ = 0;
+          if (one_session_) return;
+          break;
+        default:
+          break;  // nothing else is sent to workers
+      }
+    }
+  }
+
+ private:
+  void configure(std::span<const std::byte> payload) {
+    std::exception_ptr error;
+    try {
+      config_ = remote::decode_config(payload);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (!error) error = remote::run_initializer(config_);
+    if (error) {
+      init_error_ = error;  // tasks that still come are not run
+      codec::Buffer b = remote::encode_exception(error);
+      say(static_cast<std::uint8_t>(MessageType::init_failed), 0, {b.data(), b.size()});
+      return;
+    }
+    say(static_cast<std::uint8_t>(MessageType::ready), 0, {});
+  }
+
+  // Sends one message and rings; returns when the send is complete (a large reply goes straight
+  // from its buffer).
+  void say(std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload) {
+    Send send;
+    start_send(send, comm_, client_, tag_from_workers(session_),
+               Header{.type = type, .session = session_, .id = id}, payload, /*copy=*/false);
+    if (!ring(doorbell_.get(), 1)) leave_process(1);  // the client is gone
+    wait_send(send);
+  }
+
+  // The next message from the client; sleeps on the doorbell when there is none for a while.
+  Incoming next() {
+    const auto spin_until = Clock::now() + kSpin;
+    auto pause = std::chrono::microseconds(0);
+    for (;;) {
+      if (std::optional<Incoming> in = try_receive(comm_, client_, kTagToWorker, scratch_)) {
+        --expected_;
+        return std::move(*in);
+      }
+      if (Clock::now() < spin_until) continue;
+      if (!hear(doorbell_.get(), &expected_)) {
+        // The client has gone. What it sent before (its last word is finish) still counts.
+        const auto until = Clock::now() + std::chrono::seconds(1);
+        while (expected_ > 0 && Clock::now() < until) {
+          if (std::optional<Incoming> in = try_receive(comm_, client_, kTagToWorker, scratch_)) {
+            --expected_;
+            return std::move(*in);
+          }
+        }
+        leave_process(1);
+      }
+      pollfd pfd{doorbell_.get(), POLLIN, 0};
+      if (expected_ > 0) {
+        // Rung for a message that no probe shows yet: keep MPI progressing, gently.
+        pause = std::min(std::max(pause * 2, std::chrono::microseconds(1)),
+                         std::chrono::microseconds(1000));
+        ::poll(&pfd, 1, 0);
+        std::this_thread::sleep_for(pause);
+        continue;
+      }
+      pause = std::chrono::microseconds(0);
+      ::poll(&pfd, 1, -1);
+    }
+  }
+
+  MPI_Comm comm_;
+  int client_;
+  UniqueFd doorbell_;
+  bool one_session_;
+  std::uint32_t session_ = 0;
+  std::exception_ptr init_error_;
+  remote::WorkerConfig config_;
+  std::int64_t expected_ = 0;
+  codec::Buffer scratch_;
+};
+
+// --- the client's side ---------------------------------------------------------------------
+
+void send_control(MPI_Comm comm, Member& m, Control what) {
+  if (m.dead) return;
+  Send send;
+  start_send(send, comm, m.rank, kTagToWorker,
+             Header{.type = static_cast<std::uint8_t>(what), .session = 0, .id = 0}, {}, true);
+  ring(m.doorbell.get(), 1);
+  wait_send(send);  // a header alone: sent eagerly, whether or not the rank still listens
+}
+
+// Sets up doorbells from the client (rank `client` of comm) to every other rank of `comm`.
+std::vector<std::unique_ptr<Member>> connect_members(MPI_Comm comm, int client, int size,
+                                                     bool inter) {
+  Listener listener;
+  const int peers = inter ? size : size - 1;
+  for (int r = 0; r < size; ++r) {
+    if (inter || r != client) send_setup(comm, r, listener.address());
+  }
+  auto accepted = listener.accept(static_cast<std::size_t>(peers), kConnectTimeout);
+  std::sort(accepted.begin(), accepted.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::unique_ptr<Member>> members;
+  for (auto& [rank, fd] : accepted) {
+    auto m = std::make_unique<Member>();
+    m->rank = rank;
+    m->doorbell = std::move(fd);
+    members.push_back(std::move(m));
+  }
+  return members;
+}
+
+// The worker's end of connect_members: serves, then returns when told to finish.
+void serve_client(MPI_Comm comm, int client, int my_rank, bool one_session) {
+  const std::string address = receive_setup(comm, client);
+  UniqueFd doorbell = connect_doorbell(address, my_rank);
+  Server(comm, client, std::move(doorbell), one_session).run();
+}
+
+void finalize_at_exit() {
+  {
+    std::lock_guard lock(g_mu);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    if (g_world != MPI_COMM_NULL) {
+      for (auto& m : g_static) {
+        try {
+          send_control(g_world, *m, Control::finish);
+        } catch (...) {
+        }
+      }
+      g_static.clear();
+      MPI_Comm_free(&g_world);
+    }
+  }
+  if (g_we_initialized) MPI_Finalize();
+}
+
+class StaticRanks final : public Ranks {
+ public:
+  explicit StaticRanks(std::vector<Member*> members) : members_(std::move(members)) {}
+  ~StaticRanks() override { close(); }
+  void open() override {}
+  void close() noexcept override {
+    std::lock_guard lock(g_mu);
+    for (Member* m : members_) m->in_use = false;
+    members_.clear();
+  }
+  MPI_Comm comm() const noexcept override { return g_world; }
+  const std::vector<Member*>& members() const noexcept override { return members_; }
+
+ private:
+  std::vector<Member*> members_;
+};
+
+class SpawnedRanks final : public Ranks {
+ public:
+  explicit SpawnedRanks(std::size_t count) : count_(count) {}
+  ~SpawnedRanks() override { close(); }
+
+  void open() override {
+    char path[4096] = {};
+    const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n <= 0) throw_errno("readlink /proc/self/exe (the program to spawn)");
+    char flag[] = "--cfutures-mpi-worker";
+    char* args[] = {flag, nullptr};
+    std::vector<int> errors(count_, MPI_SUCCESS);
+    check(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    const int rc = MPI_Comm_spawn(path, args, static_cast<int>(count_), MPI_INFO_NULL, 0,
+                                  MPI_COMM_SELF, &comm_, errors.data());
+    if (rc != MPI_SUCCESS) {
+      comm_ = MPI_COMM_NULL;  // nothing to disconnect
+      char text[MPI_MAX_ERROR_STRING] = {};
+      int length = 0;
+      MPI_Error_string(rc, text, &length);
+      throw std::runtime_error("MPI_Comm_spawn of " + std::to_string(count_) + " workers (" + path +
+                               ") failed: " + std::string(text, length));
+    }
+    owned_ = connect_members(comm_, 0, static_cast<int>(count_), /*inter=*/true);
+    for (auto& m : owned_) members_.push_back(m.get());
+  }
+
+  void close() noexcept override {
+    members_.clear();
+    owned_.clear();
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_disconnect(&comm_);
+  }
+  MPI_Comm comm() const noexcept override { return comm_; }
+  const std::vector<Member*>& members() const noexcept override { return members_; }
+  bool one_session() const noexcept override { return true; }
+
+ private:
+  std::size_t count_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::vector<std::unique_ptr<Member>> owned_;
+  std::vector<Member*> members_;
+};
+
+class CommRanks final : public Ranks {
+ public:
+  CommRanks(MPI_Comm comm, std::vector<std::unique_ptr<Member>> owned)
+      : comm_(comm), owned_(std::move(owned)) {
+    for (auto& m : owned_) members_.push_back(m.get());
+  }
+  ~CommRanks() override { close(); }
+  void open() override {}
+  // The other ranks' constructors return: they serve no more.
+  void close() noexcept override {
+    if (comm_ == MPI_COMM_NULL) return;
+    for (auto& m : owned_) {
+      try {
+        send_control(comm_, *m, Control::finish);
+      } catch (...) {
+      }
+    }
+    members_.clear();
+    owned_.clear();
+    MPI_Comm_free(&comm_);
+  }
+  MPI_Comm comm() const noexcept override { return comm_; }
+  const std::vector<Member*>& members() const noexcept override { return members_; }
+
+ private:
+  MPI_Comm comm_;
+  std::vector<std::unique_ptr<Member>> owned_;
+  std::vector<Member*> members_;
+};
+
+}  // namespace
+
+void initialize(int* argc, char*** argv) {
+  std::lock_guard lock(g_mu);
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  int provided = 0;
+  if (!initialized) {
+    check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+    g_we_initialized = true;
+    std::atexit(finalize_at_exit);
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_MULTIPLE) {
+    throw std::runtime_error(
+        "cfutures' MPI pools call MPI from their own threads and need MPI_THREAD_MULTIPLE; this "
+        "MPI library gave level " +
+        std::to_string(provided) +
+        (initialized ? " (initialize MPI with MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...))"
+                     : ""));
+  }
+}
+
+int world_size() {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+void serve_or_return(int* argc, char*** argv) {
+  initialize(argc, argv);
+  MPI_Comm parent = MPI_COMM_NULL;
+  check(MPI_Comm_get_parent(&parent), "MPI_Comm_get_parent");
+  if (parent != MPI_COMM_NULL) {
+    // A worker spawned by a pool: serve it, then leave.
+    serve_client(parent, 0, world_rank(), /*one_session=*/true);
+    MPI_Comm_disconnect(&parent);
+    std::exit(0);
+  }
+  if (world_size() == 1) return;
+  {
+    std::lock_guard lock(g_mu);
+    if (g_world_set_up) return;  // rank 0, already set up
+    g_world_set_up = true;
+  }
+  MPI_Comm comm = MPI_COMM_NULL;
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
+  if (world_rank() == 0) {
+    auto members = connect_members(comm, 0, world_size(), /*inter=*/false);
+    std::lock_guard lock(g_mu);
+    g_static = std::move(members);
+    g_world = comm;
+    return;
+  }
+  serve_client(comm, 0, world_rank(), /*one_session=*/false);
+  MPI_Comm_free(&comm);
+  std::exit(0);
+}
+
+std::size_t free_static_ranks() {
+  std::lock_guard lock(g_mu);
+  return static_cast<std::size_t>(std::count_if(g_static.begin(), g_static.end(),
+                                                [](auto& m) { return !m->in_use && !m->dead; }));
+}
+
+std::unique_ptr<Ranks> lease_static(std::size_t count) {
+  if (world_size() == 1) return nullptr;
+  std::lock_guard lock(g_mu);
+  std::vector<Member*> free;
+  for (auto& m : g_static) {
+    if (!m->in_use && !m->dead) free.push_back(m.get());
+  }
+  if (free.empty()) {
+    throw std::runtime_error(
+        "no free worker rank in this MPI world: every one is in use by another MPIPoolExecutor "
+        "or has died");
+  }
+  if (count == 0) count = free.size();
+  if (count > free.size()) {
+    throw std::invalid_argument("max_workers is " + std::to_string(count) + " but only " +
+                                std::to_string(free.size()) +
+                                " worker ranks are free (mpiexec -n N gives N - 1)");
+  }
+  free.resize(count);
+  for (Member* m : free) m->in_use = true;
+  return std::make_unique<StaticRanks>(std::move(free));
+}
+
+std::unique_ptr<Ranks> spawn(std::size_t count) { return std::make_unique<SpawnedRanks>(count); }
+
+std::unique_ptr<Ranks> comm_ranks(MPI_Comm comm, int root) {
+  initialize(nullptr, nullptr);
+  int size = 0;
+  check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  if (root < 0 || root >= size) {
+    throw std::invalid_argument("root " + std::to_string(root) +
+                                " is not a rank of the communicator (size " + std::to_string(size) +
+                                ")");
+  }
+  MPI_Comm dup = MPI_COMM_NULL;
+  check(MPI_Comm_dup(comm, &dup), "MPI_Comm_dup");
+  int rank = 0;
+  MPI_Comm_rank(dup, &rank);
+  if (rank == root) {
+    auto members = connect_members(dup, root, size, /*inter=*/false);
+    return std::make_unique<CommRanks>(dup, std::move(members));
+  }
+  serve_client(dup, root, rank, /*one_session=*/false);
+  MPI_Comm_free(&dup);
+  return nullptr;
+}
+
+}  // namespace concurrent::futures::detail::mpi

@@ -1,0 +1,386 @@
+// cf::MPIPoolExecutor (docs/reference.md §4.3) on real MPI ranks under mpiexec.
+//
+// CTest runs this program with `mpiexec -n 3` and `-n 5` (static ranks: rank 0 runs the tests,
+// the others serve from mpi::serve_if_worker), with `-n 1` (the pool spawns its workers), and
+// with `--enable-recovery` for the tests of a dying rank (tests/CMakeLists.txt). Every wait is
+// bounded (kDeadlock) and every run has a CTest timeout.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <concurrent/futures.hpp>
+#include <concurrent/futures/mpi.hpp>
+
+#include "infinite_range.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using cftest::kDeadlock;
+using ::testing::HasSubstr;
+
+int world_size() {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+// --- what runs on the workers ---------------------------------------------------------------
+
+int square(int x) { return x * x; }
+int rank_of_worker() {
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+int pid_of_worker() { return static_cast<int>(getpid()); }
+std::string greet(std::string name, int times) {
+  std::string s;
+  for (int i = 0; i < times; ++i) s += "hello " + name + ";";
+  return s;
+}
+int fail_with(int code) { throw std::out_of_range("bad index " + std::to_string(code)); }
+long add(long a, long b) { return a + b; }
+void nothing() {}
+int sleep_then(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+std::vector<char> make_bytes(std::size_t n) {
+  std::vector<char> v(n);
+  for (std::size_t i = 0; i < n; i += 4096) v[i] = static_cast<char>(i / 4096);
+  if (n > 0) v[n - 1] = 'z';
+  return v;
+}
+std::size_t checksum(const std::vector<char>& v) {
+  std::size_t sum = v.size();
+  for (std::size_t i = 0; i < v.size(); i += 4096) sum += static_cast<unsigned char>(v[i]);
+  return sum + static_cast<unsigned char>(v.empty() ? 0 : v.back());
+}
+
+int g_initialized = 0;
+void set_initialized() { g_initialized = 42; }
+int read_initialized() { return g_initialized; }
+void initializer_that_throws() { throw std::runtime_error("no database here"); }
+
+struct InsufficientFunds : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+inline const bool insufficient_funds_registered = cf::register_exception<InsufficientFunds>();
+int overdraw(int cents) { throw InsufficientFunds("short by " + std::to_string(cents)); }
+
+// Code written against the abstract interface.
+int sum_of_squares(cf::Executor& ex, int n) {
+  std::vector<cf::Future<int>> fs;
+  for (int i = 1; i <= n; ++i) fs.push_back(ex.submit(square, i));
+  int total = 0;
+  for (auto& f : fs) total += f.result(kDeadlock);
+  return total;
+}
+
+cf::Future<int> co_sum(cf::MPIPoolExecutor& ex) {
+  const int a = co_await ex.submit(square, 3);
+  const int b = co_await ex.submit(square, 4);
+  co_return a + b;
+}
+
+// CPU seconds (user + system) a process has used, from /proc.
+double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  for (int i = 3; fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) {
+      stime = std::stoull(field);
+      break;
+    }
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+std::size_t expected_workers() {
+  return world_size() > 1 ? static_cast<std::size_t>(world_size() - 1) : 2;
+}
+
+cf::MPIPoolOptions pool_options() {
+  cf::MPIPoolOptions options;
+  if (world_size() == 1) options.max_workers = 2;
+  return options;
+}
+
+// --- the executor ------------------------------------------------------------------------------
+
+TEST(MPIPool, SubmitRunsOnWorkerRanksAndReturnsTheValue) {
+  cf::MPIPoolExecutor ex(pool_options());
+  EXPECT_EQ(ex.max_workers(), expected_workers());
+  EXPECT_EQ(ex.submit(square, 7).result(kDeadlock), 49);
+  EXPECT_EQ(ex.submit(greet, std::string("mpi"), 2).result(kDeadlock), "hello mpi;hello mpi;");
+  EXPECT_EQ(ex.submit(add, 40L, 2L).result(kDeadlock), 42L);
+  ex.submit(nothing).result(kDeadlock);
+  if (world_size() > 1) {
+    std::set<int> ranks;
+    for (int i = 0; i < 50; ++i) ranks.insert(ex.submit(rank_of_worker).result(kDeadlock));
+    EXPECT_EQ(ranks.count(0), 0u) << "rank 0 is the client, never a worker";
+    const auto listed = ex.worker_ranks();
+    EXPECT_EQ(std::set<int>(listed.begin(), listed.end()).size(), expected_workers());
+  }
+  EXPECT_NE(ex.submit(pid_of_worker).result(kDeadlock), static_cast<int>(getpid()));
+}
+
+TEST(MPIPool, ManyTasksAllComeBackRight) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<cf::Future<int>> fs;
+  for (int i = 0; i < 2000; ++i) fs.push_back(ex.submit(square, i));
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(fs[i].result(kDeadlock), i * i);
+}
+
+TEST(MPIPool, EveryWorkerRankTakesWork) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<cf::Future<int>> fs;
+  for (int i = 0; i < 8 * static_cast<int>(expected_workers()); ++i) {
+    fs.push_back(ex.submit(sleep_then, 20));
+  }
+  std::vector<cf::Future<int>> pids;
+  for (auto& f : fs) f.result(kDeadlock);
+  std::set<int> seen;
+  for (int i = 0; i < 4 * static_cast<int>(expected_workers()); ++i) {
+    pids.push_back(ex.submit(pid_of_worker));
+    pids.push_back(ex.submit(sleep_then, 20));
+  }
+  for (std::size_t i = 0; i < pids.size(); i += 2) seen.insert(pids[i].result(kDeadlock));
+  EXPECT_EQ(seen.size(), expected_workers());
+}
+
+TEST(MPIPool, ExceptionsCrossRanks) {
+  cf::MPIPoolExecutor ex(pool_options());
+  auto f = ex.submit(fail_with, 7);
+  try {
+    f.result(kDeadlock);
+    FAIL() << "expected std::out_of_range";
+  } catch (const std::out_of_range& e) {
+    EXPECT_THAT(e.what(), HasSubstr("bad index 7"));
+  }
+  try {
+    ex.submit(overdraw, 250).result(kDeadlock);
+    FAIL() << "expected InsufficientFunds";
+  } catch (const InsufficientFunds& e) {
+    EXPECT_THAT(e.what(), HasSubstr("short by 250"));
+  }
+  EXPECT_EQ(ex.submit(square, 3).result(kDeadlock), 9) << "the pool goes on";
+}
+
+TEST(MPIPool, MapKeepsOrderAtEveryChunksize) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<int> in(3000);
+  std::iota(in.begin(), in.end(), 0);
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+    std::vector<int> out;
+    for (int v : ex.map(square, in, cf::MapOptions{.chunksize = chunksize})) out.push_back(v);
+    ASSERT_EQ(out.size(), in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(out[i], in[i] * in[i]) << i;
+  }
+}
+
+TEST(MPIPool, MapUnorderedStarmapAndBuffersizeOverAnEndlessInput) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<int> in{1, 2, 3, 4, 5, 6};
+  std::multiset<int> got;
+  for (auto [index, f] : ex.map_unordered(square, in)) got.insert(f.result(kDeadlock));
+  EXPECT_EQ(got, (std::multiset<int>{1, 4, 9, 16, 25, 36}));
+
+  std::vector<std::tuple<long, long>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  std::vector<long> sums;
+  for (long s : ex.starmap(add, pairs)) sums.push_back(s);
+  EXPECT_EQ(sums, (std::vector<long>{3, 7, 11}));
+
+  long count = 0;
+  for (long v : ex.map(add, cftest::Naturals{}, cftest::Naturals{},
+                       cf::MapOptions{.chunksize = 10, .buffersize = 4})) {
+    ASSERT_EQ(v, 2 * count);
+    if (++count == 500) break;
+  }
+}
+
+TEST(MPIPool, WaitAsCompletedWhenAllThenAndCoAwait) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<cf::Future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(ex.submit(square, i));
+  auto done = cf::wait(fs, kDeadlock, cf::ReturnWhen::all_completed);
+  EXPECT_EQ(done.done.size(), 20u);
+  int n = 0;
+  for (auto f : cf::as_completed(fs, kDeadlock)) {
+    f.result();
+    ++n;
+  }
+  EXPECT_EQ(n, 20);
+  auto both = cf::when_all(ex.submit(square, 2), ex.submit(square, 3));
+  EXPECT_EQ(both.result(kDeadlock), std::make_tuple(4, 9));
+  // then(executor, fn) runs fn on a worker with the value, on the concrete pool and through
+  // Executor&.
+  auto chained = ex.submit(square, 5).then(ex, square);
+  EXPECT_EQ(chained.result(kDeadlock), 625);
+  cf::Executor& abstract = ex;
+  EXPECT_EQ(ex.submit(square, 2).then(abstract, square).result(kDeadlock), 16);
+  EXPECT_EQ(co_sum(ex).result(kDeadlock), 25);
+}
+
+TEST(MPIPool, CodeWrittenAgainstExecutorRunsUnchanged) {
+  cf::MPIPoolExecutor ex(pool_options());
+  EXPECT_EQ(sum_of_squares(ex, 10), 385);
+}
+
+TEST(MPIPool, LargeValuesCrossBothWays) {
+  cf::MPIPoolExecutor ex(pool_options());
+  const std::size_t n = 64u << 20;
+  std::vector<char> big = make_bytes(n);
+  EXPECT_EQ(ex.submit(checksum, big).result(kDeadlock), checksum(big));
+  std::vector<char> back = ex.submit(make_bytes, n).result(kDeadlock);
+  EXPECT_EQ(back, big);
+}
+
+TEST(MPIPool, InitializerRunsOnEveryWorkerBeforeItsTasks) {
+  cf::MPIPoolExecutor ex(cf::MPIPoolOptions{.max_workers = pool_options().max_workers,
+                                            .initializer = set_initialized});
+  std::vector<cf::Future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(ex.submit(read_initialized));
+  for (auto& f : fs) EXPECT_EQ(f.result(kDeadlock), 42);
+}
+
+TEST(MPIPool, AFailingInitializerBreaksThePool) {
+  cf::MPIPoolExecutor ex(cf::MPIPoolOptions{.max_workers = pool_options().max_workers,
+                                            .initializer = initializer_that_throws});
+  auto f = ex.submit(square, 2);
+  EXPECT_THROW(f.result(kDeadlock), cf::BrokenExecutor);
+  try {
+    ex.submit(square, 2).result(kDeadlock);
+    FAIL() << "a broken pool takes nothing more";
+  } catch (const cf::BrokenExecutor& e) {
+    EXPECT_THAT(e.what(), HasSubstr("no database here"));
+  }
+}
+
+TEST(MPIPool, ShutdownCancelsPendingFuturesAndRefusesMore) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<cf::Future<int>> fs;
+  for (int i = 0; i < 40; ++i) fs.push_back(ex.submit(sleep_then, 50));
+  ex.shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  int cancelled = 0;
+  for (auto& f : fs) {
+    ASSERT_TRUE(f.done());
+    if (f.cancelled()) {
+      ++cancelled;
+    } else {
+      EXPECT_EQ(f.result(), 50);
+    }
+  }
+  EXPECT_GT(cancelled, 0);
+  EXPECT_THROW(ex.submit(square, 1), cf::ShutdownError);
+}
+
+TEST(MPIPool, IdleRanksAndAnIdleClientUseUnderFivePercentOfACpu) {
+  cf::MPIPoolExecutor ex(pool_options());
+  std::vector<int> pids;
+  for (std::size_t i = 0; i < 4 * expected_workers(); ++i) {
+    pids.push_back(ex.submit(pid_of_worker).result(kDeadlock));
+  }
+  std::sort(pids.begin(), pids.end());
+  pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
+  std::map<int, double> worker_before;
+  for (int pid : pids) worker_before[pid] = cpu_seconds(pid);
+  const double seconds = 3.0;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  const double client = (secs(after.ru_utime) + secs(after.ru_stime) - secs(before.ru_utime) -
+                         secs(before.ru_stime)) /
+                        seconds;
+  EXPECT_LT(client, 0.05) << "the client's share of a CPU while idle";
+  for (int pid : pids) {
+    EXPECT_LT((cpu_seconds(pid) - worker_before[pid]) / seconds, 0.05)
+        << "worker process " << pid << " while idle";
+  }
+  EXPECT_EQ(ex.submit(square, 6).result(kDeadlock), 36) << "and it wakes up";
+}
+
+TEST(MPIPoolStatic, PoolsOneAfterAnotherReuseTheRanks) {
+  if (world_size() == 1) GTEST_SKIP() << "static ranks only";
+  for (int round = 0; round < 3; ++round) {
+    cf::MPIPoolExecutor ex;
+    EXPECT_EQ(ex.max_workers(), expected_workers());
+    EXPECT_EQ(ex.submit(square, round).result(kDeadlock), round * round);
+  }
+}
+
+TEST(MPIPoolStatic, TwoPoolsAtOnceShareTheRanksOut) {
+  if (world_size() < 3) GTEST_SKIP() << "needs 2 worker ranks";
+  cf::MPIPoolExecutor one(1);
+  EXPECT_EQ(one.max_workers(), 1u);
+  cf::MPIPoolExecutor rest;
+  EXPECT_EQ(rest.max_workers(), expected_workers() - 1);
+  EXPECT_NE(one.submit(rank_of_worker).result(kDeadlock),
+            rest.submit(rank_of_worker).result(kDeadlock));
+  try {
+    cf::MPIPoolExecutor none;
+    FAIL() << "every rank is in use";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("no free worker rank"));
+  }
+}
+
+TEST(MPIPoolStatic, AskingForMoreRanksThanThereAreIsAnError) {
+  if (world_size() == 1) GTEST_SKIP() << "static ranks only";
+  try {
+    cf::MPIPoolExecutor ex(expected_workers() + 1);
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("mpiexec -n N gives N - 1"));
+  }
+}
+
+// Run with `mpiexec --enable-recovery` only (label mpi_recovery): without it Open MPI ends the
+// whole job when a rank dies.
+void die_now() { std::raise(SIGKILL); }
+TEST(MPIPoolDeath, ARankThatDiesBreaksThePoolAndNothingHangs) {
+  if (std::getenv("CF_TEST_MPI_RECOVERY") == nullptr) GTEST_SKIP() << "needs --enable-recovery";
+  cf::MPIPoolExecutor ex(pool_options());
+  EXPECT_EQ(ex.submit(square, 2).result(kDeadlock), 4);
+  auto dying = ex.submit(die_now);
+  try {
+    dying.result(kDeadlock);
+    FAIL() << "expected BrokenExecutor";
+  } catch (const cf::BrokenExecutor& e) {
+    EXPECT_THAT(e.what(), HasSubstr("ended"));
+  }
+  EXPECT_THROW(ex.submit(square, 1), cf::BrokenExecutor);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cf::mpi::serve_if_worker(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
