@@ -1,7 +1,8 @@
 // "Consider concurrent.futures for True Parallelism" (Effective Python): a deliberately slow gcd
 // over ten pairs, run serially (run_serial.py), on a pool of two threads (run_threads.py) and on
 // two processes (run_parallel.py: the one-line change). In Python the threads are slower because
-// of the GIL; in C++ both pools share the work.
+// of the GIL; in C++ both pools share the work. Built as gcd_mpi (with the MPI component), it runs
+// once more across MPI ranks: `mpiexec -n 3 gcd_mpi`.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -12,6 +13,9 @@
 #include <vector>
 
 #include <concurrent/futures.hpp>
+#ifdef CFUTURES_EXAMPLE_MPI
+#include <concurrent/futures/mpi.hpp>
+#endif
 
 namespace cf = concurrent::futures;
 
@@ -42,6 +46,9 @@ void report(const char* how, std::chrono::steady_clock::time_point start,
 }
 
 int main(int argc, char** argv) {
+#ifdef CFUTURES_EXAMPLE_MPI
+  cf::mpi::serve_if_worker(argc, argv);  // ranks other than 0 serve the MPI pool
+#endif
   cf::serve_if_worker(argc, argv);  // needed only for the spawn start method
   auto start = std::chrono::steady_clock::now();
   std::vector<std::uint64_t> results;  // list(map(gcd, NUMBERS))
@@ -59,4 +66,11 @@ int main(int argc, char** argv) {
   results.clear();
   for (std::uint64_t r : processes.map(gcd, NUMBERS)) results.push_back(r);
   report("processes", start, results);
+#ifdef CFUTURES_EXAMPLE_MPI
+  start = std::chrono::steady_clock::now();
+  cf::MPIPoolExecutor ranks;  // mpi4py.futures.MPIPoolExecutor(): the other ranks
+  results.clear();
+  for (std::uint64_t r : ranks.map(gcd, NUMBERS)) results.push_back(r);
+  report("MPI ranks", start, results);
+#endif
 }

@@ -2,6 +2,8 @@
 // 試す" (prime.py) and "파이썬의 새로운 병렬처리 API": is_prime over six large numbers, with the
 // built-in map and with executor.map. C++ threads have no GIL, so here the thread pool is faster;
 // the process pool is the article's one-line change (ThreadPoolExecutor -> ProcessPoolExecutor).
+// Built as prime_mpi (with the MPI component), it adds one more change of that line: across MPI
+// ranks, run as `mpiexec -n 3 prime_mpi` (ranks 1 and 2 are the workers).
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -10,6 +12,9 @@
 #include <iostream>
 
 #include <concurrent/futures.hpp>
+#ifdef CFUTURES_EXAMPLE_MPI
+#include <concurrent/futures/mpi.hpp>
+#endif
 
 namespace cf = concurrent::futures;
 
@@ -42,6 +47,9 @@ void print_primes(cf::Executor& executor) {
 }
 
 int main(int argc, char** argv) {
+#ifdef CFUTURES_EXAMPLE_MPI
+  cf::mpi::serve_if_worker(argc, argv);  // ranks other than 0 serve the MPI pool
+#endif
   cf::serve_if_worker(argc, argv);  // needed only for the spawn start method
   auto start = std::chrono::steady_clock::now();
   for (std::uint64_t number : PRIMES) {
@@ -62,4 +70,12 @@ int main(int argc, char** argv) {
     print_primes(executor);
   }
   std::cout << "Multi-process: elapsed time = " << seconds_since(start) << '\n';
+#ifdef CFUTURES_EXAMPLE_MPI
+  start = std::chrono::steady_clock::now();
+  {
+    cf::MPIPoolExecutor executor;
+    print_primes(executor);
+  }
+  std::cout << "MPI ranks:     elapsed time = " << seconds_since(start) << '\n';
+#endif
 }

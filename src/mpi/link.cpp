@@ -67,8 +67,8 @@ void check(int rc, const char* what) {
 void start_send(Send& send, MPI_Comm comm, int rank, int tag, Header header,
                 std::span<const std::byte> payload, bool copy) {
   send.requests.clear();
-  send.bytes.clear();
   if (payload.size() <= kInlinePayload) {
+    send.bytes.clear();
     send.bytes.append(&header, sizeof(header));
     send.bytes.append(payload.data(), payload.size());
     send.requests.push_back(MPI_REQUEST_NULL);
@@ -82,6 +82,7 @@ void start_send(Send& send, MPI_Comm comm, int rank, int tag, Header header,
   send.header.size = payload.size();
   const std::byte* from = payload.data();
   if (copy) {
+    send.bytes.clear();
     send.bytes.append(payload.data(), payload.size());
     from = send.bytes.data();
   }

@@ -35,6 +35,8 @@ enum class Control : std::uint8_t {
   left = 101,    // worker -> client: the session is over for this worker (after exit)
   finish = 102,  // client -> worker: serve no more; finalize MPI and end the process
 };
+// Header::id of a finish: a rank of the job died, so end without MPI_Finalize.
+inline constexpr std::uint64_t kFinishWithoutFinalize = 1;
 
 struct Header {
   std::uint8_t type = 0;
@@ -67,8 +69,9 @@ struct Send {
   codec::Buffer bytes;  // the header and a small payload, or a copy of a large one
 };
 
-// Starts sending a message. With `copy`, the payload is copied next to the header (small
-// payloads, or when the caller's buffer may go); otherwise the payload must outlive the send.
+// Starts sending a message. A small payload is copied next to the header; a large one is copied
+// into send.bytes with `copy`, and otherwise sent from where it is (it must outlive the send:
+// it may be send.bytes itself).
 void start_send(Send& send, MPI_Comm comm, int rank, int tag, Header header,
                 std::span<const std::byte> payload, bool copy);
 // Whether the send is done (then its resources are released).

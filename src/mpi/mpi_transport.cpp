@@ -56,15 +56,22 @@ void MpiTransport::launch(remote::WorkerId worker) {
   w.member = m;
   by_rank_[m->rank] = worker;
   events_->on_worker_id(worker, m->rank);
-  post(worker, w, static_cast<std::uint8_t>(Control::open), 0, {});
+  post(w, static_cast<std::uint8_t>(Control::open), 0, {});
 }
 
-void MpiTransport::post(remote::WorkerId, Worker& w, std::uint8_t type, std::uint64_t id,
-                        std::span<const std::byte> payload) {
+// Starts a send to w's rank. With `take`, a large payload is sent from that buffer, taken over
+// until the send is done; otherwise it is copied.
+void MpiTransport::post(Worker& w, std::uint8_t type, std::uint64_t id,
+                        std::span<const std::byte> payload, codec::Buffer* take) {
   if (!w.reading) return;
   sends_.emplace_back();
+  if (take != nullptr && payload.size() > kInlinePayload) {
+    sends_.back().bytes = std::move(*take);
+    payload = {sends_.back().bytes.data(), sends_.back().bytes.size()};
+  }
   start_send(sends_.back(), ranks_->comm(), w.member->rank, kTagToWorker,
-             Header{.type = type, .session = session_, .id = id}, payload, /*copy=*/true);
+             Header{.type = type, .session = session_, .id = id}, payload,
+             /*copy=*/take == nullptr);
   ++w.unrung;
   last_activity_ = Clock::now();
 }
@@ -73,13 +80,20 @@ void MpiTransport::send(remote::WorkerId worker, remote::MessageType type, std::
                         const codec::Buffer& payload) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return;
-  post(worker, it->second, static_cast<std::uint8_t>(type), id, {payload.data(), payload.size()});
+  post(it->second, static_cast<std::uint8_t>(type), id, {payload.data(), payload.size()});
+}
+
+void MpiTransport::send_task(remote::WorkerId worker, std::uint64_t id, codec::Buffer& request) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  post(it->second, static_cast<std::uint8_t>(remote::MessageType::task), id,
+       {request.data(), request.size()}, &request);
 }
 
 void MpiTransport::send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return;
-  post(worker, it->second, static_cast<std::uint8_t>(type), id, {});
+  post(it->second, static_cast<std::uint8_t>(type), id, {});
 }
 
 void MpiTransport::stop(remote::WorkerId worker, remote::StopSignal) {
@@ -87,7 +101,7 @@ void MpiTransport::stop(remote::WorkerId worker, remote::StopSignal) {
   if (it == workers_.end() || it->second.stopped) return;
   // A rank cannot be killed: it leaves after the tasks it was sent, whose replies are dropped.
   it->second.stopped = true;
-  post(worker, it->second, static_cast<std::uint8_t>(remote::MessageType::exit), 0, {});
+  post(it->second, static_cast<std::uint8_t>(remote::MessageType::exit), 0, {});
   flush();
 }
 
@@ -190,6 +204,7 @@ bool MpiTransport::listen_doorbells(int timeout_us) {
     }
     if (!w.reading) continue;  // it had left: its connection closed after
     w.member->dead = true;
+    note_dead_rank();
     gone(id, w, "ended: its process exited or was killed (its connection closed)");
   }
   return rang;

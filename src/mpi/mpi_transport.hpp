@@ -31,6 +31,8 @@ class MpiTransport final : public remote::Transport {
   void send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id,
             const codec::Buffer& payload) override;
   void send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id) override;
+  // Takes the request: a rank's tasks are never handed to another (see Transport::send_task).
+  void send_task(remote::WorkerId worker, std::uint64_t id, codec::Buffer& request) override;
   void stop(remote::WorkerId worker, remote::StopSignal signal) override;
   void flush() override;
   void wait(std::optional<std::chrono::milliseconds> timeout) override;
@@ -53,8 +55,8 @@ class MpiTransport final : public remote::Transport {
     std::size_t unrung = 0;
   };
 
-  void post(remote::WorkerId worker, Worker& w, std::uint8_t type, std::uint64_t id,
-            std::span<const std::byte> payload);
+  void post(Worker& w, std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload,
+            codec::Buffer* take = nullptr);
   bool progress_sends();
   bool receive_all();
   void deliver(Incoming& in);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,10 +27,14 @@ using remote::MessageType;
 // catch the next task of a stream without a wake-up, short enough to cost little when idle.
 constexpr auto kSpin = std::chrono::microseconds(100);
 constexpr auto kConnectTimeout = std::chrono::milliseconds(60'000);
+constexpr auto kSpawnTimeout = std::chrono::seconds(30);  // see initialize()
 
 std::mutex g_mu;  // the world group and the state of MPI below
 bool g_we_initialized = false;
 bool g_world_set_up = false;
+// A rank of this job died (seen by a client) or the client said so: MPI_Finalize would wait for
+// it for ever (Open MPI 4.1 under --enable-recovery), so the process ends without it.
+std::atomic<bool> g_skip_finalize{false};
 MPI_Comm g_world = MPI_COMM_NULL;               // rank 0's duplicate of MPI_COMM_WORLD
 std::vector<std::unique_ptr<Member>> g_static;  // rank 0: the serving ranks
 
@@ -51,7 +56,10 @@ class Server {
     for (;;) {
       Incoming in = next();
       const auto type = in.header.type;
-      if (type == static_cast<std::uint8_t>(Control::finish)) return;
+      if (type == static_cast<std::uint8_t>(Control::finish)) {
+        if (in.header.id == kFinishWithoutFinalize) g_skip_finalize = true;
+        return;
+      }
       if (type == static_cast<std::uint8_t>(Control::open)) {
         session_ = in.header.session;
         init_error_ = nullptr;
@@ -160,11 +168,11 @@ class Server {
 
 // --- the client's side ---------------------------------------------------------------------
 
-void send_control(MPI_Comm comm, Member& m, Control what) {
+void send_control(MPI_Comm comm, Member& m, Control what, std::uint64_t id = 0) {
   if (m.dead) return;
   Send send;
   start_send(send, comm, m.rank, kTagToWorker,
-             Header{.type = static_cast<std::uint8_t>(what), .session = 0, .id = 0}, {}, true);
+             Header{.type = static_cast<std::uint8_t>(what), .session = 0, .id = id}, {}, true);
   ring(m.doorbell.get(), 1);
   wait_send(send);  // a header alone: sent eagerly, whether or not the rank still listens
 }
@@ -204,9 +212,10 @@ void finalize_at_exit() {
     MPI_Finalized(&finalized);
     if (finalized) return;
     if (g_world != MPI_COMM_NULL) {
+      const std::uint64_t how = g_skip_finalize ? kFinishWithoutFinalize : 0;
       for (auto& m : g_static) {
         try {
-          send_control(g_world, *m, Control::finish);
+          send_control(g_world, *m, Control::finish, how);
         } catch (...) {
         }
       }
@@ -214,7 +223,7 @@ void finalize_at_exit() {
       MPI_Comm_free(&g_world);
     }
   }
-  if (g_we_initialized) MPI_Finalize();
+  if (g_we_initialized && !g_skip_finalize) MPI_Finalize();
 }
 
 class StaticRanks final : public Ranks {
@@ -245,17 +254,23 @@ class SpawnedRanks final : public Ranks {
     if (n <= 0) throw_errno("readlink /proc/self/exe (the program to spawn)");
     char flag[] = "--cfutures-mpi-worker";
     char* args[] = {flag, nullptr};
-    std::vector<int> errors(count_, MPI_SUCCESS);
     check(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
-    const int rc = MPI_Comm_spawn(path, args, static_cast<int>(count_), MPI_INFO_NULL, 0,
-                                  MPI_COMM_SELF, &comm_, errors.data());
-    if (rc != MPI_SUCCESS) {
+    // Twice at most: see kSpawnTimeout.
+    std::string why;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::vector<int> errors(count_, MPI_SUCCESS);
+      const int rc = MPI_Comm_spawn(path, args, static_cast<int>(count_), MPI_INFO_NULL, 0,
+                                    MPI_COMM_SELF, &comm_, errors.data());
+      if (rc == MPI_SUCCESS) break;
       comm_ = MPI_COMM_NULL;  // nothing to disconnect
       char text[MPI_MAX_ERROR_STRING] = {};
       int length = 0;
       MPI_Error_string(rc, text, &length);
+      why = std::string(text, length);
+    }
+    if (comm_ == MPI_COMM_NULL) {
       throw std::runtime_error("MPI_Comm_spawn of " + std::to_string(count_) + " workers (" + path +
-                               ") failed: " + std::string(text, length));
+                               ") failed twice: " + why);
     }
     owned_ = connect_members(comm_, 0, static_cast<int>(count_), /*inter=*/true);
     for (auto& m : owned_) members_.push_back(m.get());
@@ -288,9 +303,10 @@ class CommRanks final : public Ranks {
   // The other ranks' constructors return: they serve no more.
   void close() noexcept override {
     if (comm_ == MPI_COMM_NULL) return;
+    const std::uint64_t how = g_skip_finalize ? kFinishWithoutFinalize : 0;
     for (auto& m : owned_) {
       try {
-        send_control(comm_, *m, Control::finish);
+        send_control(comm_, *m, Control::finish, how);
       } catch (...) {
       }
     }
@@ -309,12 +325,19 @@ class CommRanks final : public Ranks {
 
 }  // namespace
 
+void note_dead_rank() noexcept { g_skip_finalize = true; }
+
 void initialize(int* argc, char*** argv) {
   std::lock_guard lock(g_mu);
   int initialized = 0;
   MPI_Initialized(&initialized);
   int provided = 0;
   if (!initialized) {
+    // Open MPI 4.1 with PMIx 4 (Debian 12's) now and then hangs for ever in MPI_Comm_spawn's
+    // connect step (openpmix issue 2735). With this bound the spawn fails with an error instead,
+    // and the pool tries again (SpawnedRanks::open). The program's own setting wins.
+    setenv("OMPI_MCA_pmix_base_exchange_timeout", std::to_string(kSpawnTimeout.count()).c_str(),
+           /*overwrite=*/0);
     check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     g_we_initialized = true;
     std::atexit(finalize_at_exit);

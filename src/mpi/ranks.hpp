@@ -49,6 +49,11 @@ class Ranks {
   virtual bool one_session() const noexcept { return false; }
 };
 
+// A client saw a rank of this job die. Under `mpiexec --enable-recovery` the others live on, but
+// Open MPI 4.1's MPI_Finalize then waits for the dead rank for ever (seen here): so the client and
+// the serving ranks it tells end without MPI_Finalize.
+void note_dead_rank() noexcept;
+
 // MPI is initialized (with MPI_THREAD_MULTIPLE: pools call MPI from their own threads) and, if
 // this library initialized it, is finalized at exit. Throws when the MPI library gives less.
 void initialize(int* argc, char*** argv);

@@ -342,7 +342,7 @@ void Dispatcher::hand(Worker& w, Queued task) {
   // In the window first: if sending throws, the dispatcher fails and breaks the pool, which
   // fails the windows' tasks; a task in neither place would be lost.
   w.window.push_back(InFlight{std::move(task), id});
-  transport_->send(w.id, MessageType::task, id, w.window.back().task.request);
+  transport_->send_task(w.id, id, w.window.back().task.request);
   if (options_.max_tasks_per_child != 0 && ++w.handed >= options_.max_tasks_per_child) {
     enter(w, Lifecycle::retiring);
   }
@@ -596,6 +596,11 @@ void Dispatcher::requeue_unstarted(std::deque<InFlight> window,
 // Their futures stay running: they were handed out once and are still on their way.
 void Dispatcher::requeue(std::deque<InFlight> window) {
   for (auto it = window.rbegin(); it != window.rend(); ++it) {
+    if (it->task.request.size() == 0) {
+      // Its request went to a transport that took it (send_task): it cannot be sent again.
+      it->task.call->abandon(broken("the task's worker was lost and its request cannot be resent"));
+      continue;
+    }
     pending_.push_front(std::move(it->task));
   }
 }

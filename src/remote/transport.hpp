@@ -81,6 +81,12 @@ class Transport {
   virtual void send(WorkerId worker, MessageType type, std::uint64_t id,
                     const codec::Buffer& payload) = 0;
   virtual void send(WorkerId worker, MessageType type, std::uint64_t id) = 0;
+  // Sends a task's request. A transport whose tasks are never handed to another worker once
+  // sent (can_take_back() and can_restart() both false, so the dispatcher never requeues them)
+  // may take the buffer instead of copying it; others leave it as it is.
+  virtual void send_task(WorkerId worker, std::uint64_t id, codec::Buffer& request) {
+    send(worker, MessageType::task, id, request);
+  }
   // Stops a worker now; its death is reported as usual.
   virtual void stop(WorkerId worker, StopSignal signal) = 0;
   // Writes what is queued, as far as it goes without blocking.

@@ -360,6 +360,20 @@ TEST(MPIPoolStatic, AskingForMoreRanksThanThereAreIsAnError) {
   }
 }
 
+// Over 2 GiB in one value: MPI counts are ints, so the payload goes in parts (its own CTest run,
+// mpi.large: it needs about 9 GB of memory for a moment).
+std::size_t size_and_ends(const std::string& s) {
+  return s.size() + static_cast<unsigned char>(s.front()) + static_cast<unsigned char>(s.back());
+}
+TEST(MPIPoolLarge, AValueOverTwoGiBCrosses) {
+  if (std::getenv("CF_TEST_MPI_LARGE") == nullptr) GTEST_SKIP() << "run by mpi.large only";
+  cf::MPIPoolExecutor ex(1);
+  std::string big((std::size_t{1} << 31) + 4096 + 7, 'm');
+  big.front() = 'a';
+  big.back() = 'z';
+  EXPECT_EQ(ex.submit(size_and_ends, big).result(std::chrono::minutes(5)), big.size() + 'a' + 'z');
+}
+
 // Run with `mpiexec --enable-recovery` only (label mpi_recovery): without it Open MPI ends the
 // whole job when a rank dies.
 void die_now() { std::raise(SIGKILL); }

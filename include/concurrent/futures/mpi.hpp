@@ -45,8 +45,8 @@
 #include <optional>
 #include <vector>
 
-#include "concurrent/futures/detail/remote_executor.hpp"
 #include "concurrent/futures/executor.hpp"
+#include "concurrent/futures/remote_executor.hpp"
 
 namespace concurrent::futures {
 
@@ -61,7 +61,7 @@ struct MPIPoolOptions {
 
 /// Runs C++ functions on MPI worker ranks, Python's mpi4py.futures.MPIPoolExecutor (see the file
 /// comment).
-class MPIPoolExecutor : public detail::RemoteExecutor {
+class MPIPoolExecutor : public RemoteExecutor {
  public:
   MPIPoolExecutor();
   explicit MPIPoolExecutor(std::size_t max_workers);

@@ -41,8 +41,8 @@
 #include <memory>
 #include <optional>
 
-#include "concurrent/futures/detail/remote_executor.hpp"
 #include "concurrent/futures/executor.hpp"
+#include "concurrent/futures/remote_executor.hpp"
 
 namespace concurrent::futures {
 
@@ -78,7 +78,7 @@ struct ProcessPoolOptions {
 };
 
 /// Runs C++ functions in worker processes, Python's ProcessPoolExecutor (see the file comment).
-class ProcessPoolExecutor : public detail::RemoteExecutor {
+class ProcessPoolExecutor : public RemoteExecutor {
  public:
   ProcessPoolExecutor();
   explicit ProcessPoolExecutor(std::size_t max_workers);

@@ -1,6 +1,8 @@
-// What every executor whose tasks run in other processes (ProcessPoolExecutor, MPIPoolExecutor)
-// shares: submit, map, map_unordered and starmap, checked at compile time against the rule of
-// transportable.hpp, with each task's request written in the caller's thread.
+/// @file
+/// `cf::RemoteExecutor`: what every executor whose tasks run in other processes
+/// (ProcessPoolExecutor, MPIPoolExecutor) shares: submit, map, map_unordered and starmap, checked
+/// at compile time against the rule of transportable.hpp, with each task's request written in the
+/// caller's thread.
 #pragma once
 
 #include "concurrent/futures/detail/require_cxx20.hpp"
@@ -14,10 +16,11 @@
 #include "concurrent/futures/detail/task.hpp"
 #include "concurrent/futures/executor.hpp"
 
-namespace concurrent::futures::detail {
+namespace concurrent::futures {
 
-/// The base of the executors whose tasks run in other processes (see transportable.hpp for what
-/// may cross).
+/// The base of the executors whose tasks run in other processes: ProcessPoolExecutor and
+/// MPIPoolExecutor (see transportable.hpp for what may cross). Code may be written against it
+/// to get submit's compile-time checks on either.
 class RemoteExecutor : public Executor {
  public:
   /// Its tasks always run in worker processes: f.then(pool, fn) checks at compile time, as
@@ -30,27 +33,27 @@ class RemoteExecutor : public Executor {
   auto submit(F&& fn, Args&&... args) {
     using Fn = std::decay_t<F>;
     using R = std::invoke_result_t<Fn, std::decay_t<Args>...>;
-    if constexpr (!remotable_v<R, Fn, std::decay_t<Args>...>) {
-      checks::require_remotable<R, Fn, std::decay_t<Args>...>();  // names what is refused
+    if constexpr (!detail::remotable_v<R, Fn, std::decay_t<Args>...>) {
+      detail::checks::require_remotable<R, Fn, std::decay_t<Args>...>();  // names what is refused
       // Reached only if no check above fired (a gap in them): a failed future, never a hang.
       Future<R> refused;
       refused.set_exception(std::make_exception_ptr(
-          SerializationError(why_not_remotable<R, Fn, std::decay_t<Args>...>())));
+          SerializationError(detail::why_not_remotable<R, Fn, std::decay_t<Args>...>())));
       return refused;
     } else {
       // Serialize straight from the caller's arguments: no decay-copy of a large argument first.
       check_open();
       Future<R> future;
-      codec::Buffer request;
+      detail::codec::Buffer request;
       try {
-        codec::Writer w(request);
+        detail::codec::Writer w(request);
         const Fn callable = fn;
-        encode_call(w, callable, static_cast<const std::decay_t<Args>&>(args)...);
+        detail::encode_call(w, callable, static_cast<const std::decay_t<Args>&>(args)...);
       } catch (...) {
         future.set_exception(std::current_exception());  // this future only; the pool goes on
         return future;
       }
-      schedule_remote(RemoteCallPtr(new ReplyTask<R>(future)), std::move(request));
+      schedule_remote(detail::RemoteCallPtr(new detail::ReplyTask<R>(future)), std::move(request));
       return future;
     }
   }
@@ -70,7 +73,7 @@ class RemoteExecutor : public Executor {
   }
   template <class F, class Range>
   auto starmap(F&& fn, Range&& tuples) {
-    require_finite<Range>();
+    detail::require_finite<Range>();
     return dispatch_starmap</*remote=*/true>(std::forward<F>(fn), std::forward<Range>(tuples),
                                              MapOptions{});
   }
@@ -86,7 +89,7 @@ class RemoteExecutor : public Executor {
   // ShutdownError after shutdown, BrokenExecutor (of the executor's kind) when broken.
   virtual void check_open() const = 0;
   // Queues a task whose request is already written.
-  virtual void schedule_remote(RemoteCallPtr call, codec::Buffer request) = 0;
+  virtual void schedule_remote(detail::RemoteCallPtr call, detail::codec::Buffer request) = 0;
 };
 
-}  // namespace concurrent::futures::detail
+}  // namespace concurrent::futures
