@@ -277,32 +277,56 @@ UniqueFd connect_doorbell(const std::string& address, int rank) {
                            " (set CF_MPI_ADDRESS on the client to an address it can reach)");
 }
 
-bool ring(int fd, std::size_t messages) noexcept {
-  static constexpr char ones[256] = {};
-  while (messages > 0) {
-    const std::size_t n = std::min(messages, sizeof(ones));
-    const ssize_t put = ::send(fd, ones, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (put < 0) {
-      if (errno == EINTR) continue;
-      return errno == EAGAIN;  // full: the reader has bytes enough to wake
-    }
-    messages -= static_cast<std::size_t>(put);
+bool Doorbell::write(char what) noexcept {
+  for (;;) {
+    const ssize_t put = ::send(fd_.get(), &what, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (put == 1) return true;
+    if (put < 0 && errno == EINTR) continue;
+    // Full: the peer has bytes enough to wake on. Otherwise it is gone.
+    return put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
-  return true;
 }
 
-bool hear(int fd, std::int64_t* rung) noexcept {
-  char bytes[4096];
-  for (;;) {
-    const ssize_t got = ::recv(fd, bytes, sizeof(bytes), MSG_DONTWAIT);
-    if (got > 0) {
-      *rung += got;
-      continue;
-    }
-    if (got == 0) return false;
-    if (errno == EINTR) continue;
-    return errno == EAGAIN;
+bool Doorbell::sent() noexcept {
+  if (!peer_asleep_) {
+    sent_unrung_ = true;
+    return true;
   }
+  peer_asleep_ = false;
+  sent_unrung_ = false;
+  return write(kRing);
+}
+
+bool Doorbell::listen(bool* rang) noexcept {
+  char bytes[256];
+  for (;;) {
+    const ssize_t got = ::recv(fd_.get(), bytes, sizeof(bytes), MSG_DONTWAIT);
+    if (got == 0) return false;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+    for (ssize_t i = 0; i < got; ++i) {
+      if (bytes[i] == kRing) {
+        *rang = true;
+        announced_ = false;
+      } else if (bytes[i] == kAsleep) {
+        if (sent_unrung_) {
+          // It may have probed before what we sent was there to see: wake it to look again.
+          sent_unrung_ = false;
+          if (!write(kRing)) return false;
+        } else {
+          peer_asleep_ = true;
+        }
+      }
+    }
+  }
+}
+
+bool Doorbell::going_to_sleep() noexcept {
+  if (announced_) return true;
+  announced_ = true;
+  return write(kAsleep);
 }
 
 void send_setup(MPI_Comm comm, int rank, const std::string& text) {

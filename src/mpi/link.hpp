@@ -2,11 +2,10 @@
 // messages, and beside them a TCP connection, the doorbell, that lets an idle side sleep.
 //
 // Open MPI's receives spin: an idle rank waiting in MPI_Recv burns a core. So each side spins on
-// MPI_Improbe only briefly after activity, then sleeps in poll() on its doorbell. Whoever sends
-// MPI messages writes one byte per message to the peer's doorbell after starting the send; a
-// sleeper wakes, and keeps probing until it has received as many messages as bytes (a byte may
-// arrive before its message is visible to a probe). The doorbell also tells of a death: the
-// kernel closes the connection of a process that ends, however it ends.
+// MPI_Improbe only briefly after activity, then says it is going to sleep and sleeps in poll() on
+// its doorbell; a side that sends MPI messages to a sleeper rings it (class Doorbell below). The
+// doorbell also tells of a death: the kernel closes the connection of a process that ends,
+// however it ends.
 //
 // Wire: a protocol message is one MPI message, its Header then its payload; a payload larger
 // than kInlinePayload follows its header in messages of its own of at most 1 GiB each, sent from
@@ -113,13 +112,46 @@ class Listener {
 // The worker's end: connects to the client at `address` (Listener::address) and names itself.
 UniqueFd connect_doorbell(const std::string& address, int rank);
 
-// Rings: one byte per message sent. Never blocks (a full socket has bytes enough to wake the
-// reader). False when the peer is gone.
-bool ring(int fd, std::size_t messages) noexcept;
+// One end of a doorbell connection. Each side both sends MPI messages to the other and sleeps on
+// this connection when idle:
+// - a side about to sleep says so first (kAsleep), then probes MPI once more;
+// - a side that sends MPI messages rings (kRing) only if the other said it was asleep and has not
+//   been rung since; and if a sleep notice comes after it sent something without ringing, it
+//   rings then (the sleeper's last probe may have come before that message was visible).
+// So a busy pair never rings: a sender reads the connection without blocking (one cheap recv)
+// where it would otherwise write to it. A sleeper also wakes every kNap to probe MPI once: a
+// message of a remote host can still be in the network when its sender rings.
+class Doorbell {
+ public:
+  static constexpr char kRing = 'R';
+  static constexpr char kAsleep = 'S';
+  static constexpr std::chrono::milliseconds kNap{50};
 
-// Reads what rang without blocking: adds the bytes to *rung; false at end of stream (the peer is
-// gone) or on an error.
-bool hear(int fd, std::int64_t* rung) noexcept;
+  Doorbell() = default;
+  explicit Doorbell(UniqueFd fd) : fd_(std::move(fd)) {}
+  int fd() const noexcept { return fd_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+  // After starting MPI sends to the peer: rings if it may be asleep. False if the peer is gone.
+  bool sent() noexcept;
+  // Reads what the peer wrote, without blocking: sets *rang if it rang, rings back for a sleep
+  // notice that came after unannounced messages. False at end of stream (the peer is gone).
+  bool listen(bool* rang) noexcept;
+  // Says this side is about to sleep, once until the peer rings. False if the peer is gone.
+  bool going_to_sleep() noexcept;
+  // Whether this side's sleep notice is out (and no ring came since).
+  bool announced() const noexcept { return announced_; }
+  // Closes the connection (a worker that leaves).
+  void close() noexcept { fd_.reset(); }
+
+ private:
+  bool write(char what) noexcept;
+
+  UniqueFd fd_;
+  bool peer_asleep_ = true;   // it said so and was not rung since (at first: unknown)
+  bool sent_unrung_ = false;  // sent something since the last ring without ringing
+  bool announced_ = false;    // this side's sleep notice went out
+};
 
 // Sends/receives a short setup string (the listener's address) with kTagSetup. The receive waits
 // without spinning a core for long (the sender is normally there at once).

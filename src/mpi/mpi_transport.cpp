@@ -108,8 +108,13 @@ void MpiTransport::stop(remote::WorkerId worker, remote::StopSignal) {
 void MpiTransport::flush() {
   for (auto& [id, w] : workers_) {
     if (w.unrung == 0) continue;
-    if (w.reading) ring(w.member->doorbell.get(), w.unrung);
     w.unrung = 0;
+    if (!w.reading) continue;
+    // First what the worker wrote (a sleep notice), so that the ring goes out if it is asleep. A
+    // connection that ended is seen by hear_all.
+    bool rang = false;
+    if (w.member->bell.listen(&rang)) w.member->bell.sent();
+    if (rang) last_activity_ = Clock::now();
   }
   progress_sends();
 }
@@ -136,7 +141,6 @@ void MpiTransport::deliver(Incoming& in) {
   if (at == by_rank_.end()) return;  // a rank that has left this pool
   const remote::WorkerId id = at->second;
   Worker& w = workers_.at(id);
-  --w.member->expected;
   if (in.header.session != session_) return;  // an earlier pool's
   if (in.header.type == static_cast<std::uint8_t>(Control::left)) {
     gone(id, w, "left the pool");
@@ -161,42 +165,16 @@ void MpiTransport::gone(remote::WorkerId worker, Worker& w, const std::string& h
   events_->on_death(worker, how);
 }
 
-// Hears every doorbell (and the wake-up eventfd), sleeping up to `timeout` (nullopt: no limit)
-// when nothing rang. Returns whether anything did.
-bool MpiTransport::listen_doorbells(int timeout_us) {
-  std::vector<pollfd> fds;
-  std::vector<remote::WorkerId> ids;
-  fds.push_back({wake_fd_.get(), POLLIN, 0});
+// Reads every worker's doorbell without blocking. Returns whether one rang; a worker whose
+// connection ended is dead (after the messages it sent are delivered).
+bool MpiTransport::hear_all() {
+  bool rang = false;
   for (auto& [id, w] : workers_) {
     if (!w.reading) continue;
-    fds.push_back({w.member->doorbell.get(), POLLIN, 0});
-    ids.push_back(id);
-  }
-  timespec limit{};
-  if (timeout_us >= 0) {
-    limit.tv_sec = timeout_us / 1'000'000;
-    limit.tv_nsec = static_cast<long>(timeout_us % 1'000'000) * 1000;
-  }
-  const int ready = ::ppoll(fds.data(), fds.size(), timeout_us >= 0 ? &limit : nullptr, nullptr);
-  if (ready <= 0) return false;
-  bool rang = false;
-  if (fds[0].revents != 0) {
-    std::uint64_t count = 0;
-    while (::read(wake_fd_.get(), &count, sizeof(count)) > 0) {
-    }
-    rang = true;
-  }
-  for (std::size_t i = 1; i < fds.size(); ++i) {
-    if (fds[i].revents == 0) continue;
-    rang = true;
-    const remote::WorkerId id = ids[i - 1];
-    auto it = workers_.find(id);
-    if (it == workers_.end() || !it->second.reading) continue;
-    Worker& w = it->second;
-    if (hear(w.member->doorbell.get(), &w.member->expected)) continue;
-    // Its process ended. First the messages it had rung for (they may still be in flight).
+    if (w.member->bell.listen(&rang)) continue;
+    // Its process ended. First what it sent before (it may still be in flight).
     const auto until = Clock::now() + kLastWords;
-    while (w.reading && w.member->expected > 0 && Clock::now() < until) {
+    while (w.reading && Clock::now() < until) {
       if (std::optional<Incoming> in =
               try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_)) {
         deliver(*in);
@@ -206,14 +184,33 @@ bool MpiTransport::listen_doorbells(int timeout_us) {
     w.member->dead = true;
     note_dead_rank();
     gone(id, w, "ended: its process exited or was killed (its connection closed)");
+    rang = true;
   }
   return rang;
+}
+
+// Sleeps until a doorbell or the wake-up eventfd can be read, or `timeout_us` passes.
+void MpiTransport::sleep(long long timeout_us) {
+  std::vector<pollfd> fds;
+  fds.push_back({wake_fd_.get(), POLLIN, 0});
+  for (auto& [id, w] : workers_) {
+    if (w.reading) fds.push_back({w.member->bell.fd(), POLLIN, 0});
+  }
+  timespec limit{};
+  limit.tv_sec = static_cast<time_t>(timeout_us / 1'000'000);
+  limit.tv_nsec = static_cast<long>(timeout_us % 1'000'000) * 1000;
+  if (::ppoll(fds.data(), fds.size(), &limit, nullptr) > 0 && fds[0].revents != 0) {
+    std::uint64_t count = 0;
+    while (::read(wake_fd_.get(), &count, sizeof(count)) > 0) {
+    }
+  }
 }
 
 void MpiTransport::wait(std::optional<std::chrono::milliseconds> timeout) {
   const auto start = Clock::now();
   const auto deadline = timeout ? start + *timeout : Clock::time_point::max();
   auto pause = std::chrono::microseconds(1);
+  bool probed_after_notice = false;
   for (;;) {
     const bool sending = progress_sends();
     if (receive_all()) {
@@ -221,28 +218,45 @@ void MpiTransport::wait(std::optional<std::chrono::milliseconds> timeout) {
       return;
     }
     if (woken_.exchange(false, std::memory_order_acq_rel)) return;
-    const auto now = Clock::now();
+    auto now = Clock::now();
     if (now >= deadline) return;
     if (now < last_activity_ + kSpin) continue;
-    bool expecting = sending;
-    for (auto& [id, w] : workers_) {
-      if (w.reading && w.member->expected > 0) expecting = true;
-    }
-    long long us = -1;
-    if (expecting) {
-      // Something is on its way (a send in progress, a message rung for): keep MPI going.
-      us = pause.count();
-      pause = std::min(pause * 2, std::chrono::microseconds(1000));
-    } else if (deadline != Clock::time_point::max()) {
-      us = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count();
-    }
-    if (listen_doorbells(us > INT_MAX ? INT_MAX : static_cast<int>(us))) {
+    const std::size_t alive = live_workers();
+    if (hear_all()) {
+      if (live_workers() != alive) return;  // a death was delivered
       last_activity_ = Clock::now();
-      for (auto& [id, w] : workers_) {
-        if (!w.reading) return;  // a death was delivered
-      }
+      probed_after_notice = false;
+      continue;
     }
+    // Tell the workers this side is about to sleep, then look once more before it does.
+    bool fresh = false;
+    for (auto& [id, w] : workers_) {
+      if (!w.reading || w.member->bell.announced()) continue;
+      w.member->bell.going_to_sleep();
+      fresh = true;
+    }
+    if (fresh || !probed_after_notice) {
+      probed_after_notice = true;
+      continue;
+    }
+    // A send in progress needs this side's MPI calls: nap briefly. Otherwise sleep until rung,
+    // woken or the deadline, and at most Doorbell::kNap (see link.hpp).
+    now = Clock::now();
+    auto nap = std::chrono::duration_cast<std::chrono::microseconds>(Doorbell::kNap);
+    if (sending) {
+      nap = pause;
+      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    }
+    if (deadline != Clock::time_point::max()) {
+      nap = std::min(nap, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
+    }
+    sleep(std::max<long long>(nap.count(), 0));
   }
+}
+
+std::size_t MpiTransport::live_workers() const {
+  return static_cast<std::size_t>(std::count_if(
+      workers_.begin(), workers_.end(), [](const auto& entry) { return entry.second.reading; }));
 }
 
 void MpiTransport::wake() noexcept {
@@ -255,17 +269,10 @@ void MpiTransport::drain(remote::WorkerId worker) {
   auto it = workers_.find(worker);
   if (it == workers_.end() || !it->second.reading) return;
   Worker& w = it->second;
-  hear(w.member->doorbell.get(), &w.member->expected);
-  const auto until = Clock::now() + kLastWords;
-  for (;;) {
-    std::optional<Incoming> in =
-        try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_);
-    if (in) {
-      deliver(*in);
-      if (!w.reading) return;
-      continue;
-    }
-    if (w.member->expected <= 0 || Clock::now() >= until) return;
+  while (std::optional<Incoming> in =
+             try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_)) {
+    deliver(*in);
+    if (!w.reading) return;
   }
 }
 

@@ -3,7 +3,8 @@
 // what it is running, and a rank whose doorbell closes is dead.
 //
 // The dispatcher thread spins on MPI_Improbe for a moment after activity and otherwise sleeps in
-// poll() on the doorbells and an eventfd (wake()), so an idle pool costs no CPU.
+// poll() on the doorbells and an eventfd (wake()), so an idle pool costs no CPU (see Doorbell in
+// link.hpp for when a side rings).
 #pragma once
 
 #include <atomic>
@@ -61,7 +62,9 @@ class MpiTransport final : public remote::Transport {
   bool receive_all();
   void deliver(Incoming& in);
   void gone(remote::WorkerId worker, Worker& w, const std::string& how);
-  bool listen_doorbells(int timeout_us);
+  bool hear_all();
+  void sleep(long long timeout_us);
+  std::size_t live_workers() const;
 
   std::unique_ptr<Ranks> ranks_;
   remote::TransportEvents* events_ = nullptr;

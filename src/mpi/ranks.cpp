@@ -49,7 +49,7 @@ std::vector<std::unique_ptr<Member>> g_static;  // rank 0: the serving ranks
 class Server {
  public:
   Server(MPI_Comm comm, int client, UniqueFd doorbell, bool one_session)
-      : comm_(comm), client_(client), doorbell_(std::move(doorbell)), one_session_(one_session) {}
+      : comm_(comm), client_(client), bell_(std::move(doorbell)), one_session_(one_session) {}
 
   // Returns when told to finish (or, for a spawned worker, when its session ends).
   void run() {
@@ -110,59 +110,65 @@ class Server {
     say(static_cast<std::uint8_t>(MessageType::ready), 0, {});
   }
 
-  // Sends one message and rings; returns when the send is complete (a large reply goes straight
-  // from its buffer).
+  // Sends one message (ringing if the client may be asleep); returns when the send is complete
+  // (a large reply goes straight from its buffer).
   void say(std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload) {
     Send send;
     start_send(send, comm_, client_, tag_from_workers(session_),
                Header{.type = type, .session = session_, .id = id}, payload, /*copy=*/false);
-    if (!ring(doorbell_.get(), 1)) leave_process(1);  // the client is gone
+    bool rang = false;
+    if (!bell_.listen(&rang) || !bell_.sent()) leave_process(1);  // the client is gone
     wait_send(send);
   }
 
   // The next message from the client; sleeps on the doorbell when there is none for a while.
   Incoming next() {
-    const auto spin_until = Clock::now() + kSpin;
-    auto pause = std::chrono::microseconds(0);
+    auto spin_until = Clock::now() + kSpin;
+    bool probed_after_notice = false;
     for (;;) {
       if (std::optional<Incoming> in = try_receive(comm_, client_, kTagToWorker, scratch_)) {
-        --expected_;
         return std::move(*in);
       }
-      if (Clock::now() < spin_until) continue;
-      if (!hear(doorbell_.get(), &expected_)) {
-        // The client has gone. What it sent before (its last word is finish) still counts.
-        const auto until = Clock::now() + std::chrono::seconds(1);
-        while (expected_ > 0 && Clock::now() < until) {
-          if (std::optional<Incoming> in = try_receive(comm_, client_, kTagToWorker, scratch_)) {
-            --expected_;
-            return std::move(*in);
-          }
-        }
-        leave_process(1);
-      }
-      pollfd pfd{doorbell_.get(), POLLIN, 0};
-      if (expected_ > 0) {
-        // Rung for a message that no probe shows yet: keep MPI progressing, gently.
-        pause = std::min(std::max(pause * 2, std::chrono::microseconds(1)),
-                         std::chrono::microseconds(1000));
-        ::poll(&pfd, 1, 0);
-        std::this_thread::sleep_for(pause);
+      const auto now = Clock::now();
+      if (now < spin_until) continue;
+      bool rang = false;
+      if (!bell_.listen(&rang)) return last_words();
+      if (rang) {
+        spin_until = now + kSpin;
+        probed_after_notice = false;
         continue;
       }
-      pause = std::chrono::microseconds(0);
-      ::poll(&pfd, 1, -1);
+      if (!bell_.announced()) {
+        if (!bell_.going_to_sleep()) return last_words();
+        probed_after_notice = false;
+      }
+      if (!probed_after_notice) {
+        probed_after_notice = true;  // one more look after the notice went out
+        continue;
+      }
+      pollfd pfd{bell_.fd(), POLLIN, 0};
+      ::poll(&pfd, 1, static_cast<int>(Doorbell::kNap.count()));
     }
+  }
+
+  // The client has gone. What it sent before still counts (its last word is finish); else leave.
+  Incoming last_words() {
+    const auto until = Clock::now() + std::chrono::milliseconds(500);
+    while (Clock::now() < until) {
+      if (std::optional<Incoming> in = try_receive(comm_, client_, kTagToWorker, scratch_)) {
+        return std::move(*in);
+      }
+    }
+    leave_process(1);
   }
 
   MPI_Comm comm_;
   int client_;
-  UniqueFd doorbell_;
+  Doorbell bell_;
   bool one_session_;
   std::uint32_t session_ = 0;
   std::exception_ptr init_error_;
   remote::WorkerConfig config_;
-  std::int64_t expected_ = 0;
   codec::Buffer scratch_;
 };
 
@@ -173,7 +179,8 @@ void send_control(MPI_Comm comm, Member& m, Control what, std::uint64_t id = 0) 
   Send send;
   start_send(send, comm, m.rank, kTagToWorker,
              Header{.type = static_cast<std::uint8_t>(what), .session = 0, .id = id}, {}, true);
-  ring(m.doorbell.get(), 1);
+  bool rang = false;
+  if (m.bell.listen(&rang)) m.bell.sent();
   wait_send(send);  // a header alone: sent eagerly, whether or not the rank still listens
 }
 
@@ -192,7 +199,7 @@ std::vector<std::unique_ptr<Member>> connect_members(MPI_Comm comm, int client, 
   for (auto& [rank, fd] : accepted) {
     auto m = std::make_unique<Member>();
     m->rank = rank;
-    m->doorbell = std::move(fd);
+    m->bell = Doorbell(std::move(fd));
     members.push_back(std::move(m));
   }
   return members;

@@ -26,9 +26,7 @@ namespace concurrent::futures::detail::mpi {
 // A worker rank as its client knows it.
 struct Member {
   int rank = -1;
-  UniqueFd doorbell;
-  // Doorbell bytes heard minus messages received: while positive a message is on its way.
-  std::int64_t expected = 0;
+  Doorbell bell;
   bool dead = false;    // its doorbell closed: it is gone for good
   bool in_use = false;  // lent to a pool (static ranks)
 };

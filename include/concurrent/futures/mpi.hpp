@@ -21,8 +21,9 @@
 /// A rank runs one task at a time; a pool hands each a few tasks ahead while tasks are short.
 ///
 /// Idle costs nothing: a waiting rank (worker or client) probes MPI for 100 us after its last
-/// message, then sleeps in poll() on a TCP connection to its client (its doorbell) that a sender
-/// rings once per message. The same connection tells the client that a worker's process ended.
+/// message, then says so and sleeps in poll() on a TCP connection to its client (its doorbell),
+/// which a sender rings when it sends to a sleeper; busy ranks never ring. The same connection
+/// tells the client that a worker's process ended.
 ///
 /// Failures: a task's exception fails its future. By default Open MPI ends the whole job when
 /// any rank dies (the client too). Run `mpiexec --enable-recovery` to keep the client alive: then
