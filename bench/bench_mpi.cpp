@@ -3,7 +3,7 @@
 // figures side by side). Run it under mpiexec with 3 ranks: rank 0 measures, ranks 1 and 2 are
 // the pool's workers.
 //
-//   mpiexec -n 3 bench_mpi [--reps=N] [--quick]
+//   mpiexec -n 3 bench_mpi [--reps=N] [--quick] [--only=throughput,round_trip,map,seeds]
 //
 //   1. throughput: submit 20,000 trivial tasks (ident(int) -> int), then result() each: tasks/s;
 //   2. round trip: submit one trivial task and wait for it, 1,000 times: the median, us;
@@ -18,7 +18,8 @@
 // (a tenth of each of 1-3; one small call of each seed function). Each figure is the median of
 // --reps samples (default 5); the seeds' serial, MPI and process runs of one sample are
 // interleaved, their order rotating from one sample to the next. --quick: a tenth of the sizes
-// ((b) over 1..20000), for a smoke test; the figures then mean nothing.
+// ((b) over 1..20000), for a smoke test; the figures then mean nothing. --only: the sections to
+// run (all by default; mpi_compare.py runs all).
 //
 // Output: one line per figure, "name value unit" (the median; what mpi_compare.py reads), then a
 // table. With the environment variable CFUTURES_BENCH_OUT set to a directory, the medians are
@@ -214,6 +215,7 @@ void print_table(const std::vector<Seed>& seeds, int reps) {
     std::printf("| %s | %s | %.4g | %s |\n", f.name.c_str(), f.unit.c_str(), f.value(),
                 samples.c_str());
   }
+  if (seeds.empty()) return;
   std::printf(
       "\n| seed workload | serial ms | MPI pool ms | MPI x serial | process pool ms | "
       "process x serial | MPI / process | goal | status |\n"
@@ -241,15 +243,34 @@ int main(int argc, char** argv) {
   cf::serve_if_worker(argc, argv);       // for ProcessPoolExecutor's spawn start method
   int reps = 5;
   Sizes sizes;
+  std::string only = "throughput,round_trip,map,seeds";
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--reps=", 7) == 0) {
       reps = std::max(1, std::atoi(argv[i] + 7));
     } else if (std::strcmp(argv[i], "--quick") == 0) {
       sizes = {.tasks = 2'000, .round_trips = 100, .map_items = 100'000, .factorize_up_to = 20'000};
+    } else if (std::strncmp(argv[i], "--only=", 7) == 0) {
+      only = argv[i] + 7;
     } else {
-      std::fprintf(stderr, "usage: mpiexec -n 3 %s [--reps=N] [--quick]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: mpiexec -n 3 %s [--reps=N] [--quick] "
+                   "[--only=throughput,round_trip,map,seeds]\n",
+                   argv[0]);
       return 2;
     }
+  }
+  const auto selected = [&only](const char* section) {
+    return ("," + only + ",").find("," + std::string(section) + ",") != std::string::npos;
+  };
+  for (std::size_t start = 0; start <= only.size();) {
+    const std::size_t end = std::min(only.find(',', start), only.size());
+    const std::string section = only.substr(start, end - start);
+    if (section != "throughput" && section != "round_trip" && section != "map" &&
+        section != "seeds") {
+      std::fprintf(stderr, "bench_mpi: --only: no section \"%s\"\n", section.c_str());
+      return 2;
+    }
+    start = end + 1;
   }
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -263,27 +284,34 @@ int main(int argc, char** argv) {
   std::iota(items.begin(), items.end(), 0);
   std::vector<int> warm_items(items.begin(), items.begin() + sizes.map_items / 10);
 
-  {
+  if (selected("throughput") || selected("round_trip") || selected("map")) {
     cf::MPIPoolExecutor pool;
     if (pool.max_workers() != 2) wrong_result("max_workers is not 2");
-    throughput(pool, sizes.tasks / 10);
-    round_trip_us(pool, sizes.round_trips / 10);
-    map_rate(pool, warm_items);
+    if (selected("throughput")) throughput(pool, sizes.tasks / 10);
+    if (selected("round_trip")) round_trip_us(pool, sizes.round_trips / 10);
+    if (selected("map")) map_rate(pool, warm_items);
 
     std::vector<double> samples;
-    for (int r = 0; r < reps; ++r) samples.push_back(throughput(pool, sizes.tasks));
-    report("throughput", "tasks/s", samples);
-    samples.clear();
-    for (int r = 0; r < reps; ++r) samples.push_back(round_trip_us(pool, sizes.round_trips));
-    report("round_trip", "us", samples);
-    samples.clear();
-    for (int r = 0; r < reps; ++r) samples.push_back(map_rate(pool, items));
-    report("map_chunk1000", "items/s", samples);
+    if (selected("throughput")) {
+      for (int r = 0; r < reps; ++r) samples.push_back(throughput(pool, sizes.tasks));
+      report("throughput", "tasks/s", samples);
+    }
+    if (selected("round_trip")) {
+      samples.clear();
+      for (int r = 0; r < reps; ++r) samples.push_back(round_trip_us(pool, sizes.round_trips));
+      report("round_trip", "us", samples);
+    }
+    if (selected("map")) {
+      samples.clear();
+      for (int r = 0; r < reps; ++r) samples.push_back(map_rate(pool, items));
+      report("map_chunk1000", "items/s", samples);
+    }
   }
 
   // The seeds on fresh pools, so that neither starts with what the other learnt from 1-3.
-  const std::vector<Seed> seeds = seed_workloads(sizes);
-  {
+  std::vector<Seed> seeds;
+  if (selected("seeds")) seeds = seed_workloads(sizes);
+  if (!seeds.empty()) {
     cf::MPIPoolExecutor mpi_pool;
     cf::ProcessPoolExecutor process_pool(2);
     warm_seeds(mpi_pool);

@@ -7,11 +7,11 @@ CFUTURES_BENCH_OUT set to a directory, also writes anchors_mpi.csv there (for th
     bench/mpi_compare.py BUILD_BIN_DIR [--reps=N] [--quick]
 
 The two programs, BUILD_BIN_DIR/bench_mpi and bench/mpi4py_bench.py (run with Debian's
-/usr/bin/python3 -m mpi4py.futures), alternate N times (default 7), which one goes first
-alternating too; each run measures every workload once after its warm-up (--reps=1), and each
-figure here is the median of the N runs. The seeds' speed-ups are the median serial time over the
-median pool time. --quick: one run of each with a tenth of the sizes, a smoke test whose figures
-mean nothing.
+/usr/bin/python3 -m mpi4py.futures), alternate N times (default 5), which one goes first
+alternating too. Each run measures every workload 3 times after its warm-up (--reps=3) and
+reports the medians; each figure here is the median of the N runs' medians. The seeds' speed-ups
+are the median serial time over the median pool time. --quick: one run of each, one sample, a
+tenth of the sizes: a smoke test whose figures mean nothing.
 
 For each run the script also reports the CPU time other processes took while it ran (the busy
 time of /proc/stat less the CPU time of the mpiexec job itself): with 2 vCPUs for 3 ranks, a busy
@@ -100,7 +100,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     bin_dir = sys.argv[1]
-    rounds, quick = 7, False
+    rounds, quick = 5, False
     for arg in sys.argv[2:]:
         if arg.startswith("--reps="):
             rounds = max(1, int(arg[7:]))
@@ -110,7 +110,7 @@ def main():
             sys.exit(__doc__)
     if quick:
         rounds = 1
-    args = ["--reps=1"] + (["--quick"] if quick else [])
+    args = ["--reps=1", "--quick"] if quick else ["--reps=3"]
     ours_command = mpiexec() + [os.path.join(bin_dir, "bench_mpi"), *args]
     theirs_command = mpiexec() + [PYTHON, "-m", "mpi4py.futures",
                                   os.path.join(HERE, "mpi4py_bench.py"), *args]
@@ -141,7 +141,7 @@ def main():
         return " ".join(fmt(s[name]) for s in samples)
 
     rows = []  # for the CSV: measurement, anchor, unit, ours, anchor value, speed-up, goal
-    print(f"\nMedians of {rounds} runs of each, alternating.\n")
+    print(f"\nMedians of {rounds} runs of each, alternating ({' '.join(args)} each).\n")
     print("| measurement | unit | cfutures | mpi4py.futures | cfutures vs mpi4py (times better) "
           "| goal | status |")
     print("|---|---|---:|---:|---:|---|---|")
