@@ -7,6 +7,7 @@
 #   make test SANITIZERS="tsan asan"
 #   make bench                     build the benchmarks (release), run them, draw bench/plots/*.png
 #   make bench BENCH_ARGS=--quick  the same with small sizes (a smoke test; figures meaningless)
+#   make bench-mpi                 MPIPoolExecutor beside mpi4py.futures under mpiexec -n 3
 #   make check-<preset>            configure, build and test one preset (release, debug, asan,
 #                                  tsan, clang)
 #   make docs                      the API reference from the headers' comments (Doxygen):
@@ -36,10 +37,11 @@ BENCH_PLOTS = $(if $(findstring --quick,$(BENCH_ARGS)),$(BENCH_OUT)/plots,bench/
 DOCS_DIR := $(BUILD_DIR)/docs
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
-.PHONY: help deps build demo demo-mpi test bench bench-compare docs format format-check clean
+.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi docs format format-check \
+  clean
 
 help:
-	@sed -n '4,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,20p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
@@ -88,9 +90,10 @@ test: deps-test
 # The release tree is reconfigured with the benchmarks on (the presets leave them off to keep
 # test builds short). bench/run.sh, when present, decides what to run and how; it gets the list of
 # built benchmark programs as its argument. Then the process pool is measured beside the Python
-# pools (bench/compare.py), and bench/plot.sh draws the charts into bench/plots/ from the CSV files
-# every program writes into $(BENCH_OUT). BENCH_ARGS go to every program, so only what all of them
-# take: --quick, --reps=N.
+# pools (bench/compare.py), the MPI pool beside mpi4py.futures (bench/mpi_compare.py, at the same
+# size as the rest: full, or --quick with BENCH_ARGS=--quick; skipped when MPI was not found), and
+# bench/plot.sh draws the charts into bench/plots/ from the CSV files every program writes into
+# $(BENCH_OUT). BENCH_ARGS go to every program, so only what all of them take: --quick, --reps=N.
 bench: deps-bench
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS)
@@ -99,6 +102,12 @@ bench: deps-bench
 	  bash bench/run.sh $(BUILD_DIR)/release/bench/benchmarks.txt $(BENCH_ARGS)
 	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
 	  /usr/bin/python3 bench/compare.py $(RELEASE_BIN) $(BENCH_ARGS)
+	if [[ -x $(RELEASE_BIN)/bench_mpi ]]; then \
+	  CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
+	    /usr/bin/python3 bench/mpi_compare.py $(RELEASE_BIN) $(BENCH_ARGS); \
+	else \
+	  echo "bench: bench_mpi not built (MPI not found); the MPI comparison is skipped"; \
+	fi
 	bash bench/plot.sh $(BENCH_OUT) $(BENCH_PLOTS)
 
 # The process pool beside CPython's ProcessPoolExecutor, multiprocessing.Pool and loky (Debian's
@@ -107,6 +116,16 @@ bench-compare: deps-bench
 	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
 	cmake --build --preset release -j $(JOBS) --target bench_process_pool
 	/usr/bin/python3 bench/compare.py $(RELEASE_BIN)
+
+# cfutures' MPIPoolExecutor beside mpi4py.futures' (Debian's python3-mpi4py), each under
+# `mpiexec -n 3` (rank 0 measures, ranks 1 and 2 are the workers), runs alternating; see
+# bench/mpi_compare.py. BENCH_ARGS=--quick for a smoke run, --reps=N for N runs of each.
+bench-mpi: deps-bench
+	cmake --preset release -DCFUTURES_BUILD_BENCH=ON
+	cmake --build --preset release -j $(JOBS) --target bench_mpi
+	mkdir -p $(BENCH_OUT)
+	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
+	  /usr/bin/python3 bench/mpi_compare.py $(RELEASE_BIN) $(BENCH_ARGS)
 
 # The API reference from the public headers' comments (settings in Doxyfile). Any Doxygen warning
 # fails it. Made afresh each time: Doxygen would leave the pages of removed symbols behind, and it

@@ -9,7 +9,8 @@
 #   anchors.png    ours against each anchor, as "times better"               (anchors_*.csv)
 #
 # A chart whose CSV is missing is skipped with a message (e.g. anchors_process.csv comes from
-# bench/compare.py, which needs Debian's python3-joblib).
+# bench/compare.py, which needs Debian's python3-joblib; anchors_mpi.csv from
+# bench/mpi_compare.py, which needs Open MPI and python3-mpi4py).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -99,13 +100,18 @@ fi
 # scale: right of the line ours wins, left it loses. The goal, restated as a speed-up over that
 # anchor, is a black mark. Rows whose anchor is the serial loop are in scaling.png instead.
 anchors=()
-for name in anchors_thread anchors_process; do
+for name in anchors_thread anchors_process anchors_mpi; do
   [[ -f $csv/$name.csv ]] && anchors+=("$csv/$name.csv")
 done
 if ((${#anchors[@]} > 0)); then
   bars=$csv/anchors.dat
   awk -F, -v OFS='\t' '
-    FNR == 1 { pool = FILENAME ~ /process/ ? "processes" : "threads"; next }
+    FNR == 1 {
+      if (FILENAME ~ /mpi/) { pool = "MPI ranks"; colour = 3 }
+      else if (FILENAME ~ /process/) { pool = "processes"; colour = 2 }
+      else { pool = "threads"; colour = 1 }
+      next
+    }
     $2 == "serial loop" { next }
     {
       what = $1
@@ -113,7 +119,7 @@ if ((${#anchors[@]} > 0)); then
       gsub(/_/, " ", what)
       anchor = $2
       gsub(/;/, ",", anchor)
-      print pool ": " what " vs " anchor, $6, $7, (pool == "threads" ? 1 : 2)
+      print pool ": " what " vs " anchor, $6, $7, colour
     }' "${anchors[@]}" >"$bars"
   rows=$(wc -l <"$bars")
   height=$((120 + 26 * rows))
@@ -136,7 +142,8 @@ plot "$bars" using (1):(\$0):(\$2 < 1 ? \$2 : 1):(\$2 > 1 ? \$2 : 1):(\$0 - 0.35
        with boxxyerror lc variable notitle, \
      "" using (\$2):(\$0):(sprintf(" %.3gx", \$2)) with labels left font ",9" notitle, \
      "" using (\$3 > 0 ? \$3 : NaN):(\$0) with points pt 2 ps 1.5 lc rgb "black" title "goal", \
-     NaN with boxes lc 1 title "ThreadPoolExecutor", NaN with boxes lc 2 title "ProcessPoolExecutor"
+     NaN with boxes lc 1 title "ThreadPoolExecutor", NaN with boxes lc 2 title "ProcessPoolExecutor", \
+     NaN with boxes lc 3 title "MPIPoolExecutor"
 EOF
   drawn+=("$png/anchors.png")
 else
