@@ -40,6 +40,7 @@
 #include <concurrent/futures/mpi.hpp>
 
 #include "../demo/seeds.hpp"
+#include "seed_runs.hpp"
 
 namespace cf = concurrent::futures;
 using Clock = std::chrono::steady_clock;
@@ -65,10 +66,7 @@ double median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
-[[noreturn]] void wrong_result(const std::string& what) {
-  std::fprintf(stderr, "WRONG RESULT: %s\n", what.c_str());
-  std::exit(1);
-}
+using seed_runs::wrong_result;
 
 struct Figure {
   std::string name;
@@ -141,41 +139,13 @@ std::vector<Seed> seed_workloads(const Sizes& sizes) {
   const std::size_t expected_factors =
       sizes.factorize_up_to == seeds::kFactorizeUpTo ? seeds::kFactorCount : 0;
   return {
-      {"seed_a_is_prime", "(a) is_prime x6, one task each",
-       [](cf::Executor* ex) {
-         std::size_t primes = 0;
-         if (ex == nullptr) {
-           for (std::uint64_t n : seeds::kPrimeCandidates) primes += seeds::is_prime(n);
-         } else {
-           for (bool p : ex->map(seeds::is_prime, seeds::kPrimeCandidates)) primes += p;
-         }
-         if (primes != seeds::kPrimesAmongCandidates) wrong_result("is_prime");
-       }},
+      {"seed_a_is_prime", "(a) is_prime x6, one task each", seed_runs::is_prime},
       {"seed_b_factorize",
        "(b) factorize 1.." + std::to_string(sizes.factorize_up_to) + ", map chunksize 1000",
        [numbers = seeds::one_to(sizes.factorize_up_to), expected_factors](cf::Executor* ex) {
-         std::size_t factors = 0;
-         if (ex == nullptr) {
-           for (std::uint64_t n : numbers) factors += seeds::factorize_naive(n).size();
-         } else {
-           for (const auto& f :
-                ex->map(seeds::factorize_naive, numbers, cf::MapOptions{.chunksize = 1000})) {
-             factors += f.size();
-           }
-         }
-         if (expected_factors != 0 && factors != expected_factors) wrong_result("factorize");
-         if (factors == 0) wrong_result("factorize: no factors");
+         seed_runs::factorize(ex, numbers, expected_factors);
        }},
-      {"seed_c_gcd", "(c) gcd_countdown x10, one task each",
-       [](cf::Executor* ex) {
-         std::uint64_t sum = 0;
-         if (ex == nullptr) {
-           for (const seeds::Pair& p : seeds::kGcdPairs) sum += seeds::gcd_countdown(p);
-         } else {
-           for (std::uint64_t g : ex->map(seeds::gcd_countdown, seeds::kGcdPairs)) sum += g;
-         }
-         if (sum != seeds::kGcdSum) wrong_result("gcd");
-       }},
+      {"seed_c_gcd", "(c) gcd_countdown x10, one task each", seed_runs::gcd},
   };
 }
 

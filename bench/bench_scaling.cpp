@@ -28,6 +28,7 @@
 #include <concurrent/futures.hpp>
 
 #include "../demo/seeds.hpp"
+#include "seed_runs.hpp"
 
 namespace cf = concurrent::futures;
 using Clock = std::chrono::steady_clock;
@@ -58,10 +59,7 @@ double timed(int reps, const std::function<void()>& run) {
   return median(samples);
 }
 
-[[noreturn]] void wrong_result(const std::string& what) {
-  std::fprintf(stderr, "WRONG RESULT: %s\n", what.c_str());
-  std::exit(1);
-}
+using seed_runs::wrong_result;
 
 // A CSV file in $CFUTURES_BENCH_OUT, or nothing when it is not set.
 std::unique_ptr<std::ofstream> csv_file(const char* name, const char* header) {
@@ -87,39 +85,10 @@ struct Workload {
 std::vector<Workload> workloads() {
   static const std::vector<std::uint64_t> numbers = seeds::one_to(seeds::kFactorizeUpTo);
   return {
-      {"(a) is_prime x6",
-       [](cf::Executor* ex) {
-         std::size_t primes = 0;
-         if (ex == nullptr) {
-           for (std::uint64_t n : seeds::kPrimeCandidates) primes += seeds::is_prime(n);
-         } else {
-           for (bool p : ex->map(seeds::is_prime, seeds::kPrimeCandidates)) primes += p;
-         }
-         if (primes != seeds::kPrimesAmongCandidates) wrong_result("is_prime");
-       }},
+      {"(a) is_prime x6", seed_runs::is_prime},
       {"(b) factorize 1..200000",
-       [](cf::Executor* ex) {
-         std::size_t factors = 0;
-         if (ex == nullptr) {
-           for (std::uint64_t n : numbers) factors += seeds::factorize_naive(n).size();
-         } else {
-           for (const auto& f :
-                ex->map(seeds::factorize_naive, numbers, cf::MapOptions{.chunksize = 1000})) {
-             factors += f.size();
-           }
-         }
-         if (factors != seeds::kFactorCount) wrong_result("factorize");
-       }},
-      {"(c) gcd x10",
-       [](cf::Executor* ex) {
-         std::uint64_t sum = 0;
-         if (ex == nullptr) {
-           for (const seeds::Pair& p : seeds::kGcdPairs) sum += seeds::gcd_countdown(p);
-         } else {
-           for (std::uint64_t g : ex->map(seeds::gcd_countdown, seeds::kGcdPairs)) sum += g;
-         }
-         if (sum != seeds::kGcdSum) wrong_result("gcd");
-       }},
+       [](cf::Executor* ex) { seed_runs::factorize(ex, numbers, seeds::kFactorCount); }},
+      {"(c) gcd x10", seed_runs::gcd},
   };
 }
 
