@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -55,6 +57,30 @@ struct Hello {
 };
 
 }  // namespace
+
+namespace {
+std::mutex g_tags_mu;
+std::set<int> g_tags_taken;
+int g_next_tag = 0;
+}  // namespace
+
+int take_reply_tag() {
+  std::lock_guard lock(g_tags_mu);
+  for (int i = 0; i < kReplyTags; ++i) {
+    const int tag = kFirstReplyTag + (g_next_tag + i) % kReplyTags;
+    if (g_tags_taken.insert(tag).second) {
+      g_next_tag = (g_next_tag + i + 1) % kReplyTags;
+      return tag;
+    }
+  }
+  throw std::runtime_error("too many MPI pools at once in this process (" +
+                           std::to_string(kReplyTags) + ")");
+}
+
+void give_back_reply_tag(int tag) noexcept {
+  std::lock_guard lock(g_tags_mu);
+  g_tags_taken.erase(tag);
+}
 
 void check(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return;

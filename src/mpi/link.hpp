@@ -30,7 +30,7 @@ namespace concurrent::futures::detail::mpi {
 
 // The transport's own message types, beside remote::MessageType (which stay under 100).
 enum class Control : std::uint8_t {
-  open = 100,    // client -> worker: a pool's session starts (Header::session); answer hello
+  open = 100,    // client -> worker: a pool's session starts (Header::session); id: its reply tag
   left = 101,    // worker -> client: the session is over for this worker (after exit)
   finish = 102,  // client -> worker: serve no more; finalize MPI and end the process
 };
@@ -48,13 +48,17 @@ struct Header {
 static_assert(sizeof(Header) == 24);
 
 // Tags: a client sends to a worker (which serves one pool at a time) with kTagToWorker; a worker
-// replies with its session's tag, so that pools sharing a communicator (static ranks) each
-// receive only their own workers' messages.
+// replies with its pool's own tag (given in the open message), so that pools sharing a
+// communicator (static ranks) each receive only their own workers' messages.
 inline constexpr int kTagSetup = 0x1001;
 inline constexpr int kTagToWorker = 0x1002;
-inline constexpr int tag_from_workers(std::uint32_t session) {
-  return 0x2000 + static_cast<int>(session % 0x4000);  // under 32767, MPI's least MPI_TAG_UB
-}
+// Reply tags: kFirstReplyTag + a slot no other live pool of this process holds (under 32767,
+// MPI's least MPI_TAG_UB). Throws std::runtime_error when all are taken.
+inline constexpr int kFirstReplyTag = 0x2000;
+inline constexpr int kReplyTags = 0x4000;
+int take_reply_tag();
+void give_back_reply_tag(int tag) noexcept;
+
 // Payloads up to this size are copied next to their header and received through a scratch buffer.
 inline constexpr std::size_t kInlinePayload = 64 * 1024;
 

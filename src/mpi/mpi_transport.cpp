@@ -43,6 +43,7 @@ void MpiTransport::open(remote::TransportEvents& events) {
   do {
     session_ = ++g_sessions;
   } while (session_ == 0);
+  reply_tag_ = take_reply_tag();
 }
 
 void MpiTransport::launch(remote::WorkerId worker) {
@@ -56,7 +57,7 @@ void MpiTransport::launch(remote::WorkerId worker) {
   w.member = m;
   by_rank_[m->rank] = worker;
   events_->on_worker_id(worker, m->rank);
-  post(w, static_cast<std::uint8_t>(Control::open), 0, {});
+  post(w, static_cast<std::uint8_t>(Control::open), static_cast<std::uint64_t>(reply_tag_), {});
 }
 
 // Starts a send to w's rank. With `take`, a large payload is sent from that buffer, taken over
@@ -93,6 +94,7 @@ void MpiTransport::send_task(remote::WorkerId worker, std::uint64_t id, codec::B
 void MpiTransport::send(remote::WorkerId worker, remote::MessageType type, std::uint64_t id) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return;
+  if (type == remote::MessageType::exit) it->second.told_to_exit = true;
   post(it->second, static_cast<std::uint8_t>(type), id, {});
 }
 
@@ -101,6 +103,7 @@ void MpiTransport::stop(remote::WorkerId worker, remote::StopSignal) {
   if (it == workers_.end() || it->second.stopped) return;
   // A rank cannot be killed: it leaves after the tasks it was sent, whose replies are dropped.
   it->second.stopped = true;
+  it->second.told_to_exit = true;
   post(it->second, static_cast<std::uint8_t>(remote::MessageType::exit), 0, {});
   flush();
 }
@@ -129,7 +132,7 @@ bool MpiTransport::progress_sends() {
 bool MpiTransport::receive_all() {
   bool any = false;
   while (std::optional<Incoming> in =
-             try_receive(ranks_->comm(), MPI_ANY_SOURCE, tag_from_workers(session_), scratch_)) {
+             try_receive(ranks_->comm(), MPI_ANY_SOURCE, reply_tag_, scratch_)) {
     deliver(*in);
     any = true;
   }
@@ -176,11 +179,17 @@ bool MpiTransport::hear_all() {
     const auto until = Clock::now() + kLastWords;
     while (w.reading && Clock::now() < until) {
       if (std::optional<Incoming> in =
-              try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_)) {
+              try_receive(ranks_->comm(), w.member->rank, reply_tag_, scratch_)) {
         deliver(*in);
       }
     }
     if (!w.reading) continue;  // it had left: its connection closed after
+    if (w.told_to_exit) {
+      // Told to exit, it has gone (a spawned worker closes its connection as it ends): its last
+      // word is merely later than the connection's end.
+      gone(id, w, "left the pool");
+      continue;
+    }
     w.member->dead = true;
     note_dead_rank();
     gone(id, w, "ended: its process exited or was killed (its connection closed)");
@@ -270,7 +279,7 @@ void MpiTransport::drain(remote::WorkerId worker) {
   if (it == workers_.end() || !it->second.reading) return;
   Worker& w = it->second;
   while (std::optional<Incoming> in =
-             try_receive(ranks_->comm(), w.member->rank, tag_from_workers(session_), scratch_)) {
+             try_receive(ranks_->comm(), w.member->rank, reply_tag_, scratch_)) {
     deliver(*in);
     if (!w.reading) return;
   }
@@ -312,6 +321,7 @@ void MpiTransport::close() noexcept {
   }
   leaked_sends()->splice(leaked_sends()->end(), sends_);
   ranks_->close();
+  if (reply_tag_ >= 0) give_back_reply_tag(reply_tag_);
   ranks_.reset();
 }
 

@@ -51,8 +51,9 @@ class MpiTransport final : public remote::Transport {
  private:
   struct Worker {
     Member* member = nullptr;
-    bool reading = true;   // neither left nor dead
-    bool stopped = false;  // told to leave by stop(): its replies are no longer delivered
+    bool reading = true;        // neither left nor dead
+    bool stopped = false;       // told to leave by stop(): its replies are no longer delivered
+    bool told_to_exit = false;  // its connection closing is then its leaving, not a death
     std::size_t unrung = 0;
   };
 
@@ -69,6 +70,7 @@ class MpiTransport final : public remote::Transport {
   std::unique_ptr<Ranks> ranks_;
   remote::TransportEvents* events_ = nullptr;
   std::uint32_t session_ = 0;
+  int reply_tag_ = -1;  // this pool's (take_reply_tag)
   std::size_t launched_ = 0;
   UniqueFd wake_fd_;
   std::atomic<bool> woken_{false};

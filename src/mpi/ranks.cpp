@@ -9,11 +9,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
+#include "process/launcher.hpp"
 #include "remote/protocol.hpp"
 
 namespace concurrent::futures::detail::mpi {
@@ -28,10 +31,12 @@ using remote::MessageType;
 constexpr auto kSpin = std::chrono::microseconds(100);
 constexpr auto kConnectTimeout = std::chrono::milliseconds(60'000);
 constexpr auto kSpawnTimeout = std::chrono::seconds(30);  // see initialize()
+constexpr const char* kSpawnedFlag = "--cfutures-mpi-worker";
 
 std::mutex g_mu;  // the world group and the state of MPI below
 bool g_we_initialized = false;
 bool g_world_set_up = false;
+std::string g_world_error;  // why setting up the static ranks failed (rank 0), for later pools
 // A rank of this job died (seen by a client) or the client said so: MPI_Finalize would wait for
 // it for ever (Open MPI 4.1 under --enable-recovery), so the process ends without it.
 std::atomic<bool> g_skip_finalize{false};
@@ -62,6 +67,7 @@ class Server {
       }
       if (type == static_cast<std::uint8_t>(Control::open)) {
         session_ = in.header.session;
+        reply_tag_ = static_cast<int>(in.header.id);
         init_error_ = nullptr;
         say(static_cast<std::uint8_t>(MessageType::hello), static_cast<std::uint64_t>(getpid()),
             {});
@@ -114,7 +120,7 @@ class Server {
   // (a large reply goes straight from its buffer).
   void say(std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload) {
     Send send;
-    start_send(send, comm_, client_, tag_from_workers(session_),
+    start_send(send, comm_, client_, reply_tag_,
                Header{.type = type, .session = session_, .id = id}, payload, /*copy=*/false);
     bool rang = false;
     if (!bell_.listen(&rang) || !bell_.sent()) leave_process(1);  // the client is gone
@@ -167,6 +173,7 @@ class Server {
   Doorbell bell_;
   bool one_session_;
   std::uint32_t session_ = 0;
+  int reply_tag_ = kFirstReplyTag;
   std::exception_ptr init_error_;
   remote::WorkerConfig config_;
   codec::Buffer scratch_;
@@ -212,25 +219,64 @@ void serve_client(MPI_Comm comm, int client, int my_rank, bool one_session) {
   Server(comm, client, std::move(doorbell), one_session).run();
 }
 
-void finalize_at_exit() {
-  {
-    std::lock_guard lock(g_mu);
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (finalized) return;
-    if (g_world != MPI_COMM_NULL) {
-      const std::uint64_t how = g_skip_finalize ? kFinishWithoutFinalize : 0;
-      for (auto& m : g_static) {
-        try {
-          send_control(g_world, *m, Control::finish, how);
-        } catch (...) {
-        }
-      }
-      g_static.clear();
-      MPI_Comm_free(&g_world);
+// Rank 0 of a static world: the serving ranks finish (and end their processes). Runs at exit, or
+// first thing in MPI_Finalize if the program finalizes MPI itself (an attribute of MPI_COMM_SELF).
+void release_static_ranks() noexcept {
+  std::lock_guard lock(g_mu);
+  if (g_world == MPI_COMM_NULL) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  const std::uint64_t how = g_skip_finalize ? kFinishWithoutFinalize : 0;
+  for (auto& m : g_static) {
+    try {
+      send_control(g_world, *m, Control::finish, how);
+    } catch (...) {
     }
   }
-  if (g_we_initialized && !g_skip_finalize) MPI_Finalize();
+  g_static.clear();
+  MPI_Comm_free(&g_world);
+}
+
+int release_at_finalize(MPI_Comm, int, void*, void*) {
+  release_static_ranks();
+  return MPI_SUCCESS;
+}
+
+void finalize_at_exit() {
+  release_static_ranks();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && !g_skip_finalize) MPI_Finalize();
+}
+
+// Whether this process was started by a pool's MPI_Comm_spawn (its command line ends with the
+// flag SpawnedRanks gives it), not by the program's own MPI_Comm_spawn.
+bool spawned_by_a_pool() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string line((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return line.find(std::string(kSpawnedFlag) + '\0') != std::string::npos;
+}
+
+// A worker rank's life after MPI is up: serves its client, then leaves MPI and ends.
+[[noreturn]] void serve_and_end(MPI_Comm comm, bool one_session) {
+  try {
+    serve_client(comm, 0, world_rank(), one_session);
+  } catch (const std::exception& e) {
+    // Cannot reach its client (an address it cannot connect to, ...): say why. Open MPI ends
+    // the job, as it does for any rank that fails.
+    std::fprintf(stderr, "cfutures: MPI worker rank %d cannot serve: %s\n", world_rank(), e.what());
+    leave_process(1);
+  }
+  if (one_session) {
+    MPI_Comm_disconnect(&comm);
+  } else {
+    MPI_Comm_free(&comm);
+  }
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && !g_skip_finalize) MPI_Finalize();
+  std::exit(0);
 }
 
 class StaticRanks final : public Ranks {
@@ -259,8 +305,12 @@ class SpawnedRanks final : public Ranks {
     char path[4096] = {};
     const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
     if (n <= 0) throw_errno("readlink /proc/self/exe (the program to spawn)");
-    char flag[] = "--cfutures-mpi-worker";
+    std::string flag_text = kSpawnedFlag;
+    char* flag = flag_text.data();
     char* args[] = {flag, nullptr};
+    // MPI_COMM_SELF returns errors during the spawn (to throw them), then gets its handler back.
+    MPI_Errhandler before = MPI_ERRHANDLER_NULL;
+    check(MPI_Comm_get_errhandler(MPI_COMM_SELF, &before), "MPI_Comm_get_errhandler");
     check(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     // Twice at most: see kSpawnTimeout.
     std::string why;
@@ -275,18 +325,33 @@ class SpawnedRanks final : public Ranks {
       MPI_Error_string(rc, text, &length);
       why = std::string(text, length);
     }
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, before);
+    MPI_Errhandler_free(&before);
     if (comm_ == MPI_COMM_NULL) {
       throw std::runtime_error("MPI_Comm_spawn of " + std::to_string(count_) + " workers (" + path +
                                ") failed twice: " + why);
     }
-    owned_ = connect_members(comm_, 0, static_cast<int>(count_), /*inter=*/true);
+    try {
+      owned_ = connect_members(comm_, 0, static_cast<int>(count_), /*inter=*/true);
+    } catch (...) {
+      MPI_Comm_free(&comm_);
+      throw;
+    }
     for (auto& m : owned_) members_.push_back(m.get());
   }
 
   void close() noexcept override {
+    // Disconnecting waits for every child; one that died never comes (Open MPI 4.1).
+    const bool any_dead =
+        std::any_of(owned_.begin(), owned_.end(), [](const auto& m) { return m->dead; });
     members_.clear();
     owned_.clear();
-    if (comm_ != MPI_COMM_NULL) MPI_Comm_disconnect(&comm_);
+    if (comm_ == MPI_COMM_NULL) return;
+    if (any_dead) {
+      MPI_Comm_free(&comm_);
+    } else {
+      MPI_Comm_disconnect(&comm_);
+    }
   }
   MPI_Comm comm() const noexcept override { return comm_; }
   const std::vector<Member*>& members() const noexcept override { return members_; }
@@ -374,33 +439,45 @@ int world_rank() {
 }
 
 void serve_or_return(int* argc, char*** argv) {
+  // A process pool's spawn worker runs this program too, with the parent's environment: it is
+  // not an MPI rank (cf::serve_if_worker serves it).
+  if (process::is_spawned_worker()) return;
   initialize(argc, argv);
   MPI_Comm parent = MPI_COMM_NULL;
   check(MPI_Comm_get_parent(&parent), "MPI_Comm_get_parent");
   if (parent != MPI_COMM_NULL) {
-    // A worker spawned by a pool: serve it, then leave.
-    serve_client(parent, 0, world_rank(), /*one_session=*/true);
-    MPI_Comm_disconnect(&parent);
-    std::exit(0);
+    if (!spawned_by_a_pool()) return;  // a child the program spawned itself
+    serve_and_end(parent, /*one_session=*/true);
   }
   if (world_size() == 1) return;
   {
     std::lock_guard lock(g_mu);
+    if (!g_world_error.empty()) throw std::runtime_error(g_world_error);
     if (g_world_set_up) return;  // rank 0, already set up
     g_world_set_up = true;
   }
   MPI_Comm comm = MPI_COMM_NULL;
   check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
-  if (world_rank() == 0) {
-    auto members = connect_members(comm, 0, world_size(), /*inter=*/false);
+  if (world_rank() != 0) serve_and_end(comm, /*one_session=*/false);
+  std::vector<std::unique_ptr<Member>> members;
+  try {
+    members = connect_members(comm, 0, world_size(), /*inter=*/false);
+  } catch (const std::exception& e) {
+    MPI_Comm_free(&comm);
+    std::lock_guard lock(g_mu);
+    g_world_error = std::string("setting up the static MPI worker ranks failed: ") + e.what();
+    throw std::runtime_error(g_world_error);
+  }
+  {
     std::lock_guard lock(g_mu);
     g_static = std::move(members);
     g_world = comm;
-    return;
   }
-  serve_client(comm, 0, world_rank(), /*one_session=*/false);
-  MPI_Comm_free(&comm);
-  std::exit(0);
+  // If the program finalizes MPI itself, the serving ranks are released first.
+  int key = MPI_KEYVAL_INVALID;
+  check(MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, release_at_finalize, &key, nullptr),
+        "MPI_Comm_create_keyval");
+  check(MPI_Comm_set_attr(MPI_COMM_SELF, key, nullptr), "MPI_Comm_set_attr");
 }
 
 std::size_t free_static_ranks() {
@@ -448,8 +525,13 @@ std::unique_ptr<Ranks> comm_ranks(MPI_Comm comm, int root) {
   int rank = 0;
   MPI_Comm_rank(dup, &rank);
   if (rank == root) {
-    auto members = connect_members(dup, root, size, /*inter=*/false);
-    return std::make_unique<CommRanks>(dup, std::move(members));
+    try {
+      auto members = connect_members(dup, root, size, /*inter=*/false);
+      return std::make_unique<CommRanks>(dup, std::move(members));
+    } catch (...) {
+      MPI_Comm_free(&dup);
+      throw;
+    }
   }
   serve_client(dup, root, rank, /*one_session=*/false);
   MPI_Comm_free(&dup);

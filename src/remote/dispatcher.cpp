@@ -484,7 +484,7 @@ void Dispatcher::on_death(WorkerId worker, const std::string& how) {
   if (it == workers_.end()) return;
   Worker w = std::move(it->second);
   workers_.erase(it);
-  if (w.pid > 0) {
+  if (w.pid >= 0) {  // a pid, or a rank (0 included)
     std::lock_guard lock(mu_);
     std::erase(pids_, w.pid);
   }

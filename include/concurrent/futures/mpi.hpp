@@ -19,6 +19,8 @@
 /// map_unordered, starmap, then(executor, fn), shutdown; the same compile-time rule for what may
 /// cross (transportable.hpp); exceptions cross as they cross processes (exception_transport.hpp).
 /// A rank runs one task at a time; a pool hands each a few tasks ahead while tasks are short.
+/// Unlike processes, a rank cannot give back tasks it has not started: those wait behind a task
+/// that turns out long, and cancel() cannot reach them.
 ///
 /// Idle costs nothing: a waiting rank (worker or client) probes MPI for 100 us after its last
 /// message, then says so and sleeps in poll() on a TCP connection to its client (its doorbell),
@@ -32,8 +34,8 @@
 ///
 /// MPI is initialized with MPI_THREAD_MULTIPLE by the first call of this component unless the
 /// program did it (then it must have asked for MPI_THREAD_MULTIPLE), and finalized at exit if
-/// cfutures initialized it; at that point the static ranks are told to finish, so `mpiexec`
-/// exits 0. Several hosts: see docs/mpi.md.
+/// cfutures initialized it. Static ranks are told to finish at exit, or in the program's own
+/// MPI_Finalize, so `mpiexec` exits 0. Several hosts: see docs/mpi.md.
 #pragma once
 
 #include "concurrent/futures/detail/require_cxx20.hpp"
