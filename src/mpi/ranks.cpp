@@ -222,20 +222,26 @@ void serve_client(MPI_Comm comm, int client, int my_rank, bool one_session) {
 // Rank 0 of a static world: the serving ranks finish (and end their processes). Runs at exit, or
 // first thing in MPI_Finalize if the program finalizes MPI itself (an attribute of MPI_COMM_SELF).
 void release_static_ranks() noexcept {
-  std::lock_guard lock(g_mu);
-  if (g_world == MPI_COMM_NULL) return;
+  // Taken out under the lock, released outside it: no MPI call is made while g_mu is held.
+  MPI_Comm world = MPI_COMM_NULL;
+  std::vector<std::unique_ptr<Member>> members;
+  {
+    std::lock_guard lock(g_mu);
+    std::swap(world, g_world);
+    members.swap(g_static);
+  }
+  if (world == MPI_COMM_NULL) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
   const std::uint64_t how = g_skip_finalize ? kFinishWithoutFinalize : 0;
-  for (auto& m : g_static) {
+  for (auto& m : members) {
     try {
-      send_control(g_world, *m, Control::finish, how);
+      send_control(world, *m, Control::finish, how);
     } catch (...) {
     }
   }
-  g_static.clear();
-  MPI_Comm_free(&g_world);
+  MPI_Comm_free(&world);
 }
 
 int release_at_finalize(MPI_Comm, int, void*, void*) {
@@ -400,7 +406,9 @@ class CommRanks final : public Ranks {
 void note_dead_rank() noexcept { g_skip_finalize = true; }
 
 void initialize(int* argc, char*** argv) {
-  std::lock_guard lock(g_mu);
+  // A lock of its own: g_mu is never held across an MPI call (Open MPI takes its own locks).
+  static std::mutex init_mu;
+  std::lock_guard lock(init_mu);
   int initialized = 0;
   MPI_Initialized(&initialized);
   int provided = 0;
