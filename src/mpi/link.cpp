@@ -252,7 +252,10 @@ std::vector<std::pair<int, UniqueFd>> Listener::accept(std::size_t count,
     UniqueFd peer(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!peer) continue;
     Hello hello{};
-    if (!read_exactly(peer.get(), &hello, sizeof(hello), until) || hello.nonce != nonce_) {
+    // A connection that is not one of ours gets a second to say so, not the whole wait.
+    const auto hello_until =
+        std::min(until, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    if (!read_exactly(peer.get(), &hello, sizeof(hello), hello_until) || hello.nonce != nonce_) {
       continue;  // not one of ours
     }
     set_nodelay(peer.get());

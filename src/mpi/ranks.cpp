@@ -499,7 +499,16 @@ std::unique_ptr<Ranks> lease_static(std::size_t count) {
   std::lock_guard lock(g_mu);
   std::vector<Member*> free;
   for (auto& m : g_static) {
-    if (!m->in_use && !m->dead) free.push_back(m.get());
+    if (m->in_use || m->dead) continue;
+    // A rank that died since the last pool closed its connection: not lent again. (Reading its
+    // connection here is safe: no pool holds it.)
+    bool rang = false;
+    if (!m->bell.listen(&rang)) {
+      m->dead = true;
+      note_dead_rank();
+      continue;
+    }
+    free.push_back(m.get());
   }
   if (free.empty()) {
     throw std::runtime_error(

@@ -415,6 +415,27 @@ TEST(MPIPoolDeath, ARankThatDiesBreaksThePoolAndNothingHangs) {
   EXPECT_THROW(ex.submit(square, 1), cf::BrokenExecutor);
 }
 
+// The rank goes 300 ms after its reply: between pools.
+int die_soon() {
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::raise(SIGKILL);
+  }).detach();
+  return rank_of_worker();
+}
+TEST(MPIPoolDeath, ARankThatDiesBetweenPoolsIsNotLentAgain) {
+  if (std::getenv("CF_TEST_MPI_RECOVERY") == nullptr) GTEST_SKIP() << "needs --enable-recovery";
+  if (world_size() < 3) GTEST_SKIP() << "needs 2 worker ranks";
+  int doomed = -1;
+  {
+    cf::MPIPoolExecutor ex(1);
+    doomed = ex.submit(die_soon).result(kDeadlock);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the rank is gone by now
+  cf::MPIPoolExecutor ex;
+  for (int i = 0; i < 20; ++i) EXPECT_NE(ex.submit(rank_of_worker).result(kDeadlock), doomed);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
