@@ -38,6 +38,7 @@
 #include "remote/function_table.hpp"
 
 #include <link.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -97,10 +98,33 @@ std::string hex(std::uint64_t value) {
   return text;
 }
 
+// The loaded objects as they were when this process was forked (see lock_function_table): a
+// forked child reads them here and never takes the run-time linker's lock, which another thread
+// of the parent may have held at the fork (unwinding an exception takes it), and which the
+// child's only thread would then wait for for ever.
+struct LoadedObjects {
+  std::vector<dl_phdr_info> infos;
+  std::vector<std::string> names;  // what infos[i].dlpi_name points to
+  bool forked = false;             // this process is a fork child: use the snapshot
+  pid_t taken_by = 0;              // the process that took it
+};
+
+LoadedObjects& loaded_objects() {
+  static auto* objects = new LoadedObjects;  // never destroyed: children read it to the end
+  return *objects;
+}
+
 // Calls visit(object, is_main_program) on each loaded object until it returns true. The
 // run-time linker keeps every object mapped until dl_iterate_phdr returns; visit must not throw.
 template <class Visit>
 void for_each_object(Visit&& visit) {
+  if (const LoadedObjects& snapshot = loaded_objects(); snapshot.forked) {
+    bool first = true;
+    for (const dl_phdr_info& info : snapshot.infos) {
+      if (visit(info, std::exchange(first, false))) return;
+    }
+    return;
+  }
   struct State {
     Visit& visit;
     bool first = true;
@@ -322,9 +346,34 @@ const void* read_symbol(codec::Reader& r) {
 void lock_function_table() noexcept {
   function_cache().mu.lock();
   lock_function_symbols();
+  // The snapshot a fork child will read (ForkGuard serializes the forks that take it).
+  LoadedObjects& objects = loaded_objects();
+  if (objects.forked) return;  // a fork server: its children keep the snapshot it got
+  try {
+    objects.infos.clear();
+    objects.names.clear();
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* data) -> int {
+          auto& o = *static_cast<LoadedObjects*>(data);
+          o.infos.push_back(*info);
+          o.names.emplace_back(info->dlpi_name != nullptr ? info->dlpi_name : "");
+          return 0;
+        },
+        &objects);
+    for (std::size_t i = 0; i < objects.infos.size(); ++i) {
+      objects.infos[i].dlpi_name = objects.names[i].c_str();
+    }
+    objects.taken_by = getpid();
+  } catch (...) {
+    objects.infos.clear();  // out of memory: the child goes to the run-time linker itself
+    objects.names.clear();
+    objects.taken_by = 0;
+  }
 }
 
 void unlock_function_table() noexcept {
+  LoadedObjects& objects = loaded_objects();
+  if (objects.taken_by != 0 && objects.taken_by != getpid()) objects.forked = true;  // the child
   unlock_function_symbols();
   function_cache().mu.unlock();
 }
