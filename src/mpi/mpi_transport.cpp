@@ -73,7 +73,7 @@ void MpiTransport::post(Worker& w, std::uint8_t type, std::uint64_t id,
   start_send(sends_.back(), ranks_->comm(), w.member->rank, kTagToWorker,
              Header{.type = type, .session = session_, .id = id}, payload,
              /*copy=*/take == nullptr);
-  ++w.unrung;
+  w.posted = true;
   last_activity_ = Clock::now();
 }
 
@@ -110,8 +110,8 @@ void MpiTransport::stop(remote::WorkerId worker, remote::StopSignal) {
 
 void MpiTransport::flush() {
   for (auto& [id, w] : workers_) {
-    if (w.unrung == 0) continue;
-    w.unrung = 0;
+    if (!w.posted) continue;
+    w.posted = false;
     if (!w.reading) continue;
     // First what the worker wrote (a sleep notice), so that the ring goes out if it is asleep. A
     // connection that ended is seen by hear_all.

@@ -46,15 +46,13 @@ class MpiTransport final : public remote::Transport {
   std::size_t max_payload() const noexcept override;
   std::string worker_name(int id) const override { return "worker rank " + std::to_string(id); }
 
-  std::size_t size() const noexcept { return ranks_ ? ranks_->members().size() : 0; }
-
  private:
   struct Worker {
     Member* member = nullptr;
     bool reading = true;        // neither left nor dead
     bool stopped = false;       // told to leave by stop(): its replies are no longer delivered
     bool told_to_exit = false;  // its connection closing is then its leaving, not a death
-    std::size_t unrung = 0;
+    bool posted = false;        // sent to since the last flush: rung there if it sleeps
   };
 
   void post(Worker& w, std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload,

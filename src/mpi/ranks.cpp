@@ -488,12 +488,6 @@ void serve_or_return(int* argc, char*** argv) {
   check(MPI_Comm_set_attr(MPI_COMM_SELF, key, nullptr), "MPI_Comm_set_attr");
 }
 
-std::size_t free_static_ranks() {
-  std::lock_guard lock(g_mu);
-  return static_cast<std::size_t>(std::count_if(g_static.begin(), g_static.end(),
-                                                [](auto& m) { return !m->in_use && !m->dead; }));
-}
-
 std::unique_ptr<Ranks> lease_static(std::size_t count) {
   if (world_size() == 1) return nullptr;
   std::lock_guard lock(g_mu);

@@ -66,7 +66,6 @@ void serve_or_return(int* argc, char*** argv);
 // `count` of the static ranks (all free ones when 0); throws std::invalid_argument when there
 // are not so many free. Nullptr when the world has one rank (a pool spawns its workers).
 std::unique_ptr<Ranks> lease_static(std::size_t count);
-std::size_t free_static_ranks();
 // `count` workers spawned from this program when the pool opens.
 std::unique_ptr<Ranks> spawn(std::size_t count);
 
