@@ -124,6 +124,24 @@ Helper*& current_helper() noexcept {
   return helper;
 }
 
+void StateLock::lock_contended() noexcept {
+  for (int i = 0; i < 64; ++i) {
+    int expected = 0;
+    if (word_.load(std::memory_order_relaxed) == 0 &&
+        word_.compare_exchange_weak(expected, 1, std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
+      return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  // Marked as waited for (2) from here on: whoever unlocks then wakes one waiter. A thread that
+  // takes the lock this way leaves it marked 2, which at worst costs one needless wake-up.
+  while (word_.exchange(2, std::memory_order_acquire) != 0)
+    word_.wait(2, std::memory_order_relaxed);
+}
+
 bool StateBase::cancel() {
   std::unique_lock lock(mu_);
   switch (state_.load(std::memory_order_relaxed)) {
@@ -162,13 +180,14 @@ void StateBase::throw_if_done_locked() const {
   }
 }
 
-void StateBase::finish_locked(std::unique_lock<std::mutex>& lock, FutureState final_state) {
+void StateBase::finish_locked(std::unique_lock<StateLock>& lock, FutureState final_state) {
   state_.store(final_state, std::memory_order_release);
+  if (!listeners_) return;  // the lock is released by its owner
   // Waiters are told under the lock (see the header: that is what makes remove_waiter safe).
-  for (Waiter* waiter : waiters_) waiter->on_done(*this);
-  waiters_.clear();
-  std::vector<Callback> callbacks = std::move(callbacks_);
-  callbacks_.clear();
+  for (Waiter* waiter : listeners_->waiters) waiter->on_done(*this);
+  listeners_->waiters.clear();
+  std::vector<Callback> callbacks = std::move(listeners_->callbacks);
+  listeners_->callbacks.clear();
   lock.unlock();
   for (Callback& callback : callbacks) run_callback(callback);
 }
@@ -187,24 +206,31 @@ void StateBase::add_done_callback(Callback callback) {
   {
     std::lock_guard lock(mu_);
     if (!done()) {
-      callbacks_.push_back(std::move(callback));
+      listeners_locked().callbacks.push_back(std::move(callback));
       return;
     }
   }
   run_callback(callback);
 }
 
+StateBase::Listeners& StateBase::listeners_locked() const {
+  if (!listeners_) listeners_ = std::make_unique<Listeners>();
+  return *listeners_;
+}
+
 bool StateBase::add_waiter(Waiter* waiter) const {
   std::lock_guard lock(mu_);
   if (done()) return false;
-  waiters_.push_back(waiter);
+  listeners_locked().waiters.push_back(waiter);
   return true;
 }
 
 void StateBase::remove_waiter(Waiter* waiter) const noexcept {
   std::lock_guard lock(mu_);
-  const auto it = std::find(waiters_.begin(), waiters_.end(), waiter);
-  if (it != waiters_.end()) waiters_.erase(it);
+  if (!listeners_) return;
+  std::vector<Waiter*>& waiters = listeners_->waiters;
+  const auto it = std::find(waiters.begin(), waiters.end(), waiter);
+  if (it != waiters.end()) waiters.erase(it);
 }
 
 namespace {
