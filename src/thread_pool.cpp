@@ -1,8 +1,20 @@
-// ThreadPoolExecutor: one FIFO queue under one mutex, lazily started worker threads.
+// ThreadPoolExecutor: one shared FIFO queue that submitters push to, per-worker batches that
+// workers take from it in one lock and idle workers steal from, lazily started worker threads.
+//
+// Why batches: with one queue under one mutex, the submitting thread and every worker took the
+// lock once per task, and on a machine with as many CPUs as workers a preempted lock holder
+// stalled all of them. A worker now takes up to Batch::kCapacity tasks per lock (never more than
+// its share, queue length / started threads, so the rest stays for the others) and runs them in
+// order from its Batch; a worker that finds the queue empty takes tasks from another worker's
+// Batch, from the same end, so a task never waits behind a long one while a worker is idle.
+// Tasks therefore start in submission order with one worker, and in about that order with
+// several (each batch in order).
 //
 // Locking: `mu_` guards the queue, the thread list, the flags and the parked helpers. It is
 // never held while a task runs or while a future is completed or cancelled (those run user
-// callbacks, which may submit again). Order: mu_ -> a parked helper's Signal mutex.
+// callbacks, which may submit again). Order: mu_ -> a parked helper's Signal mutex. A Batch is
+// filled only by its owner, only while it is empty, and only under mu_; it is emptied by CAS
+// from any thread (see Batch).
 //
 // Idle accounting decides whether a submit starts a thread: `idle_` counts started workers that
 // hold no task. A worker counts itself idle right after computing a task's outcome and before
@@ -11,17 +23,23 @@
 //
 // Waking: a worker with nothing to do either spins (at most one at a time, `spinning_`) or sleeps
 // on `work_cv_` (`sleeping_`). `wakes_pending_` counts notifications sent to sleepers that have
-// not yet woken. The invariant kept under `mu_` after every push and pop: every queued task has a
-// worker that will come for it, i.e. a wake-up is sent only when the queue holds more tasks than
-// the spinner and the already-notified sleepers can take, and some sleeper is not yet notified.
-// Waking a worker that is already on its way would only cost a futex call and a context switch.
+// not yet woken. The invariant kept under `mu_` after every push and pop: every task in the queue
+// has a worker that will come for it, i.e. a wake-up is sent only when the queue holds more tasks
+// than the spinner and the already-notified sleepers can take, and some sleeper is not yet
+// notified. Waking a worker that is already on its way would only cost a futex call and a
+// context switch. Tasks in a Batch need no wake-up: its owner is awake and runs them all, and a
+// worker goes to sleep only after finding every Batch empty under mu_, which a Batch cannot stop
+// being without mu_ (a fill takes at most the filler's share and leaves the rest in the queue,
+// where the invariant above applies).
 #include "concurrent/futures/thread_pool.hpp"
 
 #include <pthread.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -55,6 +73,51 @@ std::string default_prefix() {
   return "ThreadPoolExecutor-" + std::to_string(counter.fetch_add(1));
 }
 
+// The tasks a worker took from the queue in one lock (see the file comment). A single-producer,
+// multi-consumer ring: the owner writes slots [tail, tail + n) and then publishes `tail_` with
+// release order, only while the ring is empty; any thread takes the task at `head_` by moving
+// `head_` forward with a CAS. `head_` and `tail_` only grow (64 bits do not wrap), so a CAS from
+// a stale head fails instead of taking a slot that a later fill has reused; the slots are
+// atomics because a taker may read one while the owner rewrites it (its CAS then fails).
+class Batch {
+ public:
+  static constexpr std::size_t kCapacity = 64;
+
+  bool empty() const noexcept {
+    return head_.load(std::memory_order_acquire) >= tail_.load(std::memory_order_acquire);
+  }
+
+  // Owner only, under the pool's mutex, while empty(): moves the first n (<= kCapacity) tasks of
+  // `queue` in.
+  void fill(std::deque<detail::TaskPtr>& queue, std::size_t n) noexcept {
+    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      slots_[(tail + i) % kCapacity].store(queue.front().release(), std::memory_order_relaxed);
+      queue.pop_front();
+    }
+    tail_.store(tail + n, std::memory_order_release);
+  }
+
+  // Any thread: the oldest task, or nullptr.
+  detail::TaskPtr take() noexcept {
+    std::uint64_t head = head_.load(std::memory_order_acquire);
+    for (;;) {
+      if (head >= tail_.load(std::memory_order_acquire)) return nullptr;
+      detail::Task* task = slots_[head % kCapacity].load(std::memory_order_relaxed);
+      if (head_.compare_exchange_weak(head, head + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        return detail::TaskPtr(task);
+      }
+    }
+  }
+
+ private:
+  // head_ is written by every taker, tail_ by the owner only: separate cache lines.
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::array<std::atomic<detail::Task*>, kCapacity> slots_{};
+};
+
 }  // namespace
 
 class ThreadPoolExecutor::Impl final : public detail::Helper {
@@ -69,7 +132,12 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
 
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
-  ~Impl() = default;
+  // Workers leave only once the queue and every Batch are empty; this frees what a pool destroyed
+  // from one of its own tasks left behind (the queue_ member frees the rest).
+  ~Impl() {
+    std::deque<detail::TaskPtr> left;
+    take_all_batched_locked(left);
+  }
 
   std::size_t max_workers() const noexcept { return max_workers_; }
 
@@ -105,6 +173,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       if (cancel_futures) {
         cancelled.swap(queue_);
         queued_.store(0, std::memory_order_relaxed);
+        take_all_batched_locked(cancelled);
       }
     }
     work_cv_.notify_all();
@@ -122,8 +191,12 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     {
       std::lock_guard lock(mu_);
       if (!must_help_locked()) return false;
-      task = pop_locked();
+      // Its own share first (the oldest tasks it holds), then the queue, then other shares.
+      Batch* const own = own_batch();
+      if (own != nullptr) task = own->take();
+      if (!task) task = queue_.empty() ? take_batched(own) : pop_locked();
     }
+    if (!task) return false;
     task->run();
     return true;
   }
@@ -145,6 +218,11 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     const std::size_t n = started_;
     idle_.fetch_add(1, std::memory_order_relaxed);  // idle until it takes its first task
     try {
+      if (n < kMaxBatches && !batches_[n].load(std::memory_order_relaxed)) {
+        batch_storage_.push_back(std::make_unique<Batch>());
+        batches_[n].store(batch_storage_.back().get(), std::memory_order_release);
+        batch_count_.store(n + 1, std::memory_order_release);
+      }
       threads_.emplace_back([this, n] { worker_main(n); });
     } catch (...) {
       idle_.fetch_sub(1, std::memory_order_relaxed);
@@ -160,14 +238,67 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   }
 
   bool must_help_locked() const {
-    return !queue_.empty() && started_ >= max_workers_ &&
+    return (!queue_.empty() || any_batched()) && started_ >= max_workers_ &&
            idle_.load(std::memory_order_acquire) == 0;
+  }
+
+  // The calling worker's Batch; nullptr on other threads and on workers past kMaxBatches.
+  Batch* own_batch() const noexcept {
+    const std::size_t n = worker_index();
+    return n < kMaxBatches ? batches_[n].load(std::memory_order_acquire) : nullptr;
+  }
+
+  bool any_batched() const noexcept {
+    const std::size_t count = batch_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!batches_[i].load(std::memory_order_acquire)->empty()) return true;
+    }
+    return false;
+  }
+
+  // A task from `own` if it has one, else from another worker's Batch; nullptr if all are empty.
+  detail::TaskPtr take_batched(Batch* own) noexcept {
+    if (own != nullptr) {
+      if (detail::TaskPtr task = own->take()) return task;
+    }
+    const std::size_t count = batch_count_.load(std::memory_order_acquire);
+    const std::size_t start = worker_index() + 1;
+    for (std::size_t i = 0; i < count; ++i) {
+      Batch* batch = batches_[(start + i) % count].load(std::memory_order_acquire);
+      if (batch == own) continue;
+      if (detail::TaskPtr task = batch->take()) return task;
+    }
+    return nullptr;
+  }
+
+  void take_all_batched_locked(std::deque<detail::TaskPtr>& out) {
+    const std::size_t count = batch_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i) {
+      Batch* batch = batches_[i].load(std::memory_order_acquire);
+      while (detail::TaskPtr task = batch->take()) out.push_back(std::move(task));
+    }
   }
 
   detail::TaskPtr pop_locked() {
     detail::TaskPtr task = std::move(queue_.front());
     queue_.pop_front();
     queued_.fetch_sub(1, std::memory_order_relaxed);
+    return task;
+  }
+
+  // Pops the calling worker's next task and moves the rest of its share of the queue into its
+  // Batch (which is empty: only its owner fills it, and the owner is here). The task is popped
+  // first: another worker may empty the Batch the moment it is filled.
+  detail::TaskPtr pop_share_locked(Batch* own) {
+    detail::TaskPtr task = pop_locked();
+    if (own != nullptr) {
+      const std::size_t share =
+          std::min(queue_.size() / std::max<std::size_t>(started_, 1), Batch::kCapacity);
+      if (share > 0) {
+        queued_.fetch_sub(share, std::memory_order_relaxed);
+        own->fill(queue_, share);
+      }
+    }
     return task;
   }
 
@@ -182,8 +313,21 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     return true;
   }
 
-  // The next task for a worker; nullptr once shut down with an empty queue.
+  // The next task for a worker; nullptr once shut down with an empty queue and empty Batches.
   detail::TaskPtr next_task() {
+    Batch* const own = own_batch();
+    if (own != nullptr) {
+      if (detail::TaskPtr task = own->take()) {
+        idle_.fetch_sub(1, std::memory_order_relaxed);
+        return task;
+      }
+    }
+    if (queued_.load(std::memory_order_acquire) == 0) {
+      if (detail::TaskPtr task = take_batched(own)) {
+        idle_.fetch_sub(1, std::memory_order_relaxed);
+        return task;
+      }
+    }
     // One idle worker spins briefly before sleeping: with a steady stream of submits, the next
     // task usually arrives within microseconds and a futex sleep/wake pair would cost more than
     // the task. Only one: on a machine with as many CPUs as workers, more spinners take the CPU
@@ -197,13 +341,31 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       spinner = true;
       for (int i = 0; i < kSpins && queued_.load(std::memory_order_acquire) == 0; ++i) {
         if (shutdown_flag_.load(std::memory_order_relaxed)) break;
-        if (i % kSpinsPerYield == kSpinsPerYield - 1) std::this_thread::yield();
+        if (i % kSpinsPerYield == kSpinsPerYield - 1) {
+          // Now and then (not on every spin: reading other workers' Batches takes their
+          // cache lines away from them), look for a task left in a busy worker's Batch.
+          if (detail::TaskPtr task = take_batched(own)) {
+            // spinning_ is cleared under mu_ only (see wake_needed_locked): a submit that saw it
+            // set counted on this worker, which now runs something else.
+            std::unique_lock lock(mu_);
+            spinning_.store(false, std::memory_order_relaxed);
+            idle_.fetch_sub(1, std::memory_order_relaxed);
+            const bool wake = wake_needed_locked();
+            lock.unlock();
+            if (wake) work_cv_.notify_one();
+            return task;
+          }
+          std::this_thread::yield();
+        }
         cpu_relax();
       }
     }
     std::unique_lock lock(mu_);
     if (spinner) spinning_.store(false, std::memory_order_relaxed);
+    detail::TaskPtr task;
     while (queue_.empty()) {
+      task = take_batched(own);
+      if (task) break;
       if (shutdown_) return nullptr;
       ++sleeping_;
       work_cv_.wait(lock);
@@ -213,7 +375,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       if (wakes_pending_ > 0) --wakes_pending_;
     }
     idle_.fetch_sub(1, std::memory_order_relaxed);
-    detail::TaskPtr task = pop_locked();
+    if (!task) task = pop_share_locked(own);
     // Tasks left behind (the spinner just stopped counting) may need a sleeper.
     const bool wake = wake_needed_locked();
     lock.unlock();
@@ -222,6 +384,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   }
 
   void worker_main(std::size_t n) {
+    worker_index() = n;
     const std::string name = prefix_ + "_" + std::to_string(n);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
     detail::current_helper() = this;
@@ -253,6 +416,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       broken_ = true;
       pending.swap(queue_);
       queued_.store(0, std::memory_order_relaxed);
+      take_all_batched_locked(pending);
       idle_.fetch_sub(1, std::memory_order_relaxed);  // this thread ends
     }
     // Each future gets its own exception object.
@@ -296,6 +460,15 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   }
 
  private:
+  // Workers numbered from kMaxBatches on take one task per lock.
+  static constexpr std::size_t kMaxBatches = 64;
+
+  // The number of the calling worker thread in its pool; other threads: kMaxBatches (no Batch).
+  static std::size_t& worker_index() noexcept {
+    thread_local std::size_t index = kMaxBatches;
+    return index;
+  }
+
   const std::size_t max_workers_;
   const std::string prefix_;
   const std::function<void()> initializer_;
@@ -305,6 +478,10 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   std::deque<detail::TaskPtr> queue_;
   std::vector<std::thread> threads_;
   std::vector<detail::Signal*> parked_;
+  std::vector<std::unique_ptr<Batch>> batch_storage_;
+  // batches_[i] belongs to worker i; published before the worker starts, never removed.
+  std::array<std::atomic<Batch*>, kMaxBatches> batches_{};
+  std::atomic<std::size_t> batch_count_{0};
   std::size_t started_ = 0;
   std::size_t sleeping_ = 0;       // workers waiting on work_cv_
   std::size_t wakes_pending_ = 0;  // notify_one calls whose sleeper has not woken yet

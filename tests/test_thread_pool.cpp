@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -802,4 +803,118 @@ TEST(ThreadPoolSubmitTest, SmallCallableIsDroppedOnceRunOrCancelled) {
 
 TEST(ThreadPoolSubmitTest, LargeCallableIsDroppedOnceRunOrCancelled) {
   check_callable_dropped<256>();
+}
+
+// --- Batches and stealing ----------------------------------------------------------------------
+//
+// A worker takes its share of the queue in one lock (up to 64 tasks) and runs it in order; an
+// idle worker takes tasks from a busy worker's share. Each test below holds both workers of a
+// 2-worker pool on gates while a long task and many short ones are queued, then lets one worker
+// take the long task first, so that its share holds short tasks behind it.
+
+namespace {
+
+constexpr int kShortTasks = 200;
+
+// Gate 1 and 2 hold the two workers; `long_task` then blocks its worker on `long_release`.
+struct LongTaskBehindGates {
+  // Members, not locals of the constructor: a task may still be inside set() when wait() returns.
+  cftest::Event started1, started2, gate1, gate2, long_started, long_release;
+  cf::Future<bool> held1, held2, long_task;
+  std::vector<cf::Future<int>> shorts;
+  // Last: destroyed first, so its threads are joined while the events above still exist.
+  cf::ThreadPoolExecutor ex{2};
+
+  LongTaskBehindGates() {
+    held1 = ex.submit([this] {
+      started1.set();
+      return gate1.wait();
+    });
+    held2 = ex.submit([this] {
+      started2.set();
+      return gate2.wait();
+    });
+    EXPECT_TRUE(started1.wait());
+    EXPECT_TRUE(started2.wait());
+    long_task = ex.submit([this] {
+      long_started.set();
+      return long_release.wait();
+    });
+    for (int i = 0; i < kShortTasks; ++i) shorts.push_back(ex.submit(square, i));
+  }
+  ~LongTaskBehindGates() {
+    gate1.set();
+    gate2.set();
+    long_release.set();
+  }
+};
+
+}  // namespace
+
+TEST(ThreadPoolBatchTest, IdleWorkerTakesShortTasksQueuedBehindALongOne) {
+  LongTaskBehindGates pool;
+  pool.gate1.set();  // that worker takes the long task and its share of the short ones
+  ASSERT_TRUE(pool.long_started.wait());
+  pool.gate2.set();
+  // The long task ends only when released: every short task must be run by the other worker.
+  for (int i = 0; i < kShortTasks; ++i) {
+    EXPECT_EQ(pool.shorts[static_cast<std::size_t>(i)].result(kDeadlock), i * i) << "task " << i;
+  }
+  EXPECT_FALSE(pool.long_task.done());
+  pool.long_release.set();
+  EXPECT_TRUE(pool.long_task.result(kDeadlock));
+}
+
+TEST(ThreadPoolBatchTest, ShutdownCancelFuturesCancelsTasksInAWorkersShare) {
+  LongTaskBehindGates pool;
+  pool.gate1.set();
+  ASSERT_TRUE(pool.long_started.wait());
+  // One worker runs the long task with short ones in its share; the other is still held.
+  pool.ex.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  for (int i = 0; i < kShortTasks; ++i) {
+    EXPECT_TRUE(pool.shorts[static_cast<std::size_t>(i)].cancelled()) << "task " << i;
+  }
+  pool.gate2.set();
+  pool.long_release.set();
+  pool.ex.shutdown();
+  EXPECT_TRUE(pool.long_task.result(kDeadlock));
+  EXPECT_TRUE(pool.held2.result(kDeadlock));
+}
+
+TEST(ThreadPoolBatchTest, OneWorkerRunsTasksInSubmissionOrder) {
+  cf::ThreadPoolExecutor ex(1);
+  cftest::Event gate;
+  ReleaseOnExit release(gate);
+  auto held = ex.submit([&gate] { return gate.wait(); });
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<cf::Future<void>> tasks;
+  for (int i = 0; i < 500; ++i) {
+    tasks.push_back(ex.submit([&mu, &order, i] {
+      std::lock_guard lock(mu);
+      order.push_back(i);
+    }));
+  }
+  gate.set();
+  for (auto& task : tasks) task.result(kDeadlock);
+  std::vector<int> expected(500);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(order, expected);
+  EXPECT_TRUE(held.result(kDeadlock));
+}
+
+TEST(ThreadPoolBatchTest, WorkerWaitingOnATaskInItsOwnShareRunsIt) {
+  // One worker: its share holds the task that the running task then waits for.
+  cf::ThreadPoolExecutor ex(1);
+  cftest::Event gate;
+  ReleaseOnExit release(gate);
+  auto held = ex.submit([&gate] { return gate.wait(); });
+  std::promise<cf::Future<int>> later_promise;
+  std::shared_future<cf::Future<int>> later = later_promise.get_future().share();
+  auto waiter = ex.submit([later] { return later.get().result(kDeadlock) + 1; });
+  later_promise.set_value(ex.submit(square, 7));
+  for (int i = 0; i < 100; ++i) ex.submit(square, i);
+  gate.set();
+  EXPECT_EQ(waiter.result(kDeadlock), 50);
+  EXPECT_TRUE(held.result(kDeadlock));
 }

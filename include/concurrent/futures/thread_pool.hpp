@@ -3,12 +3,16 @@
 /// the threads run truly in parallel, so CPU-bound work scales).
 ///
 /// Threads start lazily: a submit starts a new thread only when no started thread is idle and
-/// fewer than max_workers exist, so an idle thread is always reused first. Tasks run in
-/// submission order (one shared FIFO queue). A worker that waits on a future (result, wait,
-/// as_completed, map iteration) while every thread of its pool is busy runs the pool's pending
-/// tasks meanwhile, so nested submit-and-wait never deadlocks, even with max_workers = 1. (A task
-/// it runs so may itself wait on work queued behind it; as in every work-helping pool, a cycle of
-/// tasks waiting on each other can still deadlock.)
+/// fewer than max_workers exist, so an idle thread is always reused first. One worker runs tasks
+/// in submission order; with several, each takes its share of the queue (at most 64 tasks) in one
+/// step and idle workers take from busy workers' shares, so tasks start in about submission order
+/// and none waits behind a long task while a worker is idle. A worker that waits on a future
+/// (result, wait, as_completed, map iteration) while every thread of its pool is busy runs the
+/// pool's pending tasks meanwhile, so nested submit-and-wait never deadlocks, even with
+/// max_workers = 1. (A task it runs so may itself wait on work queued behind it; as in every
+/// work-helping pool, a cycle of tasks waiting on each other can still deadlock.) A thread that is
+/// not one of the pool's never runs its tasks: at most max_workers tasks of a pool run at once,
+/// each in a thread the initializer ran in.
 ///
 /// If the initializer throws in any worker, the pool is broken: pending futures fail with
 /// BrokenThreadPool and later submits throw it. The failure is reported to the error handler.
