@@ -69,6 +69,24 @@ for program in "${programs[@]}"; do
     status=1
   fi
 done
+# Seed (b) on threads once more with jemalloc preloaded (Debian's libjemalloc2, in the bench group
+# of scripts/install-deps.sh): its 200,000 small results are allocated by the workers and freed
+# by the iterating thread, which glibc's malloc serialises on an arena lock; this row shows what
+# another allocator changes (README, "Choosing an allocator"). Skipped when jemalloc is absent.
+jemalloc=$(compgen -G '/usr/lib/*/libjemalloc.so.2' | head -n 1 || true)
+for program in "${programs[@]}"; do
+  [[ $(basename "$program") == bench_thread_pool && -x $program ]] || continue
+  if [[ -z $jemalloc ]]; then
+    echo "run.sh: libjemalloc.so.2 not found; the jemalloc row of seed (b) is skipped" >&2
+    break
+  fi
+  echo
+  echo "==> LD_PRELOAD=$jemalloc $program --filter=factorize --tag=jemalloc $*"
+  if ! LD_PRELOAD=$jemalloc "$program" --filter=factorize --tag=jemalloc "$@"; then
+    echo "run.sh: $program with jemalloc failed" >&2
+    status=1
+  fi
+done
 echo
 echo "load average after: $(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 exit $status

@@ -10,7 +10,7 @@
 #           tests run under mpiexec); gnuplot for the test that draws the benchmark charts
 #   bench   build and run the benchmarks and draw their charts (make bench): adds Google
 #           Benchmark, the anchors (Boost.Asio, oneTBB), CPython's pools (python3-joblib),
-#           mpi4py (python3-mpi4py), gnuplot
+#           mpi4py (python3-mpi4py), jemalloc (one row is run with it preloaded), gnuplot
 #   docs    the API reference (make docs): Doxygen
 #   format  make format-check: clang-format
 #   all     every group (the default, with no group named)
@@ -37,7 +37,7 @@ add_group() {
                    "${mpi[@]}" gnuplot-nox fonts-dejavu-core) ;;
     bench) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
                     libboost-dev libtbb-dev python3 python3-joblib "${mpi[@]}" python3-mpi4py
-                    gnuplot-nox fonts-dejavu-core) ;;
+                    libjemalloc2 gnuplot-nox fonts-dejavu-core) ;;
     docs) wanted+=(doxygen) ;;
     format) wanted+=(clang-format) ;;
   esac
