@@ -12,9 +12,11 @@
 #                                  tsan, clang)
 #   make docs                      the API reference from the headers' comments (Doxygen):
 #                                  build/docs/html/index.html
+#   make package                   the Debian packages of the library (CPack), in build/:
+#                                  libcfutures-dev, and libcfutures-mpi-dev when MPI is found
 #   make format | format-check | clean
-#   make deps | deps-<group>       install what every target (or one group: demo, test, bench,
-#                                  docs, format) needs; see scripts/install-deps.sh
+#   make deps | deps-<group>       install what every target (or one group: demo, mpi, test,
+#                                  bench, package, docs, format) needs; see scripts/install-deps.sh
 #
 # JOBS (default: the number of CPUs) sets build and test parallelism.
 
@@ -37,11 +39,11 @@ BENCH_PLOTS = $(if $(findstring --quick,$(BENCH_ARGS)),$(BENCH_OUT)/plots,bench/
 DOCS_DIR := $(BUILD_DIR)/docs
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
-.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi docs format format-check \
-  clean
+.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi docs package format \
+  format-check clean
 
 help:
-	@sed -n '4,20p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,22p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
@@ -136,6 +138,17 @@ docs: deps-docs
 	mkdir -p $(DOCS_DIR)
 	doxygen Doxyfile
 	@echo "API reference: $(DOCS_DIR)/html/index.html"
+
+# The Debian packages (cmake/cfutures-package.cmake) of the library alone, built in build/package
+# by the `package` preset (release flags, no tests, installed under /usr so that the libraries go
+# to Debian's multiarch directory); CPack stages them there, and the .deb files are moved to build/.
+package: deps-package
+	cmake --preset package
+	cmake --build --preset package -j $(JOBS)
+	rm -f $(BUILD_DIR)/package/*.deb
+	cpack --config $(BUILD_DIR)/package/CPackConfig.cmake -B $(BUILD_DIR)/package
+	mv -f $(BUILD_DIR)/package/*.deb $(BUILD_DIR)/
+	@ls -1 $(BUILD_DIR)/*.deb
 
 format:
 	@find $(SOURCE_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0 \

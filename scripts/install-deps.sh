@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages one task of cfutures needs, or all of them:
 #
-#   install-deps.sh [--dry-run] [demo|mpi|test|bench|docs|format|all]...
+#   install-deps.sh [--dry-run] [demo|mpi|test|bench|package|docs|format|all]...
 #
 #   demo    build and run the demonstration (make demo): the toolchain, cereal, CLI11
 #   mpi     the MPI component and its demo (make demo-mpi): adds Open MPI
 #   test    build everything the release preset builds and run the suites, with GCC and Clang
 #           (make test, make check-<preset>): adds GoogleTest, Clang and Open MPI (the MPI
-#           tests run under mpiexec); gnuplot for the test that draws the benchmark charts
+#           tests run under mpiexec); gnuplot for the test that draws the benchmark charts;
+#           dpkg-deb and pkg-config for the test that consumes the Debian packages
 #   bench   build and run the benchmarks and draw their charts (make bench): adds Google
 #           Benchmark, the anchors (Boost.Asio, oneTBB), CPython's pools (python3-joblib),
 #           mpi4py (python3-mpi4py), jemalloc (one row is run with it preloaded), gnuplot
+#   package the Debian packages (make package): the toolchain and Open MPI, for the MPI package
+#           (CPack writes the .deb files itself)
 #   docs    the API reference (make docs): Doxygen
 #   format  make format-check: clang-format
 #   all     every group (the default, with no group named)
@@ -34,18 +37,19 @@ add_group() {
     demo) wanted+=("${toolchain[@]}" libcli11-dev) ;;
     mpi) wanted+=("${toolchain[@]}" libcli11-dev "${mpi[@]}") ;;
     test) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev clang libclang-rt-14-dev
-                   "${mpi[@]}" gnuplot-nox fonts-dejavu-core) ;;
+                   "${mpi[@]}" gnuplot-nox fonts-dejavu-core dpkg pkg-config) ;;
     bench) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
                     libboost-dev libtbb-dev python3 python3-joblib "${mpi[@]}" python3-mpi4py
                     libjemalloc2 gnuplot-nox fonts-dejavu-core) ;;
+    package) wanted+=("${toolchain[@]}" "${mpi[@]}") ;;
     docs) wanted+=(doxygen) ;;
     format) wanted+=(clang-format) ;;
   esac
 }
-all_groups=(demo mpi test bench docs format)
+all_groups=(demo mpi test bench package docs format)
 
 usage() {
-  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|docs|format|all]..." >&2
+  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|package|docs|format|all]..." >&2
   exit 2
 }
 
@@ -55,7 +59,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     all) groups+=("${all_groups[@]}") ;;
-    demo | mpi | test | bench | docs | format) groups+=("$arg") ;;
+    demo | mpi | test | bench | package | docs | format) groups+=("$arg") ;;
     *) usage ;;
   esac
 done
