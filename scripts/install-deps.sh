@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages one task of cfutures needs, or all of them:
 #
-#   install-deps.sh [--dry-run] [demo|mpi|test|bench|docs|format|all]...
+#   install-deps.sh [--dry-run] [demo|mpi|test|bench|fuzz|docs|format|all]...
 #
 #   demo    build and run the demonstration (make demo): the toolchain, cereal, CLI11
 #   mpi     the MPI component and its demo (make demo-mpi): adds Open MPI
@@ -11,6 +11,8 @@
 #   bench   build and run the benchmarks and draw their charts (make bench): adds Google
 #           Benchmark, the anchors (Boost.Asio, oneTBB), CPython's pools (python3-joblib),
 #           mpi4py (python3-mpi4py), gnuplot
+#   fuzz    build and run the libFuzzer targets (make fuzz): Clang, its sanitizer runtimes and
+#           libFuzzer; Open MPI for the MPI link's target
 #   docs    the API reference (make docs): Doxygen
 #   format  make format-check: clang-format
 #   all     every group (the default, with no group named)
@@ -38,14 +40,15 @@ add_group() {
     bench) wanted+=("${toolchain[@]}" libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
                     libboost-dev libtbb-dev python3 python3-joblib "${mpi[@]}" python3-mpi4py
                     gnuplot-nox fonts-dejavu-core) ;;
+    fuzz) wanted+=("${toolchain[@]}" clang libclang-rt-14-dev libfuzzer-14-dev "${mpi[@]}") ;;
     docs) wanted+=(doxygen) ;;
     format) wanted+=(clang-format) ;;
   esac
 }
-all_groups=(demo mpi test bench docs format)
+all_groups=(demo mpi test bench fuzz docs format)
 
 usage() {
-  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|docs|format|all]..." >&2
+  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|fuzz|docs|format|all]..." >&2
   exit 2
 }
 
@@ -55,7 +58,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     all) groups+=("${all_groups[@]}") ;;
-    demo | mpi | test | bench | docs | format) groups+=("$arg") ;;
+    demo | mpi | test | bench | fuzz | docs | format) groups+=("$arg") ;;
     *) usage ;;
   esac
 done
