@@ -14,9 +14,13 @@
 #                                  build/docs/html/index.html
 #   make package                   the Debian packages of the library (CPack), in build/:
 #                                  libcfutures-dev, and libcfutures-mpi-dev when MPI is found
+#   make fuzz                      build the libFuzzer targets (fuzz/), run each for FUZZ_SECONDS
+#                                  (600; CI runs 30); fails on any finding
+#   make fuzz-corpus               rewrite the seed corpora fuzz/corpus/ from the encoders
 #   make format | format-check | clean
 #   make deps | deps-<group>       install what every target (or one group: demo, mpi, test,
-#                                  bench, package, docs, format) needs; see scripts/install-deps.sh
+#                                  bench, package, fuzz, docs, format) needs; see
+#                                  scripts/install-deps.sh
 #
 # JOBS (default: the number of CPUs) sets build and test parallelism.
 
@@ -37,13 +41,15 @@ BENCH_ARGS ?=
 BENCH_PLOTS = $(if $(findstring --quick,$(BENCH_ARGS)),$(BENCH_OUT)/plots,bench/plots)
 # Doxyfile's OUTPUT_DIRECTORY.
 DOCS_DIR := $(BUILD_DIR)/docs
-SOURCE_DIRS = $(wildcard include src tests bench examples demo)
+SOURCE_DIRS = $(wildcard include src tests bench examples demo fuzz)
+FUZZ_SECONDS ?= 600
+FUZZ_DIR := $(BUILD_DIR)/fuzz
 
-.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi docs package format \
-  format-check clean
+.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi fuzz fuzz-corpus docs \
+  package format format-check clean
 
 help:
-	@sed -n '4,22p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,30p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
@@ -128,6 +134,21 @@ bench-mpi: deps-bench
 	mkdir -p $(BENCH_OUT)
 	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
 	  /usr/bin/python3 bench/mpi_compare.py $(RELEASE_BIN) $(BENCH_ARGS)
+
+# Every libFuzzer target for FUZZ_SECONDS, one after the other, each from its seed corpus and
+# dictionary (fuzz/run.sh: new inputs go to $(FUZZ_DIR)/work/, never into the repository). Any
+# crash, leak, out-of-memory (a decoder allocating on a length it did not check) or timeout fails.
+fuzz: deps-fuzz
+	cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS)
+	bash fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+# The seed corpora, rewritten from the library's own encoders (fuzz/make_corpus.cpp).
+fuzz-corpus: deps-fuzz
+	cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS) --target fuzz_make_corpus
+	rm -rf fuzz/corpus
+	./$(FUZZ_DIR)/bin/fuzz_make_corpus fuzz/corpus
 
 # The API reference from the public headers' comments (settings in Doxyfile). Any Doxygen warning
 # fails it. Made afresh each time: Doxygen would leave the pages of removed symbols behind, and it

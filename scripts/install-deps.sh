@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages one task of cfutures needs, or all of them:
 #
-#   install-deps.sh [--dry-run] [demo|mpi|test|bench|package|docs|format|all]...
+#   install-deps.sh [--dry-run] [demo|mpi|test|bench|package|fuzz|docs|format|all]...
 #
 #   demo    build and run the demonstration (make demo): the toolchain, cereal, CLI11
 #   mpi     the MPI component and its demo (make demo-mpi): adds Open MPI
@@ -14,6 +14,8 @@
 #           mpi4py (python3-mpi4py), jemalloc (one row is run with it preloaded), gnuplot
 #   package the Debian packages (make package): the toolchain and Open MPI, for the MPI package
 #           (CPack writes the .deb files itself)
+#   fuzz    build and run the libFuzzer targets (make fuzz): Clang, its sanitizer runtimes and
+#           libFuzzer; Open MPI for the MPI link's target
 #   docs    the API reference (make docs): Doxygen
 #   format  make format-check: clang-format
 #   all     every group (the default, with no group named)
@@ -42,14 +44,15 @@ add_group() {
                     libboost-dev libtbb-dev python3 python3-joblib "${mpi[@]}" python3-mpi4py
                     libjemalloc2 gnuplot-nox fonts-dejavu-core) ;;
     package) wanted+=("${toolchain[@]}" "${mpi[@]}") ;;
+    fuzz) wanted+=("${toolchain[@]}" clang libclang-rt-14-dev libfuzzer-14-dev "${mpi[@]}") ;;
     docs) wanted+=(doxygen) ;;
     format) wanted+=(clang-format) ;;
   esac
 }
-all_groups=(demo mpi test bench package docs format)
+all_groups=(demo mpi test bench package fuzz docs format)
 
 usage() {
-  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|package|docs|format|all]..." >&2
+  echo "usage: install-deps.sh [--dry-run] [demo|mpi|test|bench|package|fuzz|docs|format|all]..." >&2
   exit 2
 }
 
@@ -59,7 +62,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     all) groups+=("${all_groups[@]}") ;;
-    demo | mpi | test | bench | package | docs | format) groups+=("$arg") ;;
+    demo | mpi | test | bench | package | fuzz | docs | format) groups+=("$arg") ;;
     *) usage ;;
   esac
 done

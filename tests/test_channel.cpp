@@ -7,6 +7,7 @@
 // receive at the other, wait in poll() when neither can go on. Every wait is bounded.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +38,8 @@ using concurrent::futures::detail::process::Channel;
 using concurrent::futures::detail::process::Frame;
 using concurrent::futures::detail::process::frame_type;
 using concurrent::futures::detail::process::FrameHeader;
+using concurrent::futures::detail::process::kMaxInlinePayload;
+using concurrent::futures::detail::process::kMaxPendingFds;
 using concurrent::futures::detail::process::make_socket_pair;
 using concurrent::futures::detail::process::ServerFrame;
 using concurrent::futures::detail::process::set_nonblocking;
@@ -340,6 +343,127 @@ TEST(ChannelTest, HeaderClaimingASharedPayloadWithoutADescriptorIsACorruptChanne
       EXPECT_NE(std::string(e.what()).find("corrupt channel"), std::string::npos) << e.what();
     }
   }
+}
+
+// Writes `bytes` to `fd` with `fds` riding on them (SCM_RIGHTS), as a peer's sendmsg would.
+void send_with_fds(int fd, const std::vector<std::byte>& bytes, const std::vector<int>& fds) {
+  iovec iov{};
+  iov.iov_base = const_cast<std::byte*>(bytes.data());
+  iov.iov_len = bytes.size();
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  ASSERT_EQ(sendmsg(fd, &msg, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()))
+      << std::strerror(errno);
+}
+
+std::vector<std::byte> bytes_of(const FrameHeader& h) {
+  std::vector<std::byte> bytes(sizeof h);
+  std::memcpy(bytes.data(), &h, sizeof h);
+  return bytes;
+}
+
+void expect_corrupt_channel(Channel& receiver) {
+  try {
+    receive_one(receiver);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt channel"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ChannelTest, OversizedInlineFrameIsRefusedAsSoonAsItsHeaderArrives) {
+  // A header announcing gigabytes inline: the receiver must not buffer what follows while it
+  // waits for them (an inline payload is never larger than kMaxInlinePayload).
+  for (const std::uint32_t size : {std::uint32_t{0xffffffff}, std::uint32_t{1} << 30,
+                                   static_cast<std::uint32_t>(kMaxInlinePayload + 1)}) {
+    SCOPED_TRACE("size " + std::to_string(size));
+    auto fds = make_socket_pair();
+    UniqueFd raw = std::move(fds.first);
+    Channel receiver(std::move(fds.second));
+    set_nonblocking(receiver.fd());
+    const FrameHeader h = header(kReply, size, 1);
+    write_all(raw.get(), &h, sizeof h);
+    write_all(raw.get(), pattern(4096, 1).data(), 4096);
+    expect_corrupt_channel(receiver);
+  }
+  // The largest inline payload still arrives.
+  ChannelPair pair;
+  const std::vector<std::byte> largest = pattern(kMaxInlinePayload, 2);
+  pair.left.send(kReply, 2, largest.data(), largest.size());
+  const std::vector<Arrived> got = pump(pair.left, pair.right, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].payload == largest);
+}
+
+TEST(ChannelTest, SharedPayloadLargerThanItsMemfdIsACorruptChannelNotABusError) {
+  // Mapping 1 MiB of a 4 KiB memfd succeeds, and reading past its end is SIGBUS: the receiver
+  // must check the descriptor's size first. A descriptor that is no file at all, likewise.
+  for (const bool memfd : {true, false}) {
+    SCOPED_TRACE(memfd ? "a small memfd" : "a pipe");
+    auto fds = make_socket_pair();
+    UniqueFd raw = std::move(fds.first);
+    Channel receiver(std::move(fds.second));
+    int pipe_fds[2] = {-1, -1};
+    UniqueFd payload_fd;
+    UniqueFd pipe_write;
+    if (memfd) {
+      payload_fd.reset(memfd_create("small", MFD_CLOEXEC));
+      ASSERT_TRUE(payload_fd);
+      ASSERT_EQ(ftruncate(payload_fd.get(), 4096), 0);
+    } else {
+      ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+      payload_fd.reset(pipe_fds[0]);
+      pipe_write.reset(pipe_fds[1]);
+    }
+    FrameHeader h = header(kReply, 1 << 20, 1);
+    h.shared = 1;
+    send_with_fds(raw.get(), bytes_of(h), {payload_fd.get()});
+    expect_corrupt_channel(receiver);
+  }
+}
+
+TEST(ChannelTest, FrameFlagsOtherThanZeroOrOneAreACorruptChannel) {
+  auto fds = make_socket_pair();
+  UniqueFd raw = std::move(fds.first);
+  Channel receiver(std::move(fds.second));
+  FrameHeader h = header(kReply, 0, 1);
+  h.has_fd = 2;
+  write_all(raw.get(), &h, sizeof h);
+  expect_corrupt_channel(receiver);
+}
+
+TEST(ChannelTest, DescriptorsWithoutFramesAreACorruptChannel) {
+  // Each byte brings descriptors no frame claims: the receiver must not collect them until it
+  // runs out.
+  auto fds = make_socket_pair();
+  UniqueFd raw = std::move(fds.first);
+  Channel receiver(std::move(fds.second));
+  set_nonblocking(receiver.fd());
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd a(pipe_fds[0]);
+  UniqueFd b(pipe_fds[1]);
+  bool refused = false;
+  for (std::size_t i = 0; i < kMaxPendingFds && !refused; ++i) {
+    send_with_fds(raw.get(), {std::byte{0}}, {a.get(), b.get()});
+    try {
+      while (receiver.receive() == Channel::Received::data) {
+      }
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("corrupt channel"), std::string::npos) << e.what();
+      refused = true;
+    }
+  }
+  EXPECT_TRUE(refused);
 }
 
 TEST(ChannelTest, TruncatedFrameIsNotReturnedUntilComplete) {

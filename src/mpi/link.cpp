@@ -146,6 +146,21 @@ void wait_send(Send& send) {
   send.bytes = codec::Buffer();
 }
 
+Header read_header(std::span<const std::byte> message) {
+  Header header;
+  if (message.size() < sizeof(Header)) {
+    throw std::runtime_error("a message of " + std::to_string(message.size()) +
+                             " bytes is too short for its header");
+  }
+  std::memcpy(&header, message.data(), sizeof(Header));
+  if (header.separate > 1) throw std::runtime_error("a message header with bad flags");
+  if (header.separate && (message.size() != sizeof(Header) || header.size <= kInlinePayload)) {
+    throw std::runtime_error("a message header announcing a separate payload of " +
+                             std::to_string(header.size) + " bytes is corrupt");
+  }
+  return header;
+}
+
 std::optional<Incoming> try_receive(MPI_Comm comm, int source, int tag, codec::Buffer& scratch) {
   int found = 0;
   MPI_Message message = MPI_MESSAGE_NULL;
@@ -160,21 +175,27 @@ std::optional<Incoming> try_receive(MPI_Comm comm, int source, int tag, codec::B
   scratch.clear();
   std::byte* at = scratch.extend(std::max<std::size_t>(size, 1));
   check(MPI_Mrecv(at, count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
-  if (size < sizeof(Header)) {
-    throw std::runtime_error("a message of " + std::to_string(size) +
-                             " bytes is too short for its header");
-  }
-  std::memcpy(&in.header, at, sizeof(Header));
+  in.header = read_header({at, size});
   if (!in.header.separate) {
     in.view = {at + sizeof(Header), size - sizeof(Header)};
     return in;
   }
-  // The payload's own messages were sent right after the header: take them from its sender.
-  std::byte* payload = in.owned.extend(in.header.size);
+  // The payload's own messages were sent right after the header: take them from its sender, each
+  // part checked against the size the header announced before memory is made for it.
   for (std::size_t done = 0; done < in.header.size; done += kPart) {
-    check(MPI_Recv(payload + done, static_cast<int>(std::min(kPart, in.header.size - done)),
-                   MPI_BYTE, in.source, status.MPI_TAG, comm, MPI_STATUS_IGNORE),
-          "MPI_Recv of a payload");
+    const std::size_t part = std::min<std::size_t>(kPart, in.header.size - done);
+    MPI_Message part_message = MPI_MESSAGE_NULL;
+    MPI_Status part_status;
+    check(MPI_Mprobe(in.source, status.MPI_TAG, comm, &part_message, &part_status), "MPI_Mprobe");
+    int part_count = 0;
+    check(MPI_Get_count(&part_status, MPI_BYTE, &part_count), "MPI_Get_count");
+    if (static_cast<std::size_t>(part_count) != part) {
+      MPI_Mrecv(nullptr, 0, MPI_BYTE, &part_message, MPI_STATUS_IGNORE);  // truncated: dropped
+      throw std::runtime_error("a payload's part of " + std::to_string(part_count) +
+                               " bytes where its header announced " + std::to_string(part));
+    }
+    check(MPI_Mrecv(in.owned.extend(part), part_count, MPI_BYTE, &part_message, MPI_STATUS_IGNORE),
+          "MPI_Mrecv of a payload");
   }
   in.view = {in.owned.data(), in.owned.size()};
   in.is_owned = true;

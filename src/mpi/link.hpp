@@ -91,7 +91,13 @@ struct Incoming {
   bool is_owned = false;
 };
 
-// Receives the next message from `source` (or any) with `tag` if one has arrived.
+// The header at the start of a received message of `message.size()` bytes. Throws
+// std::runtime_error for one that no sender makes: too short, flags other than 0 or 1, or a
+// separate payload that is small enough to have been inline, or whose header has bytes after it.
+Header read_header(std::span<const std::byte> message);
+
+// Receives the next message from `source` (or any) with `tag` if one has arrived. A large
+// payload's memory grows with the parts that arrive, never on its header's word alone.
 std::optional<Incoming> try_receive(MPI_Comm comm, int source, int tag, codec::Buffer& scratch);
 
 // --- the doorbell ------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include "system.hpp"
@@ -181,6 +184,9 @@ Channel::Received Channel::receive() {
       }
     }
   }
+  if (in_fds_.size() > kMaxPendingFds) {
+    throw std::runtime_error("corrupt channel: descriptors arrived without their frames");
+  }
   return n > 0 ? Received::data : Received::closed;
 }
 
@@ -189,6 +195,14 @@ std::optional<Frame> Channel::next() {
   if (available < sizeof(FrameHeader)) return std::nullopt;
   FrameHeader h;
   std::memcpy(&h, in_.data() + in_pos_, sizeof h);
+  // Checked as soon as the header is here: an oversized length must not make this channel
+  // buffer gigabytes while it waits for them.
+  if (h.shared > 1 || h.has_fd > 1) throw std::runtime_error("corrupt channel: bad frame flags");
+  if (!h.shared && h.size > kMaxInlinePayload) {
+    throw std::runtime_error("corrupt channel: a frame announces " + std::to_string(h.size) +
+                             " inline bytes, more than the " + std::to_string(kMaxInlinePayload) +
+                             " an inline frame holds");
+  }
   const std::size_t inline_size = h.shared ? 0 : h.size;
   if (available < sizeof h + inline_size) return std::nullopt;
   const std::size_t fds_needed = static_cast<std::size_t>(h.shared) + h.has_fd;
@@ -200,6 +214,14 @@ std::optional<Frame> Channel::next() {
   f.inline_data = in_.data() + in_pos_ + sizeof h;
   in_pos_ += sizeof h + inline_size;
   if (h.shared) {
+    // Mapping more than the memfd holds would turn a read past its end into SIGBUS.
+    struct stat st {};
+    if (fstat(in_fds_.front().get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<std::uint64_t>(st.st_size) < h.size) {
+      in_fds_.pop_front();
+      throw std::runtime_error("corrupt channel: a shared payload of " + std::to_string(h.size) +
+                               " bytes came in a descriptor that does not hold them");
+    }
     const int fd = in_fds_.front().release();  // owned by the mapping from here on
     in_fds_.pop_front();
     f.shared = codec::Buffer::map_shared(fd, h.size);

@@ -32,6 +32,14 @@ enum class ServerFrame : std::uint8_t {
   exited = 22,   // server -> parent; id: pid; payload: wait status (int)
 };
 
+// The largest payload a frame carries inline: a larger one travels in shared memory (a
+// codec::Buffer moves to a memfd past kSharedThreshold). A header announcing more is corrupt, and
+// refused before anything is buffered for it.
+inline constexpr std::size_t kMaxInlinePayload = codec::kSharedThreshold;
+// Descriptors received and not yet claimed by a frame: a sender gives at most two with each frame,
+// and each receive brings those of one frame at most, so more than this is a corrupt stream.
+inline constexpr std::size_t kMaxPendingFds = 32;
+
 struct FrameHeader {
   std::uint32_t size;       // payload bytes (inline or in shared memory)
   std::uint8_t type;        // a remote::MessageType or a ServerFrame
@@ -88,6 +96,9 @@ class Channel {
   // socket had nothing to read; `closed`: end of stream.
   Received receive();
   // The next complete frame, if one has been received (see Frame for how long it is valid).
+  // Throws std::runtime_error for a stream that cannot be followed (a header with flags other than
+  // 0 or 1, an inline payload over kMaxInlinePayload, a descriptor that did not arrive, a shared
+  // payload larger than its memfd); receive() for too many descriptors without frames.
   std::optional<Frame> next();
 
  private:

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 #include <utility>
 
 #include "concurrent/futures/detail/entry.hpp"
@@ -56,21 +58,37 @@ bool ForkServer::read(std::vector<Event>& events) {
   bool open = true;
   try {
     open = channel_.receive() != Channel::Received::closed;
-  } catch (const std::exception&) {
-    open = false;
-  }
-  while (std::optional<Frame> f = channel_.next()) {
-    if (f->header.type == frame_type(ServerFrame::spawned)) {
-      std::int64_t pid = -1;
-      std::memcpy(&pid, f->data(), std::min<std::size_t>(sizeof pid, f->size()));
-      events.push_back(Event{Event::Kind::spawned, f->header.id, static_cast<pid_t>(pid), 0});
-    } else if (f->header.type == frame_type(ServerFrame::exited)) {
-      int status = 0;
-      std::memcpy(&status, f->data(), std::min<std::size_t>(sizeof status, f->size()));
-      events.push_back(Event{Event::Kind::exited, 0, static_cast<pid_t>(f->header.id), status});
+    while (std::optional<Frame> f = channel_.next()) {
+      if (std::optional<Event> e = server_event(*f)) events.push_back(*e);
     }
+  } catch (const std::exception&) {
+    open = false;  // a server that cannot be read is as good as gone
   }
   return open;
+}
+
+std::optional<ForkServer::Event> server_event(const Frame& frame) {
+  const auto type = frame.header.type;
+  if (type == frame_type(ServerFrame::spawned)) {
+    std::int64_t pid = -1;
+    if (frame.size() != sizeof pid) throw std::runtime_error("corrupt fork server report");
+    std::memcpy(&pid, frame.data(), sizeof pid);
+    // -1: the fork failed; anything that is not a pid is a failure too.
+    if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) pid = -1;
+    using Event = ForkServer::Event;
+    return Event{Event::Kind::spawned, frame.header.id, static_cast<pid_t>(pid), 0};
+  }
+  if (type == frame_type(ServerFrame::exited)) {
+    int status = 0;
+    if (frame.size() != sizeof status || frame.header.id == 0 ||
+        frame.header.id > static_cast<std::uint64_t>(std::numeric_limits<pid_t>::max())) {
+      throw std::runtime_error("corrupt fork server report");
+    }
+    std::memcpy(&status, frame.data(), sizeof status);
+    using Event = ForkServer::Event;
+    return Event{Event::Kind::exited, 0, static_cast<pid_t>(frame.header.id), status};
+  }
+  return std::nullopt;
 }
 
 void forkserver_main(int control_fd) noexcept {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "process/channel.hpp"
@@ -46,6 +47,10 @@ class ForkServer final : public Launcher {
   Channel channel_;
   pid_t pid_ = -1;
 };
+
+// A frame from the server as the event it reports; nullopt for a frame of another type. Throws
+// std::runtime_error for a spawned or exited frame whose payload is not what the server sends.
+std::optional<ForkServer::Event> server_event(const Frame& frame);
 
 // The server's loop over its control socket. Never returns.
 [[noreturn]] void forkserver_main(int control_fd) noexcept;

@@ -33,13 +33,19 @@ Frame next_frame(Channel& ch) {
 
 std::span<const std::byte> payload(const Frame& f) { return {f.data(), f.size()}; }
 
+// Set once, by serve(), in the worker process (a fork child: no other thread reads it yet).
+int channel_fd = -1;
+
 }  // namespace
+
+int worker_channel_fd() noexcept { return channel_fd; }
 
 void serve(int fd) noexcept {
   // A task that calls exit() ends the worker (a crash while it holds a task) but must not run the
   // atexit handlers and static destructors this process inherited from the parent. on_exit
   // handlers run newest first, so this one runs before all of those.
   on_exit([](int status, void*) { exit_child(status); }, nullptr);
+  channel_fd = fd;
   try {
     Channel ch{UniqueFd(fd)};
     ch.send(frame_type(MessageType::hello), static_cast<std::uint64_t>(getpid()));

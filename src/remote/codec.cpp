@@ -154,23 +154,9 @@ cereal::BinaryOutputArchive& Writer::cereal_archive() {
 
 Writer::~Writer() { delete cereal_; }
 
-struct Reader::CerealSource : std::streambuf {
-  explicit CerealSource(Reader& r) : reader(r), stream(this), archive(stream) {}
-  std::streamsize xsgetn(char* s, std::streamsize n) override {
-    const auto want = static_cast<std::size_t>(n);
-    const std::size_t got = std::min(want, reader.remaining());
-    reader.bytes(s, got);
-    return static_cast<std::streamsize>(got);
-  }
-  int_type underflow() override { return traits_type::eof(); }
-  Reader& reader;
-  std::istream stream;
-  cereal::BinaryInputArchive archive;
-};
-
-cereal::BinaryInputArchive& Reader::cereal_archive() {
-  if (cereal_ == nullptr) cereal_ = new CerealSource(*this);
-  return cereal_->archive;
+CerealInput& Reader::cereal_archive() {
+  if (cereal_ == nullptr) cereal_ = new CerealInput(*this);
+  return *cereal_;
 }
 
 Reader::~Reader() { delete cereal_; }

@@ -453,16 +453,26 @@ void Dispatcher::complete_head(Worker& w, Message& reply) {
   }
 }
 
-// The worker's stream cannot be followed any more (a reply that cannot be mapped, a message out
-// of order): its head task fails with the reason, the worker is stopped, and the tasks queued
-// behind the head go to other workers when its death is handled.
+// The worker's stream cannot be followed any more (a corrupt, truncated or oversized frame, a
+// reply that cannot be mapped, a message out of order): the worker is killed, as crashed, and
+// on_worker_crash decides. break_pool breaks the pool at once, so that no submit slips in before
+// the death is reported; with replace_worker its head task fails now with the reason, and the
+// tasks queued behind it that it had not started go to other workers when its death is handled.
 void Dispatcher::protocol_failure(Worker& w, const std::string& why) {
   if (w.stream_failed) return;
   w.stream_failed = true;
   close_claims(w);
+  const std::string crash =
+      who(w) + " was killed as crashed: its stream could not be read (" + why + ")";
+  if (options_.on_worker_crash == CrashPolicy::break_pool || !transport_->can_restart()) {
+    stop(w, StopSignal::kill, Lifecycle::failed);
+    break_pool(crash);  // fails every window, this worker's too
+    return;
+  }
   if (!w.window.empty()) {
-    w.window.front().task.call->abandon(std::make_exception_ptr(
-        SerializationError("the reply from " + who(w) + " could not be read: " + why)));
+    w.window.front().task.call->abandon(
+        broken(std::string(words().one_in_pool) +
+               " was terminated abruptly while the future was running (" + crash + ")"));
     w.window.pop_front();
   }
   stop(w, StopSignal::kill, Lifecycle::failed);
@@ -506,7 +516,12 @@ void Dispatcher::on_death(WorkerId worker, const std::string& how) {
                             who(w) + " was killed");
       return;
     case Lifecycle::failed:
-      // Its head already failed with the reason.
+      // A crash handled when its stream failed (protocol_failure): the pool is broken already,
+      // or its head failed with the reason and the rest is requeued here.
+      if (!broken_.empty()) {
+        fail_window(window, broken_futures_message_);
+        return;
+      }
       requeue_unstarted(std::move(window),
                         "its " + who(w) + " was killed: its replies could not be read");
       return;

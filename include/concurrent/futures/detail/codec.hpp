@@ -9,7 +9,9 @@
 //    element encoded by these same rules, so they nest freely. A vector of trivially copyable
 //    elements is one block copy;
 //  * a type with cereal serialize/save/load functions: cereal's binary archive (it wins over
-//    the bytewise copy);
+//    the bytewise copy). It is read back by CerealInput, cereal's binary input archive with the
+//    checks every other decoder here makes: a length larger than the bytes left, or a bool that
+//    is neither 0 nor 1, is a SerializationError before anything is allocated for it;
 //  * a trivially copyable type the library can see holds no address (bytewise.hpp), or that the
 //    user declared with cf::bytewise_transportable: its bytes.
 // Anything else is not Serializable; the process pool reports that at compile time.
@@ -141,6 +143,8 @@ class Writer {
   CerealSink* cereal_ = nullptr;
 };
 
+class CerealInput;
+
 class Reader {
  public:
   Reader(const std::byte* data, std::size_t size) : p_(data), end_(data + size) {}
@@ -169,7 +173,8 @@ class Reader {
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
 
-  cereal::BinaryInputArchive& cereal_archive();
+  // A cereal archive over this reader, made on first use and kept for the value being read.
+  CerealInput& cereal_archive();
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
@@ -178,12 +183,67 @@ class Reader {
   void need(std::size_t n) const {
     if (n > remaining()) throw SerializationError("corrupt message: truncated data");
   }
-  struct CerealSource;
   const std::byte* p_;
   const std::byte* end_;
-  CerealSource* cereal_ = nullptr;
-  friend struct CerealSource;
+  CerealInput* cereal_ = nullptr;
 };
+
+// Reads what cereal::BinaryOutputArchive wrote, straight from a Reader. cereal's own
+// BinaryInputArchive trusts the lengths it reads: a std::vector or std::string inside a user's
+// type is resized to whatever the bytes say before its elements are read, so a corrupt length
+// asks for gigabytes. Here a length larger than the bytes left is refused, as Reader::size() does
+// for the codec's own containers (every element takes at least one byte), and so is a bool byte
+// other than 0 and 1. User types see it as their Archive type (serialize/load are templates).
+class CerealInput : public cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision> {
+ public:
+  explicit CerealInput(Reader& reader)
+      : cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision>(this), reader_(reader) {}
+  void loadBinary(void* data, std::size_t size) { reader_.bytes(data, size); }
+  std::size_t remaining() const noexcept { return reader_.remaining(); }
+
+ private:
+  Reader& reader_;
+};
+
+// cereal's binary serialization functions (cereal/archives/binary.hpp), for CerealInput.
+template <class T>
+std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(CerealInput& ar, T& t) {
+  if constexpr (std::is_same_v<T, bool>) {
+    std::uint8_t byte = 0;
+    ar.loadBinary(&byte, 1);
+    if (byte > 1) throw SerializationError("corrupt message: a bool is neither 0 nor 1");
+    t = byte != 0;
+  } else {
+    ar.loadBinary(std::addressof(t), sizeof(t));
+  }
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(CerealInput& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(CerealInput& ar, cereal::SizeTag<T>& t) {
+  ar(t.size);
+  if (static_cast<std::uint64_t>(t.size) > ar.remaining()) {
+    throw SerializationError("corrupt message: a length exceeds the data");
+  }
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(CerealInput& ar, cereal::BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+}  // namespace concurrent::futures::detail::codec
+
+// What CEREAL_SETUP_ARCHIVE_TRAITS does, for the input side only (cereal pairs
+// BinaryOutputArchive with its own input archive): types with load_minimal find their save_minimal.
+template <>
+struct cereal::traits::detail::get_output_from_input<
+    concurrent::futures::detail::codec::CerealInput> {
+  using type = cereal::BinaryOutputArchive;
+};
+
+namespace concurrent::futures::detail::codec {
 
 // A payload as a transport received it: a view of bytes that stays valid while the receiver
 // handles it, or a buffer it was given whole (a shared-memory mapping). take() makes the bytes the
@@ -235,7 +295,7 @@ concept CerealType =
     !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !bytewise::is_string_view_v<T> &&
     !bytewise::is_span_v<T> && !bytewise::is_reference_wrapper_v<T> &&
     cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
-    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
+    cereal::traits::is_input_serializable<T, CerealInput>::value;
 
 template <class T>
 void write(Writer& w, const T& value) {
@@ -269,6 +329,11 @@ struct Codec {
       } catch (const cereal::Exception& e) {
         throw SerializationError(std::string("corrupt message: ") + e.what());
       }
+    } else if constexpr (std::is_same_v<T, bool>) {
+      // Any other byte would be a bool with no valid value.
+      const auto byte = r.pod<std::uint8_t>();
+      if (byte > 1) throw SerializationError("corrupt message: a bool is neither 0 nor 1");
+      value = byte != 0;
     } else {
       r.bytes(&value, sizeof(T));
     }

@@ -43,7 +43,7 @@ template <class E>
 inline constexpr bool exception_half_serializable_v =
     !exception_has_data_v<E> &&
     (cereal::traits::is_output_serializable<E, cereal::BinaryOutputArchive>::value ||
-     cereal::traits::is_input_serializable<E, cereal::BinaryInputArchive>::value);
+     cereal::traits::is_input_serializable<E, codec::CerealInput>::value);
 
 template <class E>
 void save_exception(codec::Writer& w, const std::exception_ptr& error) {
