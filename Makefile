@@ -49,7 +49,7 @@ FUZZ_DIR := $(BUILD_DIR)/fuzz
   package format format-check clean
 
 help:
-	@sed -n '4,30p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,25p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
