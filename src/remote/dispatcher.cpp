@@ -62,6 +62,12 @@ void Dispatcher::submit(TaskPtr task) {
 }
 
 void Dispatcher::submit(RemoteCallPtr call, codec::Buffer request) {
+  if (!request.descriptors().empty() && !transport_->passes_descriptors()) {
+    call->abandon(std::make_exception_ptr(SerializationError(
+        "a cf::SharedArray cannot travel to this executor's workers: a shared array is memory of "
+        "one machine, and only ProcessPoolExecutor passes it (see shared_array.hpp)")));
+    return;
+  }
   if (request.size() > transport_->max_payload()) {
     call->abandon(std::make_exception_ptr(SerializationError(
         "a task's arguments take more than " + std::to_string(transport_->max_payload() >> 20) +
