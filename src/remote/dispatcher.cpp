@@ -449,6 +449,9 @@ void Dispatcher::complete_head(Worker& w, Message& reply) {
   if (!w.window.empty()) w.head_since = now;
   if (w.window.empty() && w.state == Lifecycle::retiring) enter(w, Lifecycle::exiting);
   RemoteCall& call = *done.task.call;
+  // The request goes before the future completes: a large one's segment is then free for the
+  // next request the caller writes as soon as it sees the result (see detail/codec.hpp).
+  done.task.request = codec::Buffer();
   try {
     if (reply.payload().size() == 0) {
       throw SerializationError("the worker could not encode its reply");
