@@ -69,6 +69,12 @@ std::size_t fill_shared(cf::SharedArray<std::int32_t> a, std::int32_t value) {
 
 std::size_t length_of(cf::SharedArray<char> a) { return a.size(); }
 
+std::int64_t sum_all(std::vector<cf::SharedArray<std::int32_t>> arrays) {
+  std::int64_t total = 0;
+  for (const auto& a : arrays) total += sum_shared(a);
+  return total;
+}
+
 cf::SharedArray<std::int32_t> make_shared_in_worker(std::size_t n) {
   return cf::SharedArray<std::int32_t>(n, 5);
 }
@@ -220,6 +226,17 @@ TEST_P(LargeValuesTest, OneGiBSharedArrayPassesInARoundTripsTime) {
   // here). The bound is generous for loaded machines and sanitizers.
   EXPECT_LT(us[us.size() / 2], 5'000.0) << "median of 21 passes of 1 GiB, in microseconds";
   RecordProperty("median_us", static_cast<int>(us[us.size() / 2]));
+}
+
+TEST_P(LargeValuesTest, MoreSharedArraysThanOneMessageCarriesFailOnlyThatTask) {
+  cf::ProcessPoolExecutor ex(options(1));
+  constexpr std::size_t kMax = cf::detail::codec::kMaxDescriptors;
+  std::vector<cf::SharedArray<std::int32_t>> arrays(kMax, cf::SharedArray<std::int32_t>(4, 1));
+  EXPECT_EQ(ex.submit(sum_all, arrays).result(kDeadlock), static_cast<std::int64_t>(4 * kMax));
+  arrays.emplace_back(4, 1);
+  EXPECT_THROW((void)ex.submit(sum_all, arrays).result(kDeadlock), cf::SerializationError);
+  arrays.pop_back();
+  EXPECT_EQ(ex.submit(sum_all, arrays).result(kDeadlock), static_cast<std::int64_t>(4 * kMax));
 }
 
 TEST(SharedArrayThreadPoolTest, OnAThreadPoolItIsJustSharedMemory) {

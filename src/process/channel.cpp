@@ -64,8 +64,8 @@ Channel::Segment Channel::segment_for(std::uint8_t type, std::uint64_t id,
                                       const codec::Buffer& payload, int extra_fd,
                                       std::uint8_t generation) {
   Segment s;
-  if (extra_fd >= 0) s.fds.reserve(1);
   try {
+    s.fds.reserve(2 + payload.descriptors().size());  // no push_back below can throw
     // The payload's memfd first (the receiver maps it), then what its values hold, then the extra
     // one.
     if (payload.shared()) s.fds.push_back(payload.share());

@@ -97,7 +97,16 @@ class Channel {
   struct Segment {
     Segment() = default;
     Segment(Segment&&) noexcept = default;
-    Segment& operator=(Segment&&) noexcept = default;
+    Segment& operator=(Segment&& other) noexcept {
+      if (this != &other) {
+        for (int fd : fds) ::close(fd);
+        bytes = std::move(other.bytes);
+        sent = other.sent;
+        fds = std::exchange(other.fds, {});
+        keep = std::move(other.keep);
+      }
+      return *this;
+    }
     ~Segment() {
       for (int fd : fds) ::close(fd);
     }

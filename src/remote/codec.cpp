@@ -273,11 +273,6 @@ int Buffer::share() const {
 }
 
 std::size_t Buffer::attach(int fd) {
-  if (descriptors_.size() >= kMaxDescriptors) {
-    close(fd);
-    throw SerializationError("a message may carry at most " + std::to_string(kMaxDescriptors) +
-                             " shared arrays");
-  }
   try {
     descriptors_.push_back(fd);
   } catch (...) {
@@ -288,6 +283,10 @@ std::size_t Buffer::attach(int fd) {
 }
 
 std::size_t Buffer::attach_copy(int fd) {
+  if (descriptors_.size() >= kMaxDescriptors) {
+    throw SerializationError("a message may carry at most " + std::to_string(kMaxDescriptors) +
+                             " shared arrays");
+  }
   const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) throw_errno("dup of a shared array's descriptor");
   return attach(copy);

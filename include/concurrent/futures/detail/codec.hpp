@@ -137,8 +137,8 @@ class Buffer {
   int share() const;
 
   // Descriptors that travel with the bytes, owned by the buffer (closed with it). attach takes
-  // `fd` and returns its index in the message; attach_copy duplicates it first. Both throw
-  // SerializationError past kMaxDescriptors.
+  // `fd` (as received) and returns its index in the message; attach_copy, for a value being
+  // written, duplicates it first and throws SerializationError past kMaxDescriptors.
   std::size_t attach(int fd);
   std::size_t attach_copy(int fd);
   const std::vector<int>& descriptors() const noexcept { return descriptors_; }
