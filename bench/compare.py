@@ -131,6 +131,17 @@ GOALS = [  # name, unit, goal text, goal value, whether higher is better
     ("seed_c_gcd", "x serial", ">= 1.8", 1.8, True),
 ]
 
+# Our large-value rows and the floor each is set beside (see bench_process_pool.cpp).
+LARGE = [
+    ("arg_64MiB", "GB/s", "floor_memcpy_warm_64MiB"),
+    ("arg_64MiB", "GB/s", "floor_socketpair_64MiB"),
+    ("arg_64MiB", "GB/s", "floor_memcpy_fresh_64MiB"),
+    ("result_64MiB", "GB/s", "make_bytes_64MiB_local"),
+    ("result_64MiB", "GB/s", "floor_memcpy_fresh_64MiB"),
+    ("shared_array_pass_1GiB", "us", "round_trip"),
+    ("shared_array_write_64MiB", "GB/s", "floor_memset_shared_local_64MiB"),
+]
+
 
 def times_better(ours_value, theirs, higher_is_better):
     """How many times better ours is than theirs (> 1: ours wins); 0 when a figure is 0."""
@@ -198,6 +209,15 @@ def main():
         met = value >= goal_value if higher else value <= goal_value
         print(f"| {name} | {unit} | {value:.4g} | {' | '.join(cells)} | {ratio} | {goal} | "
               f"{'met' if met else 'MISSED'} |")
+    # Large values beside this machine's floors, all from the same bench_process_pool run.
+    print()
+    print("| large values (bench_process_pool) | unit | cfutures | floor in the same run | "
+          "cfutures / floor |")
+    print("|---|---|---|---|---|")
+    for name, unit, floor in LARGE:
+        if name in mine and floor in mine and mine[floor] > 0:
+            print(f"| {name} | {unit} | {mine[name]:.4g} | {floor} {mine[floor]:.4g} | "
+                  f"{mine[name] / mine[floor]:.3g} |")
     out_dir = os.environ.get("CFUTURES_BENCH_OUT")
     if out_dir:
         write_csv(os.path.join(out_dir, "anchors_process.csv"), mine,

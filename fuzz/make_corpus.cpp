@@ -236,7 +236,7 @@ Bytes frame(std::uint8_t type, std::uint64_t id, const Bytes& payload, bool shar
   h.size = static_cast<std::uint32_t>(payload.size());
   h.type = type;
   h.shared = shared ? 1 : 0;
-  h.has_fd = has_fd ? 1 : 0;
+  h.fds = has_fd ? 1 : 0;
   h.generation = generation;
   h.id = id;
   return cat({pod(h), shared ? Bytes() : payload});

@@ -608,7 +608,8 @@ TEST(CodecBufferTest, ReceivedSharedPayloadHasTheSameBytesAndRefusesWrites) {
   EXPECT_THROW(received.append("x", 1), std::logic_error);
 }
 
-TEST(CodecBufferTest, BuffersCloseTheirMemfdWhenDestroyedOrReleased) {
+TEST(CodecBufferTest, BuffersKeepTheirSegmentForALaterPayloadAndLetItGoOnRequest) {
+  codec::release_idle_segments();
   const std::size_t before = open_descriptor_count();
   {
     codec::Buffer a = encode(std::string(codec::kSharedThreshold + 1, 'a'));
@@ -618,12 +619,19 @@ TEST(CodecBufferTest, BuffersCloseTheirMemfdWhenDestroyedOrReleased) {
     EXPECT_EQ(open_descriptor_count(), before + 1);
     codec::Buffer c = encode(std::string(codec::kSharedThreshold + 1, 'c'));
     EXPECT_EQ(open_descriptor_count(), before + 2);
-    c.release();  // a sender that passed the memfd on keeps only the mapping
+    c.release();  // a sender that let the memfd go keeps only the mapping
     EXPECT_EQ(open_descriptor_count(), before + 1);
     EXPECT_EQ(static_cast<char>(c.data()[sizeof(std::uint64_t)]), 'c');
-    b = std::move(c);  // b's own memfd goes
-    EXPECT_EQ(open_descriptor_count(), before);
+    b = std::move(c);  // b's segment stays open and mapped, idle, for a later payload
+    EXPECT_EQ(open_descriptor_count(), before + 1);
   }
+  {
+    // The idle segment is reused: no new memfd.
+    codec::Buffer d = encode(std::string(codec::kSharedThreshold + 1, 'd'));
+    ASSERT_TRUE(d.shared());
+    EXPECT_EQ(open_descriptor_count(), before + 1);
+  }
+  codec::release_idle_segments();
   EXPECT_EQ(open_descriptor_count(), before);
 }
 

@@ -134,7 +134,7 @@ int write_corruption(int which) {
   switch (static_cast<Corruption>(which)) {
     case Corruption::bad_flags: {
       process::FrameHeader h = reply_header(8);
-      h.has_fd = 0xff;
+      h.fds = 0xff;
       write_raw(&h, sizeof h);
       return stall();
     }

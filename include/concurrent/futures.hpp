@@ -19,6 +19,7 @@
 #include "concurrent/futures/process_pool.hpp"         // IWYU pragma: export
 #include "concurrent/futures/progress.hpp"             // IWYU pragma: export
 #include "concurrent/futures/remote_executor.hpp"      // IWYU pragma: export
+#include "concurrent/futures/shared_array.hpp"         // IWYU pragma: export
 #include "concurrent/futures/thread_pool.hpp"          // IWYU pragma: export
 #include "concurrent/futures/transportable.hpp"        // IWYU pragma: export
 #include "concurrent/futures/wait.hpp"                 // IWYU pragma: export

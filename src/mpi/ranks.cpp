@@ -83,6 +83,7 @@ class Server {
           // After a failed initializer the pool breaks and fails its tasks itself.
           if (init_error_) break;
           codec::Buffer reply = remote::run_task(in.view);
+          remote::refuse_descriptors(reply);
           in = Incoming();  // a large request goes before the reply is sent
           say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()});
           break;

@@ -16,6 +16,9 @@
 namespace concurrent::futures::detail::process {
 
 namespace {
+// A frame's descriptors: its payload's memfd, those its values hold, one more.
+constexpr std::size_t kMaxFrameFds = codec::kMaxDescriptors + 2;
+
 // resize + memcpy rather than vector::insert, on which GCC 12 gives false -Warray-bounds errors.
 void append(std::vector<std::byte>& to, const void* data, std::size_t n) {
   if (n == 0) return;
@@ -39,9 +42,6 @@ void set_nonblocking(int fd) {
 Channel::~Channel() { close(); }
 
 void Channel::close() noexcept {
-  for (Segment& s : out_) {
-    for (int i = 0; i < s.nfds; ++i) ::close(s.fds[i]);
-  }
   out_.clear();
   in_fds_.clear();
   fd_.reset();
@@ -50,44 +50,62 @@ void Channel::close() noexcept {
 namespace {
 
 FrameHeader make_header(std::uint8_t type, std::uint64_t id, std::size_t size, bool shared,
-                        bool has_fd, std::uint8_t generation = 0) {
+                        std::size_t fds, std::uint8_t generation = 0) {
   FrameHeader h{};
   h.generation = generation;
   h.size = static_cast<std::uint32_t>(size);
   h.type = type;
   h.shared = shared ? 1 : 0;
-  h.has_fd = has_fd ? 1 : 0;
+  h.fds = static_cast<std::uint8_t>(fds);
   h.id = id;
   return h;
 }
 
 }  // namespace
 
+Channel::Segment Channel::segment_for(std::uint8_t type, std::uint64_t id,
+                                      const codec::Buffer& payload, int extra_fd,
+                                      std::uint8_t generation) {
+  Segment s;
+  try {
+    s.fds.reserve(2 + payload.descriptors().size());  // no push_back below can throw
+    // The payload's memfd first (the receiver maps it), then what its values hold, then the extra
+    // one.
+    if (payload.shared()) s.fds.push_back(payload.share());
+    for (int fd : payload.descriptors()) {
+      const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (copy < 0) throw_errno("dup of a descriptor to send");
+      s.fds.push_back(copy);
+    }
+  } catch (...) {
+    if (extra_fd >= 0) ::close(extra_fd);
+    throw;
+  }
+  if (extra_fd >= 0) s.fds.push_back(extra_fd);
+  const std::size_t others = s.fds.size() - (payload.shared() ? 1 : 0);
+  const FrameHeader h = make_header(type, id, payload.size(), payload.shared(), others, generation);
+  append(s.bytes, &h, sizeof h);
+  if (!payload.shared()) append(s.bytes, payload.data(), payload.size());
+  return s;
+}
+
 void Channel::send(std::uint8_t type, std::uint64_t id, codec::Buffer payload, int extra_fd) {
-  if (!payload.shared() && extra_fd < 0) {
+  if (!payload.shared() && payload.descriptors().empty() && extra_fd < 0) {
     send(type, id, payload.data(), payload.size());
     return;
   }
-  const FrameHeader h = make_header(type, id, payload.size(), payload.shared(), extra_fd >= 0);
-  Segment s;
-  append(s.bytes, &h, sizeof h);
-  if (payload.shared()) {
-    s.fds[s.nfds++] = payload.fd();
-    s.keep = std::move(payload);  // mapped until sent
-  } else {
-    append(s.bytes, payload.data(), payload.size());
-  }
-  if (extra_fd >= 0) s.fds[s.nfds++] = extra_fd;
+  Segment s = segment_for(type, id, payload, extra_fd, 0);
+  if (payload.shared()) s.keep = std::move(payload);  // the sender's segment, until sent
   out_.push_back(std::move(s));
 }
 
 void Channel::send(std::uint8_t type, std::uint64_t id, const void* data, std::size_t size) {
-  send_inline(make_header(type, id, size, false, false), data);
+  send_inline(make_header(type, id, size, false, 0), data);
 }
 
 void Channel::send_inline(const FrameHeader& h, const void* data) {
   // Small frames join the last segment (if it carries no descriptor) so they go out together.
-  if (out_.empty() || out_.back().nfds > 0) out_.emplace_back();
+  if (out_.empty() || !out_.back().fds.empty()) out_.emplace_back();
   std::vector<std::byte>& bytes = out_.back().bytes;
   append(bytes, &h, sizeof h);
   append(bytes, data, h.size);
@@ -95,17 +113,11 @@ void Channel::send_inline(const FrameHeader& h, const void* data) {
 
 void Channel::send_copy(std::uint8_t type, std::uint64_t id, const codec::Buffer& payload,
                         std::uint8_t generation) {
-  if (!payload.shared()) {
-    send_inline(make_header(type, id, payload.size(), false, false, generation), payload.data());
+  if (!payload.shared() && payload.descriptors().empty()) {
+    send_inline(make_header(type, id, payload.size(), false, 0, generation), payload.data());
     return;
   }
-  const int fd = fcntl(payload.fd(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) throw_errno("dup of a shared payload");
-  const FrameHeader h = make_header(type, id, payload.size(), true, false, generation);
-  Segment s;
-  append(s.bytes, &h, sizeof h);
-  s.fds[s.nfds++] = fd;
-  out_.push_back(std::move(s));
+  out_.push_back(segment_for(type, id, payload, -1, generation));
 }
 
 bool Channel::flush() {
@@ -117,16 +129,17 @@ bool Channel::flush() {
     iov.iov_len = s.bytes.size() - s.sent;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)];
-    if (s.nfds > 0 && s.sent == 0) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFrameFds)];
+    const auto nfds = static_cast<unsigned>(s.fds.size());
+    if (nfds > 0 && s.sent == 0) {
       // The descriptors ride on the header's first byte.
       msg.msg_control = control;
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<unsigned>(s.nfds));
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
       cmsghdr* c = CMSG_FIRSTHDR(&msg);
       c->cmsg_level = SOL_SOCKET;
       c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<unsigned>(s.nfds));
-      std::memcpy(CMSG_DATA(c), s.fds, sizeof(int) * static_cast<unsigned>(s.nfds));
+      c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+      std::memcpy(CMSG_DATA(c), s.fds.data(), sizeof(int) * nfds);
     }
     const ssize_t n = sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n < 0) {
@@ -134,11 +147,11 @@ bool Channel::flush() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       throw_errno("send to a worker process");
     }
-    if (s.nfds > 0 && s.sent == 0) {
-      // Passed on: the peer has its own copies now.
-      for (int i = 0; i < s.nfds; ++i) ::close(s.fds[i]);
-      s.keep.release();
-      s.nfds = 0;
+    if (nfds > 0 && s.sent == 0) {
+      // Passed on: the peer has its own copies now. A shared payload stays the sender's (its
+      // segment goes back to the pool when `keep` is dropped).
+      for (int fd : s.fds) ::close(fd);
+      s.fds.clear();
     }
     s.sent += static_cast<std::size_t>(n);
     if (s.sent == s.bytes.size()) out_.pop_front();
@@ -160,7 +173,9 @@ Channel::Received Channel::receive() {
   iov.iov_len = chunk;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+  // One sendmsg's descriptors arrive whole with one recvmsg (the kernel does not join two messages
+  // that carry descriptors).
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFrameFds)];
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
@@ -197,7 +212,9 @@ std::optional<Frame> Channel::next() {
   std::memcpy(&h, in_.data() + in_pos_, sizeof h);
   // Checked as soon as the header is here: an oversized length must not make this channel
   // buffer gigabytes while it waits for them.
-  if (h.shared > 1 || h.has_fd > 1) throw std::runtime_error("corrupt channel: bad frame flags");
+  if (h.shared > 1 || h.fds > codec::kMaxDescriptors) {
+    throw std::runtime_error("corrupt channel: bad frame flags");
+  }
   if (!h.shared && h.size > kMaxInlinePayload) {
     throw std::runtime_error("corrupt channel: a frame announces " + std::to_string(h.size) +
                              " inline bytes, more than the " + std::to_string(kMaxInlinePayload) +
@@ -205,7 +222,7 @@ std::optional<Frame> Channel::next() {
   }
   const std::size_t inline_size = h.shared ? 0 : h.size;
   if (available < sizeof h + inline_size) return std::nullopt;
-  const std::size_t fds_needed = static_cast<std::size_t>(h.shared) + h.has_fd;
+  const std::size_t fds_needed = static_cast<std::size_t>(h.shared) + h.fds;
   if (in_fds_.size() < fds_needed) {
     throw std::runtime_error("corrupt channel: a frame's descriptor did not arrive");
   }
@@ -217,7 +234,7 @@ std::optional<Frame> Channel::next() {
     // Mapping more than the memfd holds would turn a read past its end into SIGBUS.
     struct stat st {};
     if (fstat(in_fds_.front().get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-        static_cast<std::uint64_t>(st.st_size) < h.size) {
+        static_cast<std::uint64_t>(st.st_size) < codec::kSegmentControlBytes + h.size) {
       in_fds_.pop_front();
       throw std::runtime_error("corrupt channel: a shared payload of " + std::to_string(h.size) +
                                " bytes came in a descriptor that does not hold them");
@@ -226,8 +243,8 @@ std::optional<Frame> Channel::next() {
     in_fds_.pop_front();
     f.shared = codec::Buffer::map_shared(fd, h.size);
   }
-  if (h.has_fd) {
-    f.fd = std::move(in_fds_.front());
+  for (std::size_t i = 0; i < h.fds; ++i) {
+    f.fds.push_back(std::move(in_fds_.front()));
     in_fds_.pop_front();
   }
   return f;

@@ -4,7 +4,9 @@
 // A frame is a 16-byte header and a payload. A small payload follows the header in the stream; a
 // large one (a memfd-backed codec::Buffer) stays in shared memory and its descriptor travels with
 // the header as SCM_RIGHTS ancillary data, so it is never copied through the socket. A frame may
-// also carry one descriptor besides its payload (the fork server receives workers' sockets so).
+// also carry descriptors besides its payload: those its payload holds (cf::SharedArray values),
+// and one more given to send() (the fork server receives workers' sockets so, a worker its claim
+// word).
 //
 // The parent uses channels non-blocking from its event loop; workers and the fork server use
 // them blocking. Every descriptor made here is O_CLOEXEC, and sends use MSG_NOSIGNAL: a dead peer
@@ -36,15 +38,16 @@ enum class ServerFrame : std::uint8_t {
 // codec::Buffer moves to a memfd past kSharedThreshold). A header announcing more is corrupt, and
 // refused before anything is buffered for it.
 inline constexpr std::size_t kMaxInlinePayload = codec::kSharedThreshold;
-// Descriptors received and not yet claimed by a frame: a sender gives at most two with each frame,
-// and each receive brings those of one frame at most, so more than this is a corrupt stream.
-inline constexpr std::size_t kMaxPendingFds = 32;
+// Descriptors received and not yet claimed by a frame: a frame brings at most its shared payload's
+// and codec::kMaxDescriptors more, and each receive brings those of one frame at most, so more
+// than two frames' worth is a corrupt stream.
+inline constexpr std::size_t kMaxPendingFds = 2 * (codec::kMaxDescriptors + 1);
 
 struct FrameHeader {
   std::uint32_t size;       // payload bytes (inline or in shared memory)
   std::uint8_t type;        // a remote::MessageType or a ServerFrame
   std::uint8_t shared;      // 1: the payload is in a memfd that travels with the header
-  std::uint8_t has_fd;      // 1: one more descriptor travels with the header
+  std::uint8_t fds;         // how many more descriptors travel with the header
   std::uint8_t generation;  // task frames: the worker's claim generation (see worker_loop.cpp)
   std::uint64_t id;
 };
@@ -56,7 +59,7 @@ struct Frame {
   FrameHeader header{};
   codec::Buffer shared;  // the payload when header.shared
   const std::byte* inline_data = nullptr;
-  UniqueFd fd;  // the extra descriptor, if the frame brought one
+  std::vector<UniqueFd> fds;  // the descriptors besides a shared payload's, in the order sent
 
   const std::byte* data() const { return header.shared ? shared.data() : inline_data; }
   std::size_t size() const { return header.size; }
@@ -78,11 +81,11 @@ class Channel {
   // Closes the socket now (the peer sees the end of the stream) and drops what was not sent.
   void close() noexcept;
 
-  // Queues a frame. A shared payload's memfd, and `extra_fd`, are passed on and closed here once
-  // sent.
+  // Queues a frame. The payload is kept until sent; `extra_fd` is passed on after the payload's
+  // descriptors and closed here once sent.
   void send(std::uint8_t type, std::uint64_t id, codec::Buffer payload, int extra_fd = -1);
   void send(std::uint8_t type, std::uint64_t id, const void* data = nullptr, std::size_t size = 0);
-  // Queues a frame whose payload the caller keeps (a shared payload's memfd is duplicated).
+  // Queues a frame whose payload the caller keeps (its descriptors are duplicated).
   void send_copy(std::uint8_t type, std::uint64_t id, const codec::Buffer& payload,
                  std::uint8_t generation = 0);
 
@@ -104,12 +107,30 @@ class Channel {
  private:
   void send_inline(const FrameHeader& h, const void* data);
   struct Segment {
+    Segment() = default;
+    Segment(Segment&&) noexcept = default;
+    Segment& operator=(Segment&& other) noexcept {
+      if (this != &other) {
+        for (int fd : fds) ::close(fd);
+        bytes = std::move(other.bytes);
+        sent = other.sent;
+        fds = std::exchange(other.fds, {});
+        keep = std::move(other.keep);
+      }
+      return *this;
+    }
+    ~Segment() {
+      for (int fd : fds) ::close(fd);
+    }
     std::vector<std::byte> bytes;
     std::size_t sent = 0;
-    int fds[2] = {-1, -1};
-    int nfds = 0;
-    codec::Buffer keep;  // a shared payload, kept mapped until sent
+    std::vector<int> fds;  // sent with the first byte, then closed
+    codec::Buffer keep;    // a shared payload, kept until sent
   };
+  // The segment for a frame whose descriptors are those of `payload` (duplicated) and `extra_fd`
+  // (taken).
+  Segment segment_for(std::uint8_t type, std::uint64_t id, const codec::Buffer& payload,
+                      int extra_fd, std::uint8_t generation);
 
   UniqueFd fd_;
   std::deque<Segment> out_;

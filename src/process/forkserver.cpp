@@ -126,7 +126,7 @@ void forkserver_main(int control_fd) noexcept {
         if (ch.receive() == Channel::Received::closed) break;  // the parent is gone or done
         while (std::optional<Frame> f = ch.next()) {
           // Whatever the frame, a descriptor it brought is ours to close.
-          const UniqueFd worker_end = std::move(f->fd);
+          const UniqueFd worker_end = f->fds.empty() ? UniqueFd() : std::move(f->fds.front());
           if (f->header.type != frame_type(ServerFrame::spawn) || !worker_end) continue;
           const pid_t self = getpid();
           const pid_t pid = fork();

@@ -307,11 +307,17 @@ void ProcessTransport::deliver_frames(WorkerId id, Worker& w) {
     if (!f) return;
     const auto type = static_cast<MessageType>(f->header.type);
     if (type == MessageType::hello) learn_pid(id, w, static_cast<pid_t>(f->header.id));
+    // Descriptors the payload's values hold (shared arrays) go with it.
+    std::vector<int> descriptors;
+    descriptors.reserve(f->fds.size());
+    for (UniqueFd& fd : f->fds) descriptors.push_back(fd.release());
     if (f->header.shared) {
+      for (int fd : descriptors) f->shared.attach(fd);
       remote::Message m(type, f->header.id, std::move(f->shared));
       events_->on_message(id, m);
     } else {
-      remote::Message m(type, f->header.id, std::span<const std::byte>(f->data(), f->size()));
+      remote::Message m(type, f->header.id, std::span<const std::byte>(f->data(), f->size()),
+                        std::move(descriptors));
       events_->on_message(id, m);
     }
   }

@@ -48,6 +48,7 @@ class ProcessTransport final : public remote::Transport {
   void close() noexcept override;
 
   bool can_restart() const noexcept override { return true; }
+  bool passes_descriptors() const noexcept override { return true; }
   std::size_t max_payload() const noexcept override;
   std::string advice_for_silent_death() const override;
   std::optional<std::chrono::steady_clock::duration> hello_timeout() const noexcept override;

@@ -56,7 +56,7 @@ void serve(int fd) noexcept {
     {
       Frame f = next_frame(ch);
       if (f.header.type != frame_type(MessageType::config)) exit_child(2);
-      if (f.fd) claims.emplace(ClaimWord::adopt(std::move(f.fd)));
+      if (!f.fds.empty()) claims.emplace(ClaimWord::adopt(std::move(f.fds.front())));
       try {
         config = remote::decode_config(payload(f));  // names the initializer
       } catch (...) {
@@ -85,7 +85,13 @@ void serve(int fd) noexcept {
       // results already computed must not die with it.
       ch.flush();
       const std::uint64_t id = f.header.id;
-      codec::Buffer reply = remote::run_task(payload(f), std::numeric_limits<std::uint32_t>::max());
+      // Descriptors that came with the request (shared arrays), closed with `held` once the task
+      // is done (a shared array the task keeps has its own).
+      codec::Buffer held;
+      for (UniqueFd& fd : f.fds) held.attach(fd.release());
+      codec::Buffer reply = remote::run_task(payload(f), std::numeric_limits<std::uint32_t>::max(),
+                                             &held.descriptors());
+      held = codec::Buffer();
       f = Frame();  // unmap a large request before replying
       ch.send(frame_type(MessageType::reply), id, std::move(reply));
       ++done;

@@ -3,10 +3,15 @@
 #include "concurrent/futures/detail/codec.hpp"
 
 #include <cxxabi.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <iterator>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -27,7 +32,180 @@ std::size_t page_round(std::size_t n) {
   return (n + page - 1) / page * page;
 }
 
+// --- segments -------------------------------------------------------------------------------
+//
+// A segment is a memfd: a control page, then the payload. The control page's first word counts
+// the receivers that were sent the segment and have not unmapped it yet: share() adds one before
+// the descriptor is sent, a receiver's Buffer subtracts one when it unmaps (release order, after
+// its last read of the payload). A sender's Buffer, when it is done, gives its segment, still
+// mapped, to this process's pool; a later large Buffer takes a segment from the pool only when
+// its count reads zero (acquire order, so the receivers' reads all happened before the new
+// writes). A receiver that dies holding a segment never subtracts: its segment stays out of use
+// and is the first one dropped (unmapped and closed) when the pool is full. Dropping a segment is
+// always safe: a receiver has its own mapping and descriptor, and the pages live until the last
+// of them is gone.
+constexpr std::size_t kControlBytes = kSegmentControlBytes;
+using ReaderCount = std::atomic<std::uint32_t>;
+static_assert(ReaderCount::is_always_lock_free, "the reader count must be lock-free to be shared");
+
+ReaderCount& readers_of(std::byte* base) noexcept {
+  return *std::launder(reinterpret_cast<ReaderCount*>(base));
+}
+
+struct Segment {
+  int fd = -1;
+  std::byte* base = nullptr;  // the control page; the payload follows it
+  std::size_t capacity = 0;   // payload bytes
+  void drop() const noexcept {
+    munmap(base, kControlBytes + capacity);
+    close(fd);
+  }
+};
+
+// The idle segments of this process: at most kPoolSegments, kPoolBytes in all, kept mapped.
+// Segments inherited through fork are the parent's (it may reuse them): the child drops them
+// (pthread_atfork below) and starts with none.
+constexpr std::size_t kPoolSegments = 4;
+constexpr std::size_t kPoolBytes = std::size_t{1} << 30;
+
+class SegmentPool {
+ public:
+  static SegmentPool& instance() {
+    // Never destroyed: a Buffer may be freed during static destruction.
+    static SegmentPool* const pool = [] {
+      auto* p = new SegmentPool;
+      pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().forget_in_child(); });
+      return p;
+    }();
+    return *pool;
+  }
+
+  // A free segment (no receiver holds it) for `needed` payload bytes: the smallest one that is
+  // large enough, else the largest free one (the caller grows it); nullopt when none is free.
+  std::optional<Segment> take(std::size_t needed) {
+    std::lock_guard lock(mutex_);
+    std::optional<std::size_t> best;
+    for (std::size_t i = 0; i < idle_.size(); ++i) {
+      const Segment& s = idle_[i];
+      if (readers_of(s.base).load(std::memory_order_acquire) != 0) continue;
+      if (!best) {
+        best = i;
+        continue;
+      }
+      const Segment& b = idle_[*best];
+      const bool fits = s.capacity >= needed;
+      const bool best_fits = b.capacity >= needed;
+      if ((fits && (!best_fits || s.capacity < b.capacity)) ||
+          (!fits && !best_fits && s.capacity > b.capacity)) {
+        best = i;
+      }
+    }
+    if (!best) return std::nullopt;
+    const Segment s = idle_[*best];
+    idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(*best));
+    bytes_ -= s.capacity;
+    return s;
+  }
+
+  void give_back(Segment s) noexcept {
+    std::vector<Segment> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      if (s.capacity > kPoolBytes) {
+        dropped.push_back(s);
+      } else {
+        try {
+          idle_.push_back(s);
+          bytes_ += s.capacity;
+        } catch (...) {
+          dropped.push_back(s);
+        }
+        // Full: drop those a receiver still holds first (perhaps a dead one), then the oldest.
+        while (idle_.size() > kPoolSegments || bytes_ > kPoolBytes) {
+          auto victim = std::find_if(idle_.begin(), idle_.end(), [](const Segment& x) {
+            return readers_of(x.base).load(std::memory_order_relaxed) != 0;
+          });
+          if (victim == idle_.end()) victim = idle_.begin();
+          bytes_ -= victim->capacity;
+          dropped.push_back(*victim);
+          idle_.erase(victim);
+        }
+      }
+    }
+    for (const Segment& d : dropped) d.drop();
+  }
+
+  void clear() noexcept {
+    std::vector<Segment> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      dropped.swap(idle_);
+      bytes_ = 0;
+    }
+    for (const Segment& d : dropped) d.drop();
+  }
+
+ private:
+  // In a fork child, with the mutex held by the prepare handler: no allocation, only unmapping
+  // and closing (both async-signal-safe).
+  void forget_in_child() noexcept {
+    for (const Segment& d : idle_) d.drop();
+    idle_.clear();
+    bytes_ = 0;
+    mutex_.unlock();
+  }
+
+  std::mutex mutex_;
+  std::vector<Segment> idle_;
+  std::size_t bytes_ = 0;
+};
+
+Segment new_segment(std::size_t capacity) {
+  Segment s;
+  s.fd = memfd_create("cfutures-payload", MFD_CLOEXEC);
+  if (s.fd < 0) throw_errno("memfd_create");
+  if (ftruncate(s.fd, static_cast<off_t>(kControlBytes + capacity)) != 0) {
+    const int e = errno;
+    close(s.fd);
+    throw std::system_error(e, std::generic_category(), "ftruncate of a shared payload");
+  }
+  // MAP_POPULATE: the pages are made in one go rather than by a fault each while the payload is
+  // written.
+  void* p = mmap(nullptr, kControlBytes + capacity, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_POPULATE, s.fd, 0);
+  if (p == MAP_FAILED) {
+    const int e = errno;
+    close(s.fd);
+    throw std::system_error(e, std::generic_category(), "mmap of a shared payload");
+  }
+  s.base = static_cast<std::byte*>(p);
+  new (s.base) ReaderCount(0);
+  s.capacity = capacity;
+  return s;
+}
+
+// Makes `s` hold at least `capacity` payload bytes, keeping what it holds.
+void grow_segment(Segment& s, std::size_t capacity) {
+  if (ftruncate(s.fd, static_cast<off_t>(kControlBytes + capacity)) != 0) throw_errno("ftruncate");
+  void* p = mremap(s.base, kControlBytes + s.capacity, kControlBytes + capacity, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) throw_errno("mremap of a shared payload");
+  s.base = static_cast<std::byte*>(p);
+  s.capacity = capacity;
+}
+
 }  // namespace
+
+void advise_huge_pages(void* p, std::size_t n) noexcept {
+  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+  const auto begin = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const std::uintptr_t last = (begin + n) & ~(kHuge - 1);
+  // Failing advice (THP not built in) changes nothing but speed.
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
+void release_idle_segments() noexcept { SegmentPool::instance().clear(); }
 
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
@@ -35,7 +213,8 @@ Buffer::Buffer(Buffer&& other) noexcept
       capacity_(std::exchange(other.capacity_, 0)),
       fd_(std::exchange(other.fd_, -1)),
       mapped_(std::exchange(other.mapped_, false)),
-      writable_(std::exchange(other.writable_, true)) {}
+      writable_(std::exchange(other.writable_, true)),
+      descriptors_(std::exchange(other.descriptors_, {})) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -46,6 +225,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     mapped_ = std::exchange(other.mapped_, false);
     writable_ = std::exchange(other.writable_, true);
+    descriptors_ = std::exchange(other.descriptors_, {});
   }
   return *this;
 }
@@ -54,15 +234,30 @@ Buffer::~Buffer() { free_storage(); }
 
 void Buffer::free_storage() noexcept {
   if (mapped_) {
-    if (data_ != nullptr && capacity_ > 0) munmap(data_, capacity_);
+    std::byte* base = data_ - kControlBytes;
+    if (writable_ && fd_ >= 0) {
+      // The sender's: kept mapped for a later payload.
+      SegmentPool::instance().give_back(Segment{fd_, base, capacity_});
+      fd_ = -1;
+    } else {
+      // A receiver's (or a sender's whose descriptor was let go): done with the payload.
+      if (!writable_) readers_of(base).fetch_sub(1, std::memory_order_release);
+      munmap(base, kControlBytes + capacity_);
+    }
   } else {
     ::operator delete(data_);
   }
   if (fd_ >= 0) close(fd_);
+  drop_descriptors();
   data_ = nullptr;
   size_ = capacity_ = 0;
   fd_ = -1;
   mapped_ = false;
+}
+
+void Buffer::drop_descriptors() noexcept {
+  for (int fd : descriptors_) close(fd);
+  descriptors_.clear();
 }
 
 void Buffer::release() noexcept {
@@ -70,17 +265,48 @@ void Buffer::release() noexcept {
   fd_ = -1;
 }
 
+int Buffer::share() const {
+  const int fd = fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) throw_errno("dup of a shared payload");
+  readers_of(data_ - kControlBytes).fetch_add(1, std::memory_order_relaxed);
+  return fd;
+}
+
+std::size_t Buffer::attach(int fd) {
+  try {
+    descriptors_.push_back(fd);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  return descriptors_.size() - 1;
+}
+
+std::size_t Buffer::attach_copy(int fd) {
+  if (descriptors_.size() >= kMaxDescriptors) {
+    throw SerializationError("a message may carry at most " + std::to_string(kMaxDescriptors) +
+                             " shared arrays");
+  }
+  const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw_errno("dup of a shared array's descriptor");
+  return attach(copy);
+}
+
 Buffer Buffer::map_shared(int fd, std::size_t size) {
   Buffer b;
   b.fd_ = fd;  // owned from here on, closed with the buffer
+  // MAP_POPULATE: map every page in one go instead of taking a fault per page while reading.
+  void* p = mmap(nullptr, kControlBytes + size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED) throw_errno("mmap of a shared payload");
+  // The payload stays read-only; the control page is written once, when the receiver is done.
+  if (mprotect(p, kControlBytes, PROT_READ | PROT_WRITE) != 0) {
+    const int e = errno;
+    munmap(p, kControlBytes + size);
+    throw std::system_error(e, std::generic_category(), "mprotect of a shared payload");
+  }
   b.mapped_ = true;
   b.writable_ = false;
-  if (size > 0) {
-    // MAP_POPULATE: map every page in one go instead of taking a fault per page while reading.
-    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) throw_errno("mmap of a shared payload");
-    b.data_ = static_cast<std::byte*>(p);
-  }
+  b.data_ = static_cast<std::byte*>(p) + kControlBytes;
   b.size_ = b.capacity_ = size;
   return b;
 }
@@ -97,34 +323,36 @@ void Buffer::grow(std::size_t needed) {
     capacity_ = capacity;
     return;
   }
-  // Large: shared memory the other process can map, so the payload is written only once.
+  // Large: a segment the other process can map, so the payload is written only once; a warm one
+  // from the pool when there is one free, so it is written into pages that are already there.
   capacity = page_round(capacity);
   if (!mapped_) {
-    const int fd = memfd_create("cfutures-payload", MFD_CLOEXEC);
-    if (fd < 0) throw_errno("memfd_create");
-    if (ftruncate(fd, static_cast<off_t>(capacity)) != 0) {
-      const int e = errno;
-      close(fd);
-      throw std::system_error(e, std::generic_category(), "ftruncate of a shared payload");
+    Segment s;
+    if (std::optional<Segment> idle = SegmentPool::instance().take(needed)) {
+      s = *idle;
+      if (s.capacity < needed) {
+        try {
+          grow_segment(s, capacity);
+        } catch (...) {
+          s.drop();
+          throw;
+        }
+      }
+    } else {
+      s = new_segment(capacity);
     }
-    void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) {
-      const int e = errno;
-      close(fd);
-      throw std::system_error(e, std::generic_category(), "mmap of a shared payload");
-    }
-    if (size_ > 0) std::memcpy(p, data_, size_);
+    if (size_ > 0) std::memcpy(s.base + kControlBytes, data_, size_);
     ::operator delete(data_);
-    data_ = static_cast<std::byte*>(p);
-    fd_ = fd;
+    data_ = s.base + kControlBytes;
+    capacity_ = s.capacity;
+    fd_ = s.fd;
     mapped_ = true;
   } else {
-    if (ftruncate(fd_, static_cast<off_t>(capacity)) != 0) throw_errno("ftruncate");
-    void* p = mremap(data_, capacity_, capacity, MREMAP_MAYMOVE);
-    if (p == MAP_FAILED) throw_errno("mremap of a shared payload");
-    data_ = static_cast<std::byte*>(p);
+    Segment s{fd_, data_ - kControlBytes, capacity_};
+    grow_segment(s, capacity);
+    data_ = s.base + kControlBytes;
+    capacity_ = s.capacity;
   }
-  capacity_ = capacity;
 }
 
 // --- cereal adapters ------------------------------------------------------------------------

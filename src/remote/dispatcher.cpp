@@ -62,6 +62,12 @@ void Dispatcher::submit(TaskPtr task) {
 }
 
 void Dispatcher::submit(RemoteCallPtr call, codec::Buffer request) {
+  if (!request.descriptors().empty() && !transport_->passes_descriptors()) {
+    call->abandon(std::make_exception_ptr(SerializationError(
+        "a cf::SharedArray cannot travel to this executor's workers: a shared array is memory of "
+        "one machine, and only ProcessPoolExecutor passes it (see shared_array.hpp)")));
+    return;
+  }
   if (request.size() > transport_->max_payload()) {
     call->abandon(std::make_exception_ptr(SerializationError(
         "a task's arguments take more than " + std::to_string(transport_->max_payload() >> 20) +
@@ -443,6 +449,9 @@ void Dispatcher::complete_head(Worker& w, Message& reply) {
   if (!w.window.empty()) w.head_since = now;
   if (w.window.empty() && w.state == Lifecycle::retiring) enter(w, Lifecycle::exiting);
   RemoteCall& call = *done.task.call;
+  // The request goes before the future completes: a large one's segment is then free for the
+  // next request the caller writes as soon as it sees the result (see detail/codec.hpp).
+  done.task.request = codec::Buffer();
   try {
     if (reply.payload().size() == 0) {
       throw SerializationError("the worker could not encode its reply");

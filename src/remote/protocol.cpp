@@ -63,10 +63,11 @@ void write_error(codec::Buffer& reply, const std::exception_ptr& error) noexcept
 
 }  // namespace
 
-codec::Buffer run_task(std::span<const std::byte> request, std::size_t max_reply) noexcept {
+codec::Buffer run_task(std::span<const std::byte> request, std::size_t max_reply,
+                       const std::vector<int>* descriptors) noexcept {
   codec::Buffer reply;
   try {
-    codec::Reader r(request.data(), request.size());
+    codec::Reader r(request.data(), request.size(), descriptors);
     const auto key = r.pod<std::uint64_t>();
     const EntryFn entry = find_entry(key);
     if (entry == nullptr) {
@@ -86,6 +87,14 @@ codec::Buffer run_task(std::span<const std::byte> request, std::size_t max_reply
                            " MiB, the most one message holds")));
   }
   return reply;
+}
+
+void refuse_descriptors(codec::Buffer& reply) noexcept {
+  if (reply.descriptors().empty()) return;
+  write_error(reply, std::make_exception_ptr(SerializationError(
+                         "a task's result holds a cf::SharedArray, which cannot travel to this "
+                         "executor's parent: a shared array is memory of one machine, and only "
+                         "ProcessPoolExecutor passes it (see shared_array.hpp)")));
 }
 
 }  // namespace concurrent::futures::detail::remote

@@ -16,6 +16,7 @@
 #include <exception>
 #include <limits>
 #include <span>
+#include <vector>
 
 #include "concurrent/futures/detail/codec.hpp"
 
@@ -54,7 +55,13 @@ std::exception_ptr run_initializer(const WorkerConfig& config) noexcept;
 
 // Runs one task request and returns the reply's payload. Never throws: an unknown entry, an
 // exception from the call or a result larger than `max_reply` bytes is an error reply.
+// `descriptors`: those that came with the request (shared arrays), borrowed.
 codec::Buffer run_task(std::span<const std::byte> request,
-                       std::size_t max_reply = std::numeric_limits<std::size_t>::max()) noexcept;
+                       std::size_t max_reply = std::numeric_limits<std::size_t>::max(),
+                       const std::vector<int>* descriptors = nullptr) noexcept;
+
+// Makes a reply that holds descriptors (a cf::SharedArray result) an error reply, for a transport
+// that cannot pass them (MPI).
+void refuse_descriptors(codec::Buffer& reply) noexcept;
 
 }  // namespace concurrent::futures::detail::remote

@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "concurrent/futures/detail/codec.hpp"
 #include "remote/protocol.hpp"
@@ -31,6 +32,10 @@ class Message {
  public:
   Message(MessageType type, std::uint64_t id, std::span<const std::byte> view) noexcept
       : type_(type), id_(id), payload_(view.data(), view.size()) {}
+  // A view with the descriptors that came with it (owned from here on).
+  Message(MessageType type, std::uint64_t id, std::span<const std::byte> view,
+          std::vector<int> descriptors)
+      : type_(type), id_(id), payload_(view.data(), view.size(), std::move(descriptors)) {}
   Message(MessageType type, std::uint64_t id, codec::Buffer owned) noexcept
       : type_(type), id_(id), payload_(std::move(owned)) {}
 
@@ -111,6 +116,9 @@ class Transport {
   // Releases what open() made (the fork server). Workers must all be dead.
   virtual void close() noexcept = 0;
 
+  // Whether messages can carry descriptors (cf::SharedArray): the workers share this machine's
+  // memory. MPI ranks: no, they may run on other hosts.
+  virtual bool passes_descriptors() const noexcept { return false; }
   // Whether a worker can be started after the first ones (MPI ranks: no).
   virtual bool can_restart() const noexcept = 0;
   // The largest payload one message holds.

@@ -255,6 +255,23 @@ TEST(MPIPool, LargeValuesCrossBothWays) {
   EXPECT_EQ(back, big);
 }
 
+std::size_t shared_size(cf::SharedArray<int> a) { return a.size(); }
+cf::SharedArray<int> make_shared_array(std::size_t n) { return cf::SharedArray<int>(n); }
+
+// docs/reference.md, "Large values and cf::SharedArray": ranks may be on other hosts, so a shared
+// array is refused both ways with a SerializationError that says so, and the pool goes on.
+TEST(MPIPool, SharedArrayIsRefusedBothWaysWithASerializationError) {
+  cf::MPIPoolExecutor ex(pool_options());
+  const cf::SharedArray<int> a(16);
+  const std::exception_ptr in = ex.submit(shared_size, a).exception(kDeadlock);
+  ASSERT_TRUE(in != nullptr);
+  EXPECT_THROW(std::rethrow_exception(in), cf::SerializationError);
+  const std::exception_ptr out = ex.submit(make_shared_array, std::size_t{16}).exception(kDeadlock);
+  ASSERT_TRUE(out != nullptr);
+  EXPECT_THROW(std::rethrow_exception(out), cf::SerializationError);
+  EXPECT_EQ(ex.submit(shared_size, cf::SharedArray<int>()).result(kDeadlock), 0u);  // no memfd
+}
+
 TEST(MPIPool, InitializerRunsOnEveryWorkerBeforeItsTasks) {
   cf::MPIPoolExecutor ex(cf::MPIPoolOptions{.max_workers = pool_options().max_workers,
                                             .initializer = set_initialized});

@@ -12,6 +12,8 @@
 ///   `std::tuple`, `std::optional`, `std::variant`, `std::map`, `std::unordered_map`,
 ///   `std::set`, `std::unordered_set`, `std::chrono::duration`, `std::complex`), nested freely,
 ///   or a type with cereal `serialize`/`save`/`load` functions (those win over everything else).
+///   A `cf::SharedArray<T>` (shared_array.hpp) crosses as its memfd, not a copy of its elements
+///   (ProcessPoolExecutor only).
 ///   A trivially copyable struct is copied bytewise only when the library can see that it holds
 ///   no address: it is an aggregate (public members, no constructors) whose every member, checked
 ///   one by one down to the last nested field, is itself copyable bytewise. Other trivially

@@ -18,9 +18,17 @@
 //
 // Buffers grow on the heap and move to a memfd (shared memory) once they pass
 // kSharedThreshold, so a large argument or result is written once into memory the other
-// process maps, instead of being pushed through a socket in small pieces.
+// process maps, instead of being pushed through a socket in small pieces. Such a memfd (a
+// segment) starts with a control page whose one word counts the receivers that have it mapped;
+// the sender keeps its segment mapped and reuses it for a later payload once that count is back
+// to zero (codec.cpp, "segments"), so a large payload is copied into pages that are already
+// there instead of fresh ones, each of which costs a page fault.
+//
+// A buffer may also carry descriptors (a cf::SharedArray's memfd, shared_array.hpp): the value
+// holds their index, and the channel passes them with the message (SCM_RIGHTS).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -29,6 +37,7 @@
 #include <exception>
 #include <istream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <set>
@@ -66,6 +75,22 @@ namespace concurrent::futures::detail::codec {
 
 // Payloads larger than this travel in shared memory.
 inline constexpr std::size_t kSharedThreshold = std::size_t{256} << 10;
+// The most descriptors one message may carry (SCM_RIGHTS allows 253 per message).
+inline constexpr std::size_t kMaxDescriptors = 32;
+// The control page at the start of every segment (shared payload memfd), before the payload.
+inline constexpr std::size_t kSegmentControlBytes = 4096;
+// Received vectors at least this large are asked for transparent huge pages before they are
+// filled (see advise_huge_pages).
+inline constexpr std::size_t kHugePageAdviceThreshold = std::size_t{4} << 20;
+
+// Asks the kernel for transparent huge pages on the 2 MiB-aligned interior of [p, p + n), memory
+// that was just allocated and not yet touched: filling it then takes one fault per 2 MiB instead
+// of one per 4 KiB. Only advice: where THP is off ("never") nothing changes.
+void advise_huge_pages(void* p, std::size_t n) noexcept;
+
+// Unmaps and closes the idle segments this process keeps for later payloads (see Buffer); they
+// are made afresh when needed. For tests that count descriptors and mappings.
+void release_idle_segments() noexcept;
 
 // Growable bytes: on the heap while small, in a memfd mapping once large. Move-only; unmaps
 // and closes what it owns.
@@ -78,7 +103,8 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer();
 
-  // Adopts a received memfd of `size` bytes, mapped read-only.
+  // Adopts a received segment whose payload is `size` bytes, mapped read-only. Unmapping it
+  // (destruction) tells the sender this receiver is done with it.
   static Buffer map_shared(int fd, std::size_t size);
 
   std::byte* data() noexcept { return data_; }
@@ -99,30 +125,50 @@ class Buffer {
     size_ += n;
     return at;
   }
-  void clear() noexcept { size_ = 0; }
+  // Drops what was written, the descriptors with it.
+  void clear() noexcept {
+    size_ = 0;
+    if (!descriptors_.empty()) drop_descriptors();
+  }
   // Drops what was written after the first n bytes.
   void truncate(std::size_t n) noexcept {
     if (n < size_) size_ = n;
   }
   // Drops the memfd-side reference so a sender can close its copy once passed on.
   void release() noexcept;
+  // Sender: a new descriptor of the shared payload for one more receiver, counted in the
+  // segment's control word until that receiver unmaps it. The caller owns (and passes on) it.
+  int share() const;
+
+  // Descriptors that travel with the bytes, owned by the buffer (closed with it). attach takes
+  // `fd` (as received) and returns its index in the message; attach_copy, for a value being
+  // written, duplicates it first and throws SerializationError past kMaxDescriptors.
+  std::size_t attach(int fd);
+  std::size_t attach_copy(int fd);
+  const std::vector<int>& descriptors() const noexcept { return descriptors_; }
+  // Moves the descriptors out (a receiver handing them to another holder).
+  std::vector<int> take_descriptors() noexcept { return std::exchange(descriptors_, {}); }
 
  private:
   void grow(std::size_t needed);
   void free_storage() noexcept;
+  void drop_descriptors() noexcept;
 
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
   int fd_ = -1;          // memfd when shared, else -1
-  bool mapped_ = false;  // data_ is an mmap (shared or received)
+  bool mapped_ = false;  // data_ is in a segment's mapping (sent or received)
   bool writable_ = true;
+  std::vector<int> descriptors_;
 };
 
 class Writer {
  public:
   explicit Writer(Buffer& buffer) : buffer_(buffer) {}
   void bytes(const void* p, std::size_t n) { buffer_.append(p, n); }
+  // A copy of `fd` travels with the message; the value records its index.
+  void descriptor(int fd) { size(buffer_.attach_copy(fd)); }
   template <class T>
   void pod(const T& value) {
     static_assert(std::is_trivially_copyable_v<T>);
@@ -147,7 +193,20 @@ class CerealInput;
 
 class Reader {
  public:
-  Reader(const std::byte* data, std::size_t size) : p_(data), end_(data + size) {}
+  // `descriptors`: those that came with the message (a value's descriptor() reads an index into
+  // them); they must outlive the reader.
+  Reader(const std::byte* data, std::size_t size,
+         const std::vector<int>* descriptors = nullptr) noexcept
+      : p_(data), end_(data + size), descriptors_(descriptors) {}
+  // The descriptor whose index comes next, still owned by the message (dup it to keep it).
+  int descriptor() {
+    const auto index = pod<std::uint64_t>();
+    if (descriptors_ == nullptr || index >= descriptors_->size()) {
+      throw SerializationError("corrupt message: a descriptor did not arrive with it");
+    }
+    return (*descriptors_)[static_cast<std::size_t>(index)];
+  }
+  const std::vector<int>* descriptors() const noexcept { return descriptors_; }
   void bytes(void* out, std::size_t n) {
     need(n);
     if (n > 0) std::memcpy(out, p_, n);
@@ -185,6 +244,7 @@ class Reader {
   }
   const std::byte* p_;
   const std::byte* end_;
+  const std::vector<int>* descriptors_;
   CerealInput* cereal_ = nullptr;
 };
 
@@ -249,9 +309,15 @@ namespace concurrent::futures::detail::codec {
 // handles it, or a buffer it was given whole (a shared-memory mapping). take() makes the bytes the
 // receiver's own, for decoding later: a buffer moves (a mapping stays mapped, nothing is copied),
 // a view is copied.
+// Descriptors that came with a payload are in the buffer (owned) or given with the view (taken
+// over: closed with this object unless taken).
 class Received {
  public:
   Received(const std::byte* data, std::size_t size) noexcept : data_(data), size_(size) {}
+  Received(const std::byte* data, std::size_t size, std::vector<int> descriptors)
+      : data_(data), size_(size) {
+    for (int fd : descriptors) owned_.attach(fd);
+  }
   explicit Received(Buffer owned) noexcept
       : owned_(std::move(owned)), data_(owned_.data()), size_(owned_.size()), owns_(true) {}
   Received(const Received&) = delete;
@@ -259,7 +325,8 @@ class Received {
 
   const std::byte* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
-  Reader reader() const { return Reader(data_, size_); }
+  const std::vector<int>& descriptors() const noexcept { return owned_.descriptors(); }
+  Reader reader() const { return Reader(data_, size_, &owned_.descriptors()); }
   Buffer take() {
     Buffer taken;
     if (owns_) {
@@ -267,6 +334,7 @@ class Received {
       taken = std::move(owned_);
     } else {
       taken.append(data_, size_);
+      for (int fd : owned_.take_descriptors()) taken.attach(fd);
     }
     data_ = nullptr;
     size_ = 0;
@@ -274,7 +342,7 @@ class Received {
   }
 
  private:
-  Buffer owned_;
+  Buffer owned_;  // the payload, or (a view) only the descriptors that came with it
   const std::byte* data_;
   std::size_t size_;
   bool owns_ = false;
@@ -394,8 +462,24 @@ struct Codec<std::vector<T, A>> {
       if (n > r.remaining() / std::max<std::size_t>(sizeof(T), 1)) {
         throw SerializationError("corrupt message: a vector's length exceeds the data");
       }
-      v.resize(n);
-      r.bytes(v.data(), n * sizeof(T));
+      // Filled straight from the message, without the zero-fill of resize: fresh pages are
+      // written once. A large one is asked for huge pages first (4 KiB faults dominate otherwise).
+      const std::byte* bytes = r.take(n * sizeof(T));
+      if (reinterpret_cast<std::uintptr_t>(bytes) % alignof(T) != 0) {
+        v.resize(n);
+        if (n > 0) std::memcpy(v.data(), bytes, n * sizeof(T));
+        return;
+      }
+      const auto* from = reinterpret_cast<const T*>(bytes);
+      v.clear();
+      if constexpr (std::is_same_v<A, std::allocator<T>>) {
+        if (n * sizeof(T) >= kHugePageAdviceThreshold && v.capacity() < n) {
+          std::vector<T, A>().swap(v);
+          v.reserve(n);
+          advise_huge_pages(v.data(), n * sizeof(T));
+        }
+      }
+      v.insert(v.end(), from, from + n);
     } else {
       v.clear();
       v.resize(n);

@@ -608,7 +608,7 @@ class ChunkTask final : public Task, public RemoteCall {
         chunk_->reply.release();  // the mapping stays; its descriptor need not wait for the reader
         chunk_->decode = &decode_kept;
       } else {
-        decode_into(*chunk_, reply.data(), reply.size());
+        decode_into(*chunk_, reply.data(), reply.size(), &reply.descriptors());
       }
       finish();
     }
@@ -616,19 +616,21 @@ class ChunkTask final : public Task, public RemoteCall {
 
   static void decode_kept(Chunk<R>& chunk) noexcept {
     const codec::Buffer bytes = std::move(chunk.reply);
-    decode_into(chunk, bytes.data(), bytes.size());
+    decode_into(chunk, bytes.data(), bytes.size(), &bytes.descriptors());
   }
 
   // Each item has its length, so one that cannot be read fails only itself.
-  static void decode_into(Chunk<R>& chunk, const std::byte* data, std::size_t size) noexcept {
+  // `descriptors`: those that came with the reply (shared arrays in the results).
+  static void decode_into(Chunk<R>& chunk, const std::byte* data, std::size_t size,
+                          const std::vector<int>* descriptors) noexcept {
     try {
-      codec::Reader r(data, size);
+      codec::Reader r(data, size, descriptors);
       r.pod<ReplyStatus>();
       r.size();  // checked by read_reply
       for (Outcome<R>& out : chunk.out) {
         try {
           const std::size_t length = r.size();
-          codec::Reader item(r.take(length), length);
+          codec::Reader item(r.take(length), length, descriptors);
           if (item.pod<ReplyStatus>() == ReplyStatus::error) {
             out.template emplace<2>(codec::read_exception(item));
           } else if constexpr (std::is_void_v<R>) {
