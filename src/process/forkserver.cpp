@@ -30,7 +30,7 @@ ForkServer::ForkServer(std::pair<UniqueFd, UniqueFd> sockets) : channel_(std::mo
     ForkGuard guard;
     pid_ = fork();
   }
-  if (pid_ < 0) throw_errno("fork of the fork server");
+  if (pid_ < 0) throw_errno("fork of the fork server failed");
   if (pid_ == 0) {
     prepare_child(sockets.second.get(), self);
     forkserver_main(sockets.second.release());
@@ -61,9 +61,15 @@ bool ForkServer::read(std::vector<Event>& events) {
   }
   while (std::optional<Frame> f = channel_.next()) {
     if (f->header.type == frame_type(ServerFrame::spawned)) {
+      // A pid, or minus the errno of a failed fork.
       std::int64_t pid = -1;
       std::memcpy(&pid, f->data(), std::min<std::size_t>(sizeof pid, f->size()));
-      events.push_back(Event{Event::Kind::spawned, f->header.id, static_cast<pid_t>(pid), 0});
+      Event e{Event::Kind::spawned, f->header.id, static_cast<pid_t>(pid), 0};
+      if (pid <= 0) {
+        e.pid = -1;
+        e.error = static_cast<int>(-pid);
+      }
+      events.push_back(e);
     } else if (f->header.type == frame_type(ServerFrame::exited)) {
       int status = 0;
       std::memcpy(&status, f->data(), std::min<std::size_t>(sizeof status, f->size()));
@@ -112,12 +118,13 @@ void forkserver_main(int control_fd) noexcept {
           if (f->header.type != frame_type(ServerFrame::spawn) || !worker_end) continue;
           const pid_t self = getpid();
           const pid_t pid = fork();
+          const int fork_error = errno;
           if (pid == 0) {
             prepare_child(worker_end.get(), self);
             serve(worker_end.get());
           }
           if (pid > 0) children.push_back(pid);
-          const std::int64_t reported = pid;  // -1 if fork failed
+          const std::int64_t reported = pid > 0 ? pid : -std::int64_t{fork_error};
           ch.send(frame_type(ServerFrame::spawned), f->header.id, &reported, sizeof reported);
         }
         ch.flush();

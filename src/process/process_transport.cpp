@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <system_error>
@@ -362,6 +363,13 @@ void ProcessTransport::read_server() {
       auto it = workers_.find(e.worker);
       if (it == workers_.end()) continue;
       if (e.pid <= 0) {
+        std::string why = "the fork server's fork failed";
+        if (e.error != 0) {
+          why += std::string(": ") + std::strerror(e.error);
+          const std::string cause = errno_cause(e.error);
+          if (!cause.empty()) why += " (" + cause + ")";
+        }
+        events_->on_launch_failure(e.worker, why);
         died(e.worker, "could not be forked by the fork server");
       } else {
         learn_pid(e.worker, it->second, e.pid);

@@ -63,6 +63,9 @@ class TransportEvents {
   virtual void on_death(WorkerId worker, const std::string& how) = 0;
   // The transport can start no more workers (the fork server died): the pool must break.
   virtual void on_transport_failure(const std::string& why) = 0;
+  // A worker launched earlier could not be started after all (the fork server's fork failed;
+  // `why` says how). Its death follows. The pool breaks, with words that say it could not start.
+  virtual void on_launch_failure(WorkerId worker, const std::string& why) = 0;
 
  protected:
   ~TransportEvents() = default;
