@@ -412,6 +412,7 @@ void Dispatcher::enter(Worker& w, Lifecycle next) {
       break;
     case Lifecycle::exiting:
       if (now != Lifecycle::active && now != Lifecycle::retiring) return;
+      w.exiting_since = Clock::now();
       break;
     case Lifecycle::lost:
       if (now != Lifecycle::active && now != Lifecycle::retiring) return;
@@ -716,6 +717,7 @@ std::exception_ptr Dispatcher::broken(const std::string& message) const {
 std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
   std::optional<Clock::time_point> next;
   const auto hello_timeout = transport_->hello_timeout();
+  const auto exit_grace = transport_->exit_grace();
   for (const auto& [id, w] : workers_) {
     if (options_.task_timeout && w.state != Lifecycle::timed_out && w.was_ready &&
         !w.window.empty()) {
@@ -724,6 +726,10 @@ std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
     }
     if (hello_timeout && !w.said_hello) {
       const auto t = w.launched + *hello_timeout;
+      if (!next || t < *next) next = t;
+    }
+    if (exit_grace && w.state == Lifecycle::exiting && w.window.empty() && !w.exit_forced) {
+      const auto t = w.exiting_since + *exit_grace;
       if (!next || t < *next) next = t;
     }
   }
@@ -745,6 +751,7 @@ std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
 void Dispatcher::check_deadlines() {
   const auto now = Clock::now();
   const auto hello_timeout = transport_->hello_timeout();
+  const auto exit_grace = transport_->exit_grace();
   for (auto& [id, w] : workers_) {
     if (w.state == Lifecycle::stopped || w.state == Lifecycle::timed_out ||
         w.state == Lifecycle::failed) {
@@ -757,6 +764,11 @@ void Dispatcher::check_deadlines() {
       stop(w, StopSignal::kill, Lifecycle::timed_out);
     } else if (hello_timeout && !w.said_hello && now >= w.launched + *hello_timeout) {
       // Reported as never having started serving when its death comes.
+      transport_->stop(id, StopSignal::kill);
+    } else if (exit_grace && w.state == Lifecycle::exiting && w.window.empty() && !w.exit_forced &&
+               now >= w.exiting_since + *exit_grace) {
+      // It holds nothing: its death is that of a worker that left as asked.
+      w.exit_forced = true;
       transport_->stop(id, StopSignal::kill);
     }
   }

@@ -138,6 +138,8 @@ class Dispatcher final : private TransportEvents {
     StopSignal stop_signal = StopSignal::kill;  // stopped: with what
     std::uint64_t timed_out_task = 0;           // timed_out: which task
     Clock::time_point launched;
+    Clock::time_point exiting_since;  // when it entered `exiting`
+    bool exit_forced = false;         // stopped for overstaying Transport::exit_grace()
     Clock::time_point head_since;     // when the head task started (or was handed, if later)
   };
 

@@ -128,6 +128,12 @@ class Transport {
   virtual std::optional<std::chrono::steady_clock::duration> hello_timeout() const noexcept {
     return std::nullopt;
   }
+  // How long a worker that holds no task and was told to leave may take to go before it is
+  // stopped (a process stopped by SIGSTOP never reads the message, and shutdown would wait for
+  // it for ever); nullopt: no limit.
+  virtual std::optional<std::chrono::steady_clock::duration> exit_grace() const noexcept {
+    return std::nullopt;
+  }
 };
 
 }  // namespace concurrent::futures::detail::remote
