@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -14,6 +16,27 @@ namespace concurrent::futures::detail {
 
 [[noreturn]] inline void throw_errno(const char* what) {
   throw std::system_error(errno, std::generic_category(), what);
+}
+
+// What an error of starting a process or making a descriptor means, for messages: its name and,
+// for the limits a user can meet, which one ("EAGAIN: the limit on processes (RLIMIT_NPROC) may be
+// reached"); the name alone for others, and nothing for an error that has no name.
+inline std::string errno_cause(int error) {
+  const char* name = strerrorname_np(error);
+  if (name == nullptr) return {};
+  switch (error) {
+    case EAGAIN:
+      return std::string(name) +
+             ": the limit on processes and threads (RLIMIT_NPROC) may be reached";
+    case EMFILE:
+      return std::string(name) + ": this process has its most descriptors open (RLIMIT_NOFILE)";
+    case ENFILE:
+      return std::string(name) + ": the system's table of open files is full";
+    case ENOMEM:
+      return std::string(name) + ": out of memory";
+    default:
+      return name;
+  }
 }
 
 // The CPUs this process may run on (its affinity mask), as CPython's os.process_cpu_count().

@@ -32,7 +32,7 @@ ForkServer::ForkServer(std::pair<UniqueFd, UniqueFd> sockets) : channel_(std::mo
     ForkGuard guard;
     pid_ = fork();
   }
-  if (pid_ < 0) throw_errno("fork of the fork server");
+  if (pid_ < 0) throw_errno("fork of the fork server failed");
   if (pid_ == 0) {
     prepare_child(sockets.second.get(), self);
     forkserver_main(sockets.second.release());
@@ -73,10 +73,13 @@ std::optional<ForkServer::Event> server_event(const Frame& frame) {
     std::int64_t pid = -1;
     if (frame.size() != sizeof pid) throw std::runtime_error("corrupt fork server report");
     std::memcpy(&pid, frame.data(), sizeof pid);
-    // -1: the fork failed; anything that is not a pid is a failure too.
-    if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) pid = -1;
     using Event = ForkServer::Event;
-    return Event{Event::Kind::spawned, frame.header.id, static_cast<pid_t>(pid), 0};
+    if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) {
+      // Minus the errno of a failed fork; anything else that is not a pid is a failure too.
+      const int error = pid < 0 && pid >= -4095 ? static_cast<int>(-pid) : 0;
+      return Event{Event::Kind::spawned, frame.header.id, -1, 0, error};
+    }
+    return Event{Event::Kind::spawned, frame.header.id, static_cast<pid_t>(pid), 0, 0};
   }
   if (type == frame_type(ServerFrame::exited)) {
     int status = 0;
@@ -130,12 +133,13 @@ void forkserver_main(int control_fd) noexcept {
           if (f->header.type != frame_type(ServerFrame::spawn) || !worker_end) continue;
           const pid_t self = getpid();
           const pid_t pid = fork();
+          const int fork_error = errno;
           if (pid == 0) {
             prepare_child(worker_end.get(), self);
             serve(worker_end.get());
           }
           if (pid > 0) children.push_back(pid);
-          const std::int64_t reported = pid;  // -1 if fork failed
+          const std::int64_t reported = pid > 0 ? pid : -std::int64_t{fork_error};
           ch.send(frame_type(ServerFrame::spawned), f->header.id, &reported, sizeof reported);
         }
         ch.flush();

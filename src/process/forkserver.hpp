@@ -35,6 +35,7 @@ class ForkServer final : public Launcher {
     std::uint64_t worker = 0;  // spawned
     pid_t pid = -1;            // spawned: -1 if the fork failed; exited: who
     int status = 0;            // exited: the wait status
+    int error = 0;             // spawned: why the fork failed (an errno value), or 0
   };
   // Reads what the server has said; false once the server is gone.
   bool read(std::vector<Event>& events);

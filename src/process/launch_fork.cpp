@@ -19,7 +19,7 @@ class ForkLauncher final : public Launcher {
       ForkGuard guard;
       pid = fork();
     }
-    if (pid < 0) throw_errno("fork");
+    if (pid < 0) throw_errno("fork failed");
     if (pid == 0) {
       prepare_child(channel.get(), self);
       serve(channel.release());

@@ -69,7 +69,8 @@ class SpawnLauncher final : public Launcher {
     pid_t pid = -1;
     const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn of a worker");
+    if (rc != 0)
+      throw std::system_error(rc, std::generic_category(), "posix_spawn of a worker failed");
     return pid;
   }
 };

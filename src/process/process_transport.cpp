@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <system_error>
@@ -24,6 +25,9 @@ using remote::WorkerId;
 
 // A spawned worker that has not said hello by then never will (see serve_if_worker).
 constexpr auto kSpawnHelloTimeout = std::chrono::seconds(10);
+// An idle worker told to leave exits within milliseconds; one that has not after this long is
+// stopped (SIGSTOP) or hung, and is killed so that shutdown returns.
+constexpr auto kExitGrace = std::chrono::seconds(3);
 
 enum EventKind : std::uint64_t { kWake = 1, kServer = 2, kChannel = 3, kPidfd = 4 };
 std::uint64_t event_key(EventKind kind, std::uint64_t worker) {
@@ -49,6 +53,13 @@ std::string describe_wait_status(int status) {
 }
 
 int to_signal(StopSignal s) { return s == StopSignal::kill ? SIGKILL : SIGTERM; }
+
+// A stopped process (SIGSTOP, a debugger) dies of SIGKILL at once, but keeps SIGTERM pending until
+// it runs again: SIGCONT follows, so that terminate_workers ends a stopped worker too.
+void send_stop(pid_t pid, StopSignal s) {
+  kill(pid, to_signal(s));
+  if (s == StopSignal::terminate) kill(pid, SIGCONT);
+}
 
 }  // namespace
 
@@ -109,6 +120,10 @@ std::optional<std::chrono::steady_clock::duration> ProcessTransport::hello_timeo
   return kSpawnHelloTimeout;
 }
 
+std::optional<std::chrono::steady_clock::duration> ProcessTransport::exit_grace() const noexcept {
+  return kExitGrace;
+}
+
 void ProcessTransport::watch(int fd, std::uint64_t key, std::uint32_t events) {
   epoll_event ev{};
   ev.events = events;
@@ -161,7 +176,7 @@ void ProcessTransport::learn_pid(WorkerId id, Worker& w, pid_t pid) {
   if (w.pid > 0 || pid <= 0) return;
   w.pid = pid;
   if (!launcher_->workers_are_children()) by_pid_[pid] = id;
-  if (w.stop_when_known) kill(pid, to_signal(*w.stop_when_known));
+  if (w.stop_when_known) send_stop(pid, *w.stop_when_known);
   events_->on_worker_id(id, pid);
 }
 
@@ -203,7 +218,7 @@ void ProcessTransport::stop(WorkerId id, StopSignal signal) {
   if (it == workers_.end()) return;
   Worker& w = it->second;
   if (w.pid > 0) {
-    kill(w.pid, to_signal(signal));
+    send_stop(w.pid, signal);
   } else {
     w.stop_when_known = signal;
   }
@@ -368,6 +383,13 @@ void ProcessTransport::read_server() {
       auto it = workers_.find(e.worker);
       if (it == workers_.end()) continue;
       if (e.pid <= 0) {
+        std::string why = "the fork server's fork failed";
+        if (e.error != 0) {
+          why += std::string(": ") + std::strerror(e.error);
+          const std::string cause = errno_cause(e.error);
+          if (!cause.empty()) why += " (" + cause + ")";
+        }
+        events_->on_launch_failure(e.worker, why);
         died(e.worker, "could not be forked by the fork server");
       } else {
         learn_pid(e.worker, it->second, e.pid);

@@ -52,6 +52,7 @@ class ProcessTransport final : public remote::Transport {
   std::size_t max_payload() const noexcept override;
   std::string advice_for_silent_death() const override;
   std::optional<std::chrono::steady_clock::duration> hello_timeout() const noexcept override;
+  std::optional<std::chrono::steady_clock::duration> exit_grace() const noexcept override;
 
   // The fork server's pid, or -1 (any thread).
   int forkserver_pid() const noexcept { return server_pid_.load(std::memory_order_relaxed); }

@@ -4,15 +4,47 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <stdexcept>
+#include <system_error>
 #include <utility>
 
 #include "concurrent/futures/errors.hpp"
+#include "system.hpp"
 
 namespace concurrent::futures::detail::remote {
 
 namespace {
 
 const char* signal_name(StopSignal s) { return s == StopSignal::kill ? "SIGKILL" : "SIGTERM"; }
+
+// A worker that could not be started (fork, a descriptor, ...): the pool breaks with words that
+// say so, not those of a worker that died.
+struct StartFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// "<what>: <strerror> (EAGAIN: <likely cause>)" for a system error, what() for anything else.
+std::string explain(const std::exception& e) {
+  std::string text = e.what();
+  if (const auto* sys = dynamic_cast<const std::system_error*>(&e)) {
+    const std::string cause = errno_cause(sys->code().value());
+    if (!cause.empty()) text += " (" + cause + ")";
+  }
+  return text;
+}
+
+// The same error, its message prefixed with `context` (what could not be done), for a system
+// error that leaves the pool's constructor: the caller may still read its code.
+std::system_error in_context(const std::system_error& e, const std::string& context) {
+  // std::system_error appends the error's text to what() again: take it off what() first.
+  std::string what = e.what();
+  const std::string message = e.code().message();
+  if (what == message) what.clear();
+  if (what.ends_with(": " + message)) what.resize(what.size() - message.size() - 2);
+  const std::string cause = errno_cause(e.code().value());
+  return std::system_error(e.code(), context + (what.empty() ? "" : ": " + what) +
+                                         (cause.empty() ? "" : " (" + cause + ")"));
+}
 
 }  // namespace
 
@@ -22,7 +54,11 @@ Dispatcher::Dispatcher(DispatcherOptions options, std::unique_ptr<Transport> tra
       config_(encode(options_.config)) {
   std::promise<void> opened;
   auto opened_future = opened.get_future();
-  thread_ = std::thread([this, &opened] { thread_main(opened); });
+  try {
+    thread_ = std::thread([this, &opened] { thread_main(opened); });
+  } catch (const std::system_error& e) {
+    throw in_context(e, "cannot start the pool's dispatcher thread");
+  }
   try {
     opened_future.get();  // rethrows a failure to open the transport
   } catch (...) {
@@ -120,12 +156,21 @@ void Dispatcher::thread_main(std::promise<void>& opened) {
   try {
     transport_->open(*this);
     opened.set_value();
+  } catch (const std::system_error& e) {
+    opened.set_exception(std::make_exception_ptr(in_context(e, "cannot start the pool")));
+    return;
   } catch (...) {
     opened.set_exception(std::current_exception());
     return;
   }
   try {
     loop();
+  } catch (const StartFailure& e) {
+    // Out of processes, descriptors or memory: the workers started go, every future fails with
+    // the reason, and a later pool may work again.
+    break_pool(e.what(), BreakCause::cannot_start);
+    stop_all(StopSignal::kill);
+    transport_->reap_all();
   } catch (const std::exception& e) {
     // An internal failure (out of descriptors, ...): fail everything rather than hang.
     break_pool(std::string("the pool's dispatcher failed: ") + e.what());
@@ -334,11 +379,15 @@ Dispatcher::Worker& Dispatcher::launch_worker() {
   w.launched = Clock::now();
   try {
     transport_->launch(id);
-  } catch (...) {
+  } catch (const std::exception& e) {
     workers_.erase(id);
-    throw;  // the dispatcher fails (see thread_main)
+    throw StartFailure("cannot start a worker process: " + explain(e));  // see thread_main
   }
-  transport_->send(id, MessageType::config, 0, config_);
+  try {
+    transport_->send(id, MessageType::config, 0, config_);
+  } catch (const std::exception& e) {
+    throw StartFailure("cannot start a worker process: " + explain(e));
+  }
   return w;
 }
 
@@ -369,6 +418,7 @@ void Dispatcher::enter(Worker& w, Lifecycle next) {
       break;
     case Lifecycle::exiting:
       if (now != Lifecycle::active && now != Lifecycle::retiring) return;
+      w.exiting_since = Clock::now();
       break;
     case Lifecycle::lost:
       if (now != Lifecycle::active && now != Lifecycle::retiring) return;
@@ -577,6 +627,10 @@ void Dispatcher::on_death(WorkerId worker, const std::string& how) {
 
 void Dispatcher::on_transport_failure(const std::string& why) { break_pool(why); }
 
+void Dispatcher::on_launch_failure(WorkerId /*worker*/, const std::string& why) {
+  break_pool("cannot start a worker process: " + why, BreakCause::cannot_start);
+}
+
 void Dispatcher::fail_window(std::deque<InFlight>& window, const std::string& message) {
   for (InFlight& t : window) {
     t.task.call->abandon(broken(message));
@@ -630,16 +684,21 @@ void Dispatcher::requeue(std::deque<InFlight> window) {
 }
 
 // CPython's broken pool: every unfinished future and later submits get BrokenProcessPool.
-void Dispatcher::break_pool(const std::string& why) {
+void Dispatcher::break_pool(const std::string& why, BreakCause cause) {
   std::deque<Queued> inbox;
   {
     std::lock_guard lock(mu_);
     if (!broken_.empty()) return;
-    broken_ = std::string(words().broken_pool) + " (" + why + ")";
-    broken_futures_message_ = std::string(words().one_in_pool) +
-                              " was terminated abruptly while the future was running or "
-                              "pending (" +
-                              why + ")";
+    if (cause == BreakCause::cannot_start) {
+      broken_ = std::string(words().cannot_start) + " (" + why + ")";
+      broken_futures_message_ = broken_;
+    } else {
+      broken_ = std::string(words().broken_pool) + " (" + why + ")";
+      broken_futures_message_ = std::string(words().one_in_pool) +
+                                " was terminated abruptly while the future was running or "
+                                "pending (" +
+                                why + ")";
+    }
     inbox.swap(inbox_);
   }
   for (Queued& q : inbox) pending_.push_back(std::move(q));
@@ -661,10 +720,12 @@ void Dispatcher::stop_all(StopSignal signal) {
 Dispatcher::Words Dispatcher::words() const {
   if (options_.kind == PoolKind::mpi_ranks) {
     return {"An MPI worker rank ended abruptly, the MPI pool is not usable anymore",
-            "An MPI worker rank of the pool"};
+            "An MPI worker rank of the pool",
+            "An MPI worker rank could not be started, the MPI pool is not usable anymore"};
   }
   return {"A child process terminated abruptly, the process pool is not usable anymore",
-          "A process in the process pool"};
+          "A process in the process pool",
+          "A worker process could not be started, the process pool is not usable anymore"};
 }
 
 std::exception_ptr Dispatcher::broken(const std::string& message) const {
@@ -680,6 +741,7 @@ std::exception_ptr Dispatcher::broken(const std::string& message) const {
 std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
   std::optional<Clock::time_point> next;
   const auto hello_timeout = transport_->hello_timeout();
+  const auto exit_grace = transport_->exit_grace();
   for (const auto& [id, w] : workers_) {
     if (options_.task_timeout && w.state != Lifecycle::timed_out && w.was_ready &&
         !w.window.empty()) {
@@ -688,6 +750,10 @@ std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
     }
     if (hello_timeout && !w.said_hello) {
       const auto t = w.launched + *hello_timeout;
+      if (!next || t < *next) next = t;
+    }
+    if (exit_grace && w.state == Lifecycle::exiting && w.window.empty() && !w.exit_forced) {
+      const auto t = w.exiting_since + *exit_grace;
       if (!next || t < *next) next = t;
     }
   }
@@ -709,6 +775,7 @@ std::optional<std::chrono::milliseconds> Dispatcher::next_timeout() const {
 void Dispatcher::check_deadlines() {
   const auto now = Clock::now();
   const auto hello_timeout = transport_->hello_timeout();
+  const auto exit_grace = transport_->exit_grace();
   for (auto& [id, w] : workers_) {
     if (w.state == Lifecycle::stopped || w.state == Lifecycle::timed_out ||
         w.state == Lifecycle::failed) {
@@ -721,6 +788,11 @@ void Dispatcher::check_deadlines() {
       stop(w, StopSignal::kill, Lifecycle::timed_out);
     } else if (hello_timeout && !w.said_hello && now >= w.launched + *hello_timeout) {
       // Reported as never having started serving when its death comes.
+      transport_->stop(id, StopSignal::kill);
+    } else if (exit_grace && w.state == Lifecycle::exiting && w.window.empty() && !w.exit_forced &&
+               now >= w.exiting_since + *exit_grace) {
+      // It holds nothing: its death is that of a worker that left as asked.
+      w.exit_forced = true;
       transport_->stop(id, StopSignal::kill);
     }
   }

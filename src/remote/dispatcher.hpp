@@ -138,7 +138,9 @@ class Dispatcher final : private TransportEvents {
     StopSignal stop_signal = StopSignal::kill;  // stopped: with what
     std::uint64_t timed_out_task = 0;           // timed_out: which task
     Clock::time_point launched;
-    Clock::time_point head_since;  // when the head task started (or was handed, if later)
+    Clock::time_point exiting_since;  // when it entered `exiting`
+    bool exit_forced = false;         // stopped for overstaying Transport::exit_grace()
+    Clock::time_point head_since;     // when the head task started (or was handed, if later)
   };
 
   // TransportEvents.
@@ -147,6 +149,7 @@ class Dispatcher final : private TransportEvents {
   void on_stream_end(WorkerId worker, const std::string& error) override;
   void on_death(WorkerId worker, const std::string& how) override;
   void on_transport_failure(const std::string& why) override;
+  void on_launch_failure(WorkerId worker, const std::string& why) override;
 
   void thread_main(std::promise<void>& opened);
   void loop();
@@ -174,15 +177,18 @@ class Dispatcher final : private TransportEvents {
   void requeue_unstarted(std::deque<InFlight> window, const std::string& why_started_failed);
   void fail_window(std::deque<InFlight>& window, const std::string& message);
   void requeue(std::deque<InFlight> window);
-  void break_pool(const std::string& why);
+  // Why a pool breaks: a worker died (CPython's words), or one could not be started.
+  enum class BreakCause { worker_died, cannot_start };
+  void break_pool(const std::string& why, BreakCause cause = BreakCause::worker_died);
   void stop_all(StopSignal signal);
 
   std::optional<std::chrono::milliseconds> next_timeout() const;
   void check_deadlines();
   std::string who(const Worker& w) const { return transport_->worker_name(w.pid); }
   struct Words {
-    const char* broken_pool;  // "..., the pool is not usable anymore"
-    const char* one_in_pool;  // "<a worker> of the pool"
+    const char* broken_pool;   // "..., the pool is not usable anymore"
+    const char* one_in_pool;   // "<a worker> of the pool"
+    const char* cannot_start;  // "... could not be started, the pool is not usable anymore"
   };
   Words words() const;
   // The exception of a broken pool, or of a task whose worker was lost, of the pool's kind.

@@ -68,6 +68,9 @@ class TransportEvents {
   virtual void on_death(WorkerId worker, const std::string& how) = 0;
   // The transport can start no more workers (the fork server died): the pool must break.
   virtual void on_transport_failure(const std::string& why) = 0;
+  // A worker launched earlier could not be started after all (the fork server's fork failed;
+  // `why` says how). Its death follows. The pool breaks, with words that say it could not start.
+  virtual void on_launch_failure(WorkerId worker, const std::string& why) = 0;
 
  protected:
   ~TransportEvents() = default;
@@ -131,6 +134,12 @@ class Transport {
   // How long a launched worker may take to say hello before it is stopped (spawn: the program
   // may never reach serve_if_worker); nullopt: no limit.
   virtual std::optional<std::chrono::steady_clock::duration> hello_timeout() const noexcept {
+    return std::nullopt;
+  }
+  // How long a worker that holds no task and was told to leave may take to go before it is
+  // stopped (a process stopped by SIGSTOP never reads the message, and shutdown would wait for
+  // it for ever); nullopt: no limit.
+  virtual std::optional<std::chrono::steady_clock::duration> exit_grace() const noexcept {
     return std::nullopt;
   }
 };

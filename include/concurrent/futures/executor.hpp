@@ -420,7 +420,7 @@ class Executor {
     auto core = std::make_shared<detail::MapCoreImpl<Fn, Item, R>>(
         link_, options, max_workers(), Fn(std::forward<F>(fn)),
         typename detail::MapCoreImpl<Fn, Item, R>::Source(std::forward<Source>(source)));
-    core->start(in_process());
+    core->start(in_process(), /*completion_order=*/Unordered);
     if constexpr (Unordered) {
       return MapUnorderedRange<R>(std::move(core), deadline);
     } else {

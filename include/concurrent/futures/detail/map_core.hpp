@@ -145,10 +145,12 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   virtual ~MapCore() = default;
 
   // Reads and submits what the call to map() must (see the file comment). Exceptions from the
-  // input or from submitting come out of here.
-  void start(bool in_process) {
+  // input or from submitting come out of here. `completion_order`: the iterator takes chunks as
+  // they complete (map_unordered, wait_completed), so their order is recorded.
+  void start(bool in_process, bool completion_order) {
     // In another process, a chunk's outcomes are sized when its reply comes (ChunkTask).
     outcomes_on_reply_ = !in_process;
+    completion_order_ = completion_order;
     if (buffersize_ > 0) {
       for (std::size_t i = 0; i < buffersize_ && !input_done(); ++i) add_chunk();
     } else if (sizer_.automatic() && in_process) {
@@ -169,7 +171,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     block_until(
         [&] {
           std::lock_guard lock(mu_);
-          if (c < chunks_.size()) chunk = chunks_[c];
+          if (c < first_chunk_ + chunks_.size()) chunk = chunks_[c - first_chunk_];
           return chunk != nullptr;
         },
         deadline, changed_);
@@ -203,7 +205,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
         deadline, changed_);
     if (!ok) return {nullptr, 0};
     std::lock_guard lock(mu_);
-    return {chunks_[c], c};
+    return {chunks_[c - first_chunk_], c};
   }
 
   // The iterator is done with chunk `c`: drop it (and its results), and in lazy mode read and
@@ -211,7 +213,12 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   void release(std::size_t c) {
     {
       std::lock_guard lock(mu_);
-      chunks_[c].reset();
+      chunks_[c - first_chunk_].reset();
+      // Released chunks leave the front, so that a long lazy map holds only what is in flight.
+      while (!chunks_.empty() && chunks_.front() == nullptr) {
+        chunks_.pop_front();
+        ++first_chunk_;
+      }
     }
     if (buffersize_ > 0 && !input_done()) add_chunk();
   }
@@ -273,14 +280,14 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     if (!outcomes_on_reply_) chunk->out.resize(size);
     next_begin_ += size;
     chunks_.push_back(chunk);
-    return {chunk, chunks_.size() - 1};
+    return {chunk, first_chunk_ + chunks_.size() - 1};
   }
 
   // A chunk is done (whichever way): let the iterator know.
   void chunk_finished(std::size_t c) {
     {
       std::lock_guard lock(mu_);
-      completed_.push_back(c);
+      if (completion_order_) completed_.push_back(c);
     }
     changed_.notify();
   }
@@ -311,11 +318,13 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::shared_ptr<ExecutorLink> link_;
   ChunkSizer sizer_;
   const std::size_t buffersize_;
-  std::vector<ChunkPtr> chunks_;       // in input order; reset once iterated
-  std::deque<std::size_t> completed_;  // chunk indices in completion order
-  std::vector<Future<void>> drains_;   // automatic chunking's tasks
-  std::size_t next_begin_ = 0;         // input index of the next chunk's first item
-  std::size_t items_read_ = 0;         // items put into chunks (or, eager-auto, read)
+  std::deque<ChunkPtr> chunks_;        // in input order from first_chunk_; reset once iterated
+  std::size_t first_chunk_ = 0;        // the index of chunks_.front(): those before are released
+  std::deque<std::size_t> completed_;  // chunk indices in completion order (completion_order_)
+  bool completion_order_ = false;
+  std::vector<Future<void>> drains_;  // automatic chunking's tasks
+  std::size_t next_begin_ = 0;        // input index of the next chunk's first item
+  std::size_t items_read_ = 0;        // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
   std::atomic<bool> awaiting_any_{false};  // map_unordered's iterator waits for any chunk
