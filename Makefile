@@ -8,6 +8,8 @@
 #   make bench                     build the benchmarks (release), run them, draw bench/plots/*.png
 #   make bench BENCH_ARGS=--quick  the same with small sizes (a smoke test; figures meaningless)
 #   make bench-mpi                 MPIPoolExecutor beside mpi4py.futures under mpiexec -n 3
+#   make soak                      the 30-minute soak (README "Reliability"): 1,000,000 tasks
+#   make soak SOAK_MINUTES=2       the same mix at the same rate for 2 minutes (CI)
 #   make check-<preset>            configure, build and test one preset (release, debug, asan,
 #                                  tsan, clang)
 #   make docs                      the API reference from the headers' comments (Doxygen):
@@ -37,11 +39,11 @@ BENCH_PLOTS = $(if $(findstring --quick,$(BENCH_ARGS)),$(BENCH_OUT)/plots,bench/
 DOCS_DIR := $(BUILD_DIR)/docs
 SOURCE_DIRS = $(wildcard include src tests bench examples demo)
 
-.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi docs format format-check \
-  clean
+.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi soak docs format \
+  format-check clean
 
 help:
-	@sed -n '4,20p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,22p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
@@ -126,6 +128,21 @@ bench-mpi: deps-bench
 	mkdir -p $(BENCH_OUT)
 	CFUTURES_BENCH_OUT=$(abspath $(BENCH_OUT)) \
 	  /usr/bin/python3 bench/mpi_compare.py $(RELEASE_BIN) $(BENCH_ARGS)
+
+# The soak (soak/soak.cpp): SOAK_MINUTES of a seeded mix of normal tasks, map chunks, exceptions,
+# crashes, timeouts and cancels, at 1,000,000 tasks per 30 minutes whatever the length; it fails
+# on any wrong outcome or on a parent resource that does not stay flat. The program stops
+# submitting at 1.5 x SOAK_MINUTES, and `timeout` bounds the whole run (4 x + 2 minutes) should it
+# hang. Its report is kept in build/soak.log. SOAK_ARGS go to the program (--seed=S, --workers=W).
+SOAK_MINUTES ?= 30
+SOAK_TASKS ?= $(shell echo $$(( $(SOAK_MINUTES) * 100000 / 3 )))
+SOAK_ARGS ?=
+soak: deps-test
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS) --target cfutures_soak
+	timeout --kill-after=30 $$(( $(SOAK_MINUTES) * 240 + 120 )) \
+	  ./$(RELEASE_BIN)/cfutures_soak --minutes=$(SOAK_MINUTES) --tasks=$(SOAK_TASKS) $(SOAK_ARGS) \
+	  | tee $(BUILD_DIR)/soak.log
 
 # The API reference from the public headers' comments (settings in Doxyfile). Any Doxygen warning
 # fails it. Made afresh each time: Doxygen would leave the pages of removed symbols behind, and it
