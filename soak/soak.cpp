@@ -79,6 +79,13 @@ class UnregisteredError : public std::runtime_error {
 #endif
 #endif
 #if defined(SOAK_TSAN)
+// ThreadSanitizer's runtime starts a thread of its own once the program has threads.
+constexpr int kSanitizerThreads = 1;
+#else
+constexpr int kSanitizerThreads = 0;
+#endif
+
+#if defined(SOAK_TSAN)
 // As in tests/process_test_util.hpp: libstdc++'s exception_ptr reference count is not
 // instrumented, so TSan reports its last release in another thread as a race.
 extern "C" const char* __tsan_default_suppressions() {
@@ -200,13 +207,22 @@ enum Outcome : int {
   kTimedOut,
   kCancelled,
   kRanBeforeCancel,
+  kLoadTimeout,  // see killed_by_task_timeout
+  kNotReached,   // a map's items after one that raised
   kWrong,
   kOutcomes
 };
 
-const std::array<const char*, kOutcomes> kOutcomeNames = {
-    "value",        "raised as itself", "RemoteError",           "BrokenProcessPool",
-    "TimeoutError", "cancelled",        "ran (cancel too late)", "WRONG"};
+const std::array<const char*, kOutcomes> kOutcomeNames = {"value",
+                                                          "raised as itself",
+                                                          "RemoteError",
+                                                          "BrokenProcessPool",
+                                                          "TimeoutError",
+                                                          "cancelled",
+                                                          "ran (cancel too late)",
+                                                          "timed out under load",
+                                                          "not reached (map stopped)",
+                                                          "WRONG"};
 
 struct Options {
   double minutes = 30;
@@ -303,8 +319,13 @@ class Sampler {
     const std::lock_guard lock(mutex_);
     return samples_;
   }
+  double max_late_ms() const {
+    const std::lock_guard lock(mutex_);
+    return std::chrono::duration<double, std::milli>(max_late_).count();
+  }
 
  private:
+  // Also measures how late its own wake-ups come: a sign of how contended the CPUs were.
   void run() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {
@@ -312,16 +333,20 @@ class Sampler {
       const Sample s = take_sample(t0_);
       lock.lock();
       samples_.push_back(s);
-      wake_.wait_for(lock, period_, [this] { return stopping_; });
+      const auto due = Clock::now() + std::chrono::duration_cast<Clock::duration>(period_);
+      if (!wake_.wait_until(lock, due, [this] { return stopping_; })) {
+        max_late_ = std::max(max_late_, Clock::now() - due);
+      }
     }
   }
 
   Clock::time_point t0_;
   std::chrono::duration<double> period_;
-  mutable std::mutex mutex_;  // guards stopping_ and samples_
+  mutable std::mutex mutex_;  // guards stopping_, samples_ and max_late_
   std::condition_variable wake_;
   bool stopping_ = false;
   std::vector<Sample> samples_;
+  Clock::duration max_late_{};
   std::thread thread_;
 };
 
@@ -331,6 +356,7 @@ struct Tally {
   std::array<std::array<long long, kOutcomes>, kKinds> counts{};
   long long mismatches = 0;
   std::vector<std::string> first_mismatches;
+  long long load_timeouts = 0;
   std::map<std::pair<int, long long>, std::size_t> tasks_per_worker;
 
   void record(Kind kind, Outcome outcome) { ++counts[kind][outcome]; }
@@ -340,6 +366,9 @@ struct Tally {
     if (first_mismatches.size() < 20) {
       first_mismatches.push_back(std::string(kKindNames[kind]) + " #" + std::to_string(id) + ": " +
                                  what);
+      // At once too: a long run's first mismatch should not wait for its end to be seen.
+      std::printf("MISMATCH %s\n", first_mismatches.back().c_str());
+      std::fflush(stdout);
     }
   }
 };
@@ -371,6 +400,42 @@ struct Pending {
   bool cancel_returned = false;
 };
 
+// task_timeout is wall-clock time as the parent sees it: from the task's start (or its hand-over,
+// or the reading of the reply before it) to the reading of its reply. On CPUs shared with other
+// work, a task of microseconds can be seen to pass it when the worker or the parent's dispatcher
+// thread waits that long to run; the pool then does what it documents (TimeoutError, and
+// BrokenProcessPool naming task_timeout for a task that had started behind it). Such outcomes are
+// counted apart and allowed up to a bound (see main), not taken for wrong ones.
+bool proper_timeout(const std::exception_ptr& e) {
+  try {
+    if (e) std::rethrow_exception(e);
+  } catch (const cf::TimeoutError&) {
+    return true;
+  } catch (...) {
+  }
+  return false;
+}
+
+bool killed_by_task_timeout(const std::exception_ptr& e) {
+  try {
+    if (e) std::rethrow_exception(e);
+  } catch (const cf::TimeoutError& x) {
+    return contains(x.what(), "task_timeout");
+  } catch (const cf::BrokenProcessPool& x) {
+    return contains(x.what(), "task_timeout");
+  } catch (...) {
+  }
+  return false;
+}
+
+void load_timeout(Tally& tally, Kind kind, long long id, const std::string& what) {
+  tally.record(kind, kLoadTimeout);
+  if (++tally.load_timeouts <= 20) {
+    std::printf("timed out under load: %s #%lld: %s\n", kKindNames[kind], id, what.c_str());
+    std::fflush(stdout);
+  }
+}
+
 void check(Pending& p, Tally& tally) {
   std::exception_ptr e;
   try {
@@ -388,6 +453,10 @@ void check(Pending& p, Tally& tally) {
   }
   const std::string what = describe(e);
   const std::string id = std::to_string(p.id);
+  if (killed_by_task_timeout(e) && (p.kind != kHang || !proper_timeout(e))) {
+    load_timeout(tally, p.kind, p.id, what);
+    return;
+  }
   switch (p.kind) {
     case kValue:
     case kCancel: {
@@ -545,11 +614,18 @@ void run_round(cf::ProcessPoolExecutor& pool, cf::ThreadPoolExecutor& threads, l
         tally.mismatch(kMapItem, id, "wrong value " + std::to_string(value));
       }
     }
-  } catch (const std::exception& x) {
-    for (; index < map_items; ++index) {
-      tally.mismatch(kMapItem, inputs[static_cast<std::size_t>(index)],
-                     std::string("the map raised ") + x.what());
+  } catch (const std::exception&) {
+    // The item at `index` raised; the map yields nothing after it.
+    const std::exception_ptr e = std::current_exception();
+    const long long id = inputs[static_cast<std::size_t>(index)];
+    if (killed_by_task_timeout(e)) {
+      load_timeout(tally, kMapItem, id, describe(e));
+    } else {
+      tally.mismatch(kMapItem, id,
+                     "the map raised " + describe(e) + " with " +
+                         std::to_string(map_items - index - 1) + " items after it");
     }
+    for (++index; index < map_items; ++index) tally.record(kMapItem, kNotReached);
   }
 
   for (Pending& p : pending) check(p, tally);
@@ -821,6 +897,13 @@ int main(int argc, char** argv) {
                                      " tasks, over max_tasks_per_child " +
                                      std::to_string(o.max_tasks_per_child));
   }
+  // Timeouts under load (killed_by_task_timeout) are allowed up to one in 10,000 tasks, and at
+  // least 5: more would say the pool's clock is wrong, not the machine busy.
+  const long long allowed_load_timeouts = std::max<long long>(5, total / 10'000);
+  std::printf(
+      "timed out under load: %lld (allowed: %lld); the sampler's wake-ups came up to "
+      "%.0f ms late\n",
+      tally.load_timeouts, allowed_load_timeouts, sampler.max_late_ms());
 
   std::printf("\n%-22s %10s %10s %10s %10s %10s\n", "parent", "before", "first", "last", "max",
               "after");
@@ -846,7 +929,7 @@ int main(int argc, char** argv) {
     problems.push_back("descriptors after shutdown " + std::to_string(after.fds) + " != before " +
                        std::to_string(before.fds));
   }
-  if (after.threads != before.threads) {
+  if (after.threads != before.threads + kSanitizerThreads) {
     problems.push_back("threads after shutdown " + std::to_string(after.threads) + " != before " +
                        std::to_string(before.threads));
   }
@@ -856,7 +939,12 @@ int main(int argc, char** argv) {
 
   for (const std::string& m : tally.first_mismatches) std::printf("MISMATCH %s\n", m.c_str());
   for (const std::string& p : problems) std::printf("NOT FLAT %s\n", p.c_str());
-  const bool ok = tally.mismatches == 0 && problems.empty();
+  if (tally.load_timeouts > allowed_load_timeouts) {
+    std::printf("TOO MANY tasks timed out under load: %lld > %lld\n", tally.load_timeouts,
+                allowed_load_timeouts);
+  }
+  const bool ok =
+      tally.mismatches == 0 && problems.empty() && tally.load_timeouts <= allowed_load_timeouts;
   std::printf("\nsoak: %s (%lld tasks, %lld mismatches, %zu metric violations)\n",
               ok ? "PASSED" : "FAILED", total, tally.mismatches, problems.size());
   return ok ? 0 : 1;
