@@ -357,7 +357,29 @@ struct Tally {
   long long mismatches = 0;
   std::vector<std::string> first_mismatches;
   long long load_timeouts = 0;
-  std::map<std::pair<int, long long>, std::size_t> tasks_per_worker;
+  // Value tasks per worker (pid, start time), to hold max_tasks_per_child; a worker not seen for
+  // a few rounds is forgotten (a worker lives well under one round), so that the soak's own
+  // bookkeeping does not grow with the run and blur the parent's RSS.
+  struct WorkerCount {
+    std::size_t tasks = 0;
+    long long last_round = 0;
+  };
+  std::map<std::pair<int, long long>, WorkerCount> tasks_per_worker;
+  long long round = 0;
+  long long workers_seen = 0;
+  std::size_t most_tasks_per_worker = 0;
+
+  void count_worker_task(int pid, long long start_ticks) {
+    const auto [it, added] = tasks_per_worker.try_emplace({pid, start_ticks});
+    workers_seen += added ? 1 : 0;
+    it->second.last_round = round;
+    most_tasks_per_worker = std::max(most_tasks_per_worker, ++it->second.tasks);
+  }
+  void end_round() {
+    std::erase_if(tasks_per_worker,
+                  [this](const auto& entry) { return entry.second.last_round + 5 < round; });
+    ++round;
+  }
 
   void record(Kind kind, Outcome outcome) { ++counts[kind][outcome]; }
   void mismatch(Kind kind, long long id, const std::string& what) {
@@ -473,7 +495,7 @@ void check(Pending& p, Tally& tally) {
         tally.mismatch(p.kind, p.id, "wrong value " + std::to_string(r.value));
         return;
       }
-      ++tally.tasks_per_worker[{r.pid, r.start_ticks}];
+      tally.count_worker_task(r.pid, r.start_ticks);
       tally.record(p.kind, p.kind == kCancel ? kRanBeforeCancel : kGotValue);
       return;
     }
@@ -847,6 +869,7 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_until(due);
       }
       run_round(pool, threads, size, next_id, rng, tally);
+      tally.end_round();
       submitted += size;
       if (r % std::max<long long>(1, rounds / 20) == 0 || r + 1 == rounds) {
         std::printf("[%7.1f s] %lld/%lld tasks, %lld mismatches, RSS %ld KiB, %d fds\n",
@@ -882,15 +905,14 @@ int main(int argc, char** argv) {
     total += n;
     std::printf("%-26s %12lld  %s\n", kKindNames[k], n, outcomes.c_str());
   }
-  std::printf("%-26s %12lld  in %.1f s (%.1f min), %zu worker processes served value tasks\n",
-              "total", total, seconds, seconds / 60, tally.tasks_per_worker.size());
+  std::printf("%-26s %12lld  in %.1f s (%.1f min), %lld worker processes served value tasks\n",
+              "total", total, seconds, seconds / 60, tally.workers_seen);
   if (cut_short) {
     std::printf("note: stopped submitting at 1.5 x --minutes, after %lld of %lld tasks\n",
                 submitted, o.tasks);
   }
 
-  std::size_t most = 0;
-  for (const auto& [worker, n] : tally.tasks_per_worker) most = std::max(most, n);
+  const std::size_t most = tally.most_tasks_per_worker;
   if (most > o.max_tasks_per_child) {
     tally.mismatches += 1;
     tally.first_mismatches.push_back("a worker ran " + std::to_string(most) +
