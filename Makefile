@@ -8,6 +8,8 @@
 #   make bench                     build the benchmarks (release), run them, draw bench/plots/*.png
 #   make bench BENCH_ARGS=--quick  the same with small sizes (a smoke test; figures meaningless)
 #   make bench-mpi                 MPIPoolExecutor beside mpi4py.futures under mpiexec -n 3
+#   make soak                      the 30-minute soak (README "Reliability"): 1,000,000 tasks
+#   make soak SOAK_MINUTES=2       the same mix at the same rate for 2 minutes (CI)
 #   make check-<preset>            configure, build and test one preset (release, debug, asan,
 #                                  tsan, clang)
 #   make docs                      the API reference from the headers' comments (Doxygen):
@@ -45,11 +47,11 @@ SOURCE_DIRS = $(wildcard include src tests bench examples demo fuzz)
 FUZZ_SECONDS ?= 600
 FUZZ_DIR := $(BUILD_DIR)/fuzz
 
-.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi fuzz fuzz-corpus docs \
-  package format format-check clean
+.PHONY: help deps build demo demo-mpi test bench bench-compare bench-mpi soak fuzz fuzz-corpus \
+  docs package format format-check clean
 
 help:
-	@sed -n '4,25p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '4,27p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each target asks scripts/install-deps.sh for its own group only: `make demo` on a fresh system
 # installs the demo's few packages, not the test, benchmark and documentation tools.
@@ -149,6 +151,21 @@ fuzz-corpus: deps-fuzz
 	cmake --build --preset fuzz -j $(JOBS) --target fuzz_make_corpus
 	rm -rf fuzz/corpus
 	./$(FUZZ_DIR)/bin/fuzz_make_corpus fuzz/corpus
+
+# The soak (soak/soak.cpp): SOAK_MINUTES of a seeded mix of normal tasks, map chunks, exceptions,
+# crashes, timeouts and cancels, at 1,000,000 tasks per 30 minutes whatever the length; it fails
+# on any wrong outcome or on a parent resource that does not stay flat. The program stops
+# submitting at 1.5 x SOAK_MINUTES, and `timeout` bounds the whole run (4 x + 2 minutes) should it
+# hang. Its report is kept in build/soak.log. SOAK_ARGS go to the program (--seed=S, --workers=W).
+SOAK_MINUTES ?= 30
+SOAK_TASKS ?= $(shell echo $$(( $(SOAK_MINUTES) * 100000 / 3 )))
+SOAK_ARGS ?=
+soak: deps-test
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS) --target cfutures_soak
+	timeout --kill-after=30 $$(( $(SOAK_MINUTES) * 240 + 120 )) \
+	  ./$(RELEASE_BIN)/cfutures_soak --minutes=$(SOAK_MINUTES) --tasks=$(SOAK_TASKS) $(SOAK_ARGS) \
+	  | tee $(BUILD_DIR)/soak.log
 
 # The API reference from the public headers' comments (settings in Doxyfile). Any Doxygen warning
 # fails it. Made afresh each time: Doxygen would leave the pages of removed symbols behind, and it
