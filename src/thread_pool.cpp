@@ -322,12 +322,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
         return task;
       }
     }
-    if (queued_.load(std::memory_order_acquire) == 0) {
-      if (detail::TaskPtr task = take_batched(own)) {
-        idle_.fetch_sub(1, std::memory_order_relaxed);
-        return task;
-      }
-    }
+
     // One idle worker spins briefly before sleeping: with a steady stream of submits, the next
     // task usually arrives within microseconds and a futex sleep/wake pair would cost more than
     // the task. Only one: on a machine with as many CPUs as workers, more spinners take the CPU
