@@ -99,7 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (f->size() > 0 && f->data() == nullptr) fuzz::fail("a frame without its payload");
         const auto* p = reinterpret_cast<const std::uint8_t*>(f->data());
         for (std::size_t i = 0; i < f->size(); ++i) sum += p[i];
-        sum += static_cast<std::uint64_t>(f->fd.get() >= 0);
+        for (const UniqueFd& fd : f->fds) sum += static_cast<std::uint64_t>(fd.get() >= 0);
       }
       if (got != process::Channel::Received::data) break;
     }
