@@ -144,8 +144,12 @@ TEST(BoundedMemoryTest, AsCompletedOverAMillionFuturesDropsEachYieldedFuturesSta
     (void)f.result();
     f = cf::Future<Tracked>();  // the loop's own handle goes too: the state is now unreferenced
     ++yielded;
-    // Every value still alive belongs to a future not yet yielded.
-    held_too_long += Tracked::live.load() <= kFutures - yielded ? 0 : 1;
+    // Every value still alive belongs to a future not yet yielded, but for the completing
+    // thread's: for a moment after a future it completed is yielded here, that thread still
+    // holds its handle on it and is still inside set_result (the temporary and the by-value
+    // argument): at most 3 values. A range that kept yielded states would exceed that by
+    // thousands.
+    held_too_long += Tracked::live.load() <= kFutures - yielded + 3 ? 0 : 1;
   }
   completer.join();
   EXPECT_EQ(yielded, kFutures);
