@@ -132,9 +132,7 @@ void StateLock::lock_contended() noexcept {
                                     std::memory_order_relaxed)) {
       return;
     }
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    cpu_relax();
   }
   // Marked as waited for (2) from here on: whoever unlocks then wakes one waiter. A thread that
   // takes the lock this way leaves it marked 2, which at worst costs one needless wake-up.

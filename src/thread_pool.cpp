@@ -62,12 +62,6 @@ constexpr const char* kBrokenMessage =
 constexpr int kSpins = 2000;
 constexpr int kSpinsPerYield = 64;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 std::string default_prefix() {
   static std::atomic<unsigned> counter{0};
   return "ThreadPoolExecutor-" + std::to_string(counter.fetch_add(1));
@@ -352,7 +346,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
           }
           std::this_thread::yield();
         }
-        cpu_relax();
+        detail::cpu_relax();
       }
     }
     std::unique_lock lock(mu_);

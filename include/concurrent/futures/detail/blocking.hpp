@@ -81,15 +81,21 @@ class Helper {
 // The pool the calling thread works for, or nullptr.
 Helper*& current_helper() noexcept;
 
+// One step of a busy-wait: tells the CPU that this thread is spinning (x86 `pause`). Shared by
+// every spin of the library (spin_until, StateLock, the thread pool's idle worker).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // Short busy-wait before sleeping: a result that arrives within a few microseconds is picked up
 // without two context switches (that is most of a submit/result round trip).
 template <class Pred>
 bool spin_until(Pred& ready) {
   for (int i = 0; i < 64; ++i) {
     if (ready()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    cpu_relax();
   }
   return ready();
 }
