@@ -28,6 +28,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <typeinfo>
 #include <vector>
@@ -51,6 +52,13 @@ inline const char* method_name(cf::StartMethod method) {
       return "Spawn";
   }
   return "Unknown";
+}
+
+// The start method named so by method_name (a scenario child gets its method by name).
+inline cf::StartMethod method_from_name(std::string_view name) {
+  if (name == "Fork") return cf::StartMethod::fork;
+  if (name == "Forkserver") return cf::StartMethod::forkserver;
+  return cf::StartMethod::spawn;
 }
 
 inline const auto kAllMethods =

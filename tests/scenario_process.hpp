@@ -32,6 +32,8 @@ namespace scenario {
 using Clock = std::chrono::steady_clock;
 
 inline constexpr const char* kScenarioEnv = "CFTEST_SCENARIO";
+// Every environment variable the tests set for their children starts so.
+inline constexpr std::string_view kTestEnvPrefix = "CFTEST_";
 // The exit code of a scenario that cannot run here (it says why on its output).
 inline constexpr int kSkipped = 77;
 
@@ -63,8 +65,10 @@ class ScenarioProcess {
     if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) {
+      // None of the test's own variables (a scenario of ours, a gate, a spawned copy's mark)
+      // leaks into the child: it has only those set here.
       const std::string_view entry(*e);
-      if (!entry.starts_with(kScenarioEnv)) env_strings.emplace_back(entry);
+      if (!entry.starts_with(kTestEnvPrefix)) env_strings.emplace_back(entry);
     }
     env_strings.push_back(std::string(kScenarioEnv) + "=" + name);
     for (const std::string& e : options.env) env_strings.push_back(e);
@@ -144,6 +148,16 @@ class ScenarioProcess {
       if (Clock::now() > give_up) return std::nullopt;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+  }
+
+  // Its wait status once it ends, killing it with SIGKILL if it has not ended within `timeout`.
+  int wait_or_kill(std::chrono::milliseconds timeout) {
+    if (const std::optional<int> status = wait_for(timeout)) return *status;
+    int status = 0;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
   }
 
  private:

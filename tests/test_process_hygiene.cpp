@@ -10,10 +10,7 @@
 // instead of the tests (see the end of the file).
 //
 // The full soak (10,000 worker replacements) runs with CFUTURES_SOAK=1; by default 1,000.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,9 +33,8 @@
 
 #include "concurrent/futures/detail/codec.hpp"
 #include "process_test_util.hpp"
+#include "scenario_process.hpp"
 #include "test_util.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -47,7 +43,6 @@ using proctest::Clock;
 using proctest::ProcessGate;
 using proctest::square;
 
-constexpr const char* kScenarioEnv = "CFTEST_SCENARIO";
 constexpr const char* kGateEnv = "CFTEST_GATE_DIR";
 // Set by a scenario's parent before it makes its pool, so that its spawned workers (which
 // inherit the environment) know they are not the parent.
@@ -71,122 +66,8 @@ std::size_t length_of(std::string s) { return s.size(); }
 
 // --- running this program as a child --------------------------------------------------------
 
-std::string own_executable() {
-  char path[4096] = {};
-  const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-  return n > 0 ? std::string(path, static_cast<std::size_t>(n)) : std::string();
-}
-
-// This program, re-executed to run one scenario, its stdout on a pipe we read.
-class SelfProcess {
- public:
-  SelfProcess(const std::string& scenario, const std::vector<std::string>& extra_env = {}) {
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      if (entry.starts_with(kScenarioEnv) || entry.starts_with(kGateEnv) ||
-          entry.starts_with(kSpawnedEnv)) {
-        continue;
-      }
-      env_strings.emplace_back(entry);
-    }
-    env_strings.push_back(std::string(kScenarioEnv) + "=" + scenario);
-    for (const std::string& e : extra_env) env_strings.push_back(e);
-    std::vector<char*> envp;
-    for (std::string& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    std::string exe = own_executable();
-    char* argv[] = {exe.data(), nullptr};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    const int rc = posix_spawn(&pid_, exe.c_str(), &actions, nullptr, argv, envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    close(out[1]);
-    out_ = out[0];
-    if (rc != 0) {
-      close(out_);
-      throw std::runtime_error("posix_spawn of the test program failed");
-    }
-  }
-  SelfProcess(const SelfProcess&) = delete;
-  SelfProcess& operator=(const SelfProcess&) = delete;
-  ~SelfProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    close(out_);
-  }
-
-  int pid() const { return pid_; }
-
-  // The next line of its output (without the newline); nullopt at end of output or timeout.
-  std::optional<std::string> read_line(std::chrono::milliseconds timeout = kDeadlock) {
-    const auto give_up = Clock::now() + timeout;
-    for (;;) {
-      const auto newline = buffer_.find('\n');
-      if (newline != std::string::npos) {
-        std::string line = buffer_.substr(0, newline);
-        buffer_.erase(0, newline + 1);
-        return line;
-      }
-      if (!read_some(give_up)) return std::nullopt;
-    }
-  }
-
-  // All of its output until it closes stdout (or the timeout runs out).
-  std::string read_all(std::chrono::milliseconds timeout = kDeadlock) {
-    const auto give_up = Clock::now() + timeout;
-    while (read_some(give_up)) {
-    }
-    return std::exchange(buffer_, std::string());
-  }
-
-  // Waits for it to end (killing it after `timeout`); its wait status.
-  int wait(std::chrono::milliseconds timeout = kDeadlock) {
-    const auto give_up = Clock::now() + timeout;
-    int status = 0;
-    for (;;) {
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) break;
-      if (Clock::now() > give_up) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  bool read_some(Clock::time_point give_up) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(give_up - Clock::now()).count();
-    if (left <= 0) return false;
-    pollfd p{out_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    char chunk[4096];
-    const ssize_t n = read(out_, chunk, sizeof chunk);
-    if (n <= 0) return false;
-    buffer_.append(chunk, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  int out_ = -1;
-  std::string buffer_;
-};
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "status " + std::to_string(status);
-}
+using scenario::describe_status;
+using scenario::ScenarioProcess;
 
 // --- descriptors ----------------------------------------------------------------------------
 
@@ -231,16 +112,16 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessHygieneTest, proctest::kAllMethods
 
 TEST_P(ProcessHygieneTest, WorkersAreGoneWithin5sOfTheParentBeingSigkilled) {
   ProcessGate gate;  // the child's tasks report to us and block here
-  SelfProcess child(std::string("parent-killed:") + method(),
-                    {std::string(kGateEnv) + "=" + gate.dir()});
-  const auto server_line = child.read_line();
+  ScenarioProcess child(std::string("parent-killed:") + method(),
+                        {.env = {std::string(kGateEnv) + "=" + gate.dir()}});
+  const auto server_line = child.read_line_starting("server ", kDeadlock);
   ASSERT_TRUE(server_line.has_value()) << "the child did not start its pool";
   const int server = std::atoi(server_line->c_str() + std::strlen("server "));
   std::vector<int> pids = gate.wait_started(2);
   ASSERT_EQ(pids.size(), 2u) << "the child's tasks did not start";
   if (server > 0) pids.push_back(server);
   ASSERT_EQ(kill(child.pid(), SIGKILL), 0);
-  const int status = child.wait();
+  const int status = child.wait_or_kill(kDeadlock);
   ASSERT_TRUE(WIFSIGNALED(status)) << describe_status(status);
   const auto t0 = Clock::now();
   EXPECT_TRUE(proctest::all_ended_within(pids, 5s)) << "workers outlived their parent";
@@ -457,9 +338,9 @@ TEST_P(ProcessHygieneTest, WorkersInheritNoDescriptorButTheirChannel) {
 TEST_P(ProcessHygieneTest, SigpipeNeverKillsTheParent) {
   // The child writes to dead workers (and a dead fork server) with SIGPIPE at its default
   // action; it must survive and see every future end.
-  SelfProcess child(std::string("sigpipe:") + method());
-  const std::string output = child.read_all();
-  const int status = child.wait();
+  ScenarioProcess child(std::string("sigpipe:") + method());
+  const std::string output = child.read_all(kDeadlock);
+  const int status = child.wait_or_kill(kDeadlock);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status) << "\n"
                                                              << output;
   EXPECT_NE(output.find("sigpipe scenario ok"), std::string::npos) << output;
@@ -470,9 +351,9 @@ TEST_P(ProcessHygieneTest, SigpipeNeverKillsTheParent) {
 TEST(ProcessSpawnWithoutServeTest, WorkerReachingAPoolGivesBrokenProcessPoolNamingTheFix) {
   // The spawned copy of a program whose main lacks serve_if_worker runs main again and makes a
   // pool of its own.
-  SelfProcess child("spawn-without-serve:pool");
-  const std::string output = child.read_all();
-  const int status = child.wait();
+  ScenarioProcess child("spawn-without-serve:pool");
+  const std::string output = child.read_all(kDeadlock);
+  const int status = child.wait_or_kill(kDeadlock);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status) << "\n"
                                                              << output;
   EXPECT_NE(output.find("BrokenProcessPool"), std::string::npos) << output;
@@ -481,9 +362,9 @@ TEST(ProcessSpawnWithoutServeTest, WorkerReachingAPoolGivesBrokenProcessPoolNami
 
 TEST(ProcessSpawnWithoutServeTest, WorkerEndingWithoutServingGivesBrokenProcessPoolNamingTheFix) {
   // The spawned copy does something else and exits without ever serving.
-  SelfProcess child("spawn-without-serve:exit");
-  const std::string output = child.read_all();
-  const int status = child.wait();
+  ScenarioProcess child("spawn-without-serve:exit");
+  const std::string output = child.read_all(kDeadlock);
+  const int status = child.wait_or_kill(kDeadlock);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status) << "\n"
                                                              << output;
   EXPECT_NE(output.find("serve_if_worker"), std::string::npos) << output;
@@ -493,21 +374,15 @@ TEST(ProcessSpawnWithoutServeTest, WorkerThatNeverServesGivesBrokenProcessPoolWi
   if (!soak()) {
     GTEST_SKIP() << "waits out the pool's start-up timeout (10 s); runs with CFUTURES_SOAK=1";
   }
-  SelfProcess child("spawn-without-serve:hang");
-  const std::string output = child.read_all();
-  const int status = child.wait();
+  ScenarioProcess child("spawn-without-serve:hang");
+  const std::string output = child.read_all(kDeadlock);
+  const int status = child.wait_or_kill(kDeadlock);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status) << "\n"
                                                              << output;
   EXPECT_NE(output.find("serve_if_worker"), std::string::npos) << output;
 }
 
 // --- scenarios: what the re-executed program runs ----------------------------------------------
-
-cf::StartMethod method_from(std::string_view name) {
-  if (name == "Fork") return cf::StartMethod::fork;
-  if (name == "Forkserver") return cf::StartMethod::forkserver;
-  return cf::StartMethod::spawn;
-}
 
 // Makes a pool with two workers blocked on the test's gate, says where its fork server is,
 // then waits to be killed.
@@ -623,8 +498,8 @@ int run_scenario(std::string_view scenario) {
   const std::string_view name = scenario.substr(0, colon);
   const std::string_view arg = colon == std::string_view::npos ? "" : scenario.substr(colon + 1);
   try {
-    if (name == "parent-killed") return parent_killed_scenario(method_from(arg));
-    if (name == "sigpipe") return sigpipe_scenario(method_from(arg));
+    if (name == "parent-killed") return parent_killed_scenario(proctest::method_from_name(arg));
+    if (name == "sigpipe") return sigpipe_scenario(proctest::method_from_name(arg));
     if (name == "spawn-without-serve") return spawn_without_serve_scenario(arg);
   } catch (const std::exception& e) {
     std::printf("scenario %s failed: %s\n", std::string(scenario).c_str(), e.what());
@@ -637,13 +512,13 @@ int run_scenario(std::string_view scenario) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* scenario = std::getenv(kScenarioEnv);
+  const char* name = scenario::requested();
   // The one program here whose main deliberately lacks serve_if_worker (see above).
-  if (scenario != nullptr && std::string_view(scenario).starts_with("spawn-without-serve")) {
-    return run_scenario(scenario);
+  if (name != nullptr && std::string_view(name).starts_with("spawn-without-serve")) {
+    return run_scenario(name);
   }
   cf::serve_if_worker(argc, argv);
-  if (scenario != nullptr) return run_scenario(scenario);
+  if (name != nullptr) return run_scenario(name);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -605,20 +605,14 @@ TEST(ProcessLimitsDevShmTest, PoolsDoNotNeedDevShm) { run_scenario_child("devshm
 
 TEST(ProcessLimitsDevShmTest, PoolsWorkWithAFullDevShm) { run_scenario_child("devshm:full"); }
 
-cf::StartMethod method_from(std::string_view name) {
-  if (name == "Fork") return cf::StartMethod::fork;
-  if (name == "Forkserver") return cf::StartMethod::forkserver;
-  return cf::StartMethod::spawn;
-}
-
 int run_scenario(std::string_view scenario) {
   const auto colon = scenario.find(':');
   const std::string_view name = scenario.substr(0, colon);
   const std::string_view arg = colon == std::string_view::npos ? "" : scenario.substr(colon + 1);
   try {
-    if (name == "nproc") return nproc_scenario(method_from(arg));
-    if (name == "emfile") return emfile_scenario(method_from(arg));
-    if (name == "enomem") return enomem_scenario(method_from(arg));
+    if (name == "nproc") return nproc_scenario(proctest::method_from_name(arg));
+    if (name == "emfile") return emfile_scenario(proctest::method_from_name(arg));
+    if (name == "enomem") return enomem_scenario(proctest::method_from_name(arg));
     if (name == "devshm") return devshm_scenario(arg);
   } catch (const std::exception& e) {
     std::printf("FAIL: scenario %s threw: %s\n", std::string(scenario).c_str(), e.what());

@@ -304,18 +304,12 @@ TEST_P(StoppedWorkerTest, TerminateWorkersEndsAStoppedWorkerAndShutdownReturns) 
   expect_stop_ends_stopped_worker(options(1), /*with_sigkill=*/false);
 }
 
-cf::StartMethod method_from(std::string_view name) {
-  if (name == "Fork") return cf::StartMethod::fork;
-  if (name == "Forkserver") return cf::StartMethod::forkserver;
-  return cf::StartMethod::spawn;
-}
-
 int run_scenario(std::string_view scenario) {
   // busy:<method>:<default|handler>
   const auto first = scenario.find(':');
   const auto second = scenario.find(':', first + 1);
   if (scenario.substr(0, first) != "busy" || second == std::string_view::npos) return 2;
-  const auto method = method_from(scenario.substr(first + 1, second - first - 1));
+  const auto method = proctest::method_from_name(scenario.substr(first + 1, second - first - 1));
   const auto ending =
       scenario.substr(second + 1) == "handler" ? Ending::handler : Ending::default_action;
   try {
