@@ -699,8 +699,10 @@ TEST_P(ProcessTimeoutTest, TaskOverTheTimeoutRaisesTimeoutErrorAndItsWorkerIsRep
   EXPECT_NE(next, started[0]);
 }
 
+// The timeouts below leave a task of microseconds a second, so that a loaded machine (a sanitizer,
+// another test beside it) never makes one time out.
 TEST_P(ProcessTimeoutTest, OtherTasksAreUnaffectedByATimeout) {
-  cf::ProcessPoolExecutor ex(timeout_options(2, 300ms));
+  cf::ProcessPoolExecutor ex(timeout_options(2, 1s));
   auto slow = ex.submit(&proctest::sleep_ms, 20'000);
   std::vector<cf::Future<int>> quick;
   for (int i = 0; i < 8; ++i) quick.push_back(ex.submit(&square, i));
@@ -711,7 +713,7 @@ TEST_P(ProcessTimeoutTest, OtherTasksAreUnaffectedByATimeout) {
 }
 
 TEST_P(ProcessTimeoutTest, TasksQueuedBehindATimedOutTaskRunElsewhere) {
-  cf::ProcessPoolExecutor ex(timeout_options(1, 300ms));
+  cf::ProcessPoolExecutor ex(timeout_options(1, 1s));
   ASSERT_GT(ex.submit(&proctest::worker_pid).result(kDeadlock), 0);
   auto slow = ex.submit(&proctest::sleep_ms, 20'000);
   auto next1 = ex.submit(&square, 5);
@@ -791,18 +793,25 @@ TEST_P(ProcessTimeoutTest, NoTaskRunsTwiceWhenItsWorkerIsKilledForATimeout) {
   std::ifstream in(path);
   for (int id = 0; in >> id;) ++starts[id];
   int started_when_killed = 0;
+  int timed_out_themselves = 0;
   for (int id = 0; id < next_id; ++id) {
     const std::exception_ptr e = recorded[static_cast<std::size_t>(id)].exception(kDeadlock);
     EXPECT_LE(starts[id], 1) << "task " << id << " ran " << starts[id] << " times";
     if (e == nullptr) {
       EXPECT_EQ(starts[id], 1) << "task " << id << " succeeded without running";
+    } else if (proctest::holds<cf::TimeoutError>(e)) {
+      // A task of microseconds seen to pass 60 ms: on a loaded machine (a sanitizer, another
+      // test beside it) the worker or the dispatcher thread can be off the CPU that long.
+      ++timed_out_themselves;
     } else {
       EXPECT_TRUE(proctest::holds<cf::BrokenProcessPool>(e)) << proctest::what_of(e);
       ++started_when_killed;
     }
   }
-  // How often the kill met a task that had started behind the timed-out one (in the XML report).
+  // How often the kill met a task that had started behind the timed-out one, and how often load
+  // made a short task time out (in the XML report).
   RecordProperty("started_when_killed", started_when_killed);
+  RecordProperty("timed_out_themselves", timed_out_themselves);
 }
 
 // When the clock starts does not depend on the crash policy.
@@ -819,12 +828,12 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTimeoutClockTest, proctest::kAllMe
                          proctest::MethodParamName());
 
 TEST_P(ProcessTimeoutClockTest, QueuedTaskDoesNotTimeOutWhileWaiting) {
-  // Each task runs well within the timeout; together they take longer. The clock starts when a
-  // task starts running in the worker.
-  cf::ProcessPoolExecutor ex(timeout_options(1, 600ms));
+  // Each task runs well within the timeout (0.7 s to spare, for a loaded machine); together they
+  // take longer. The clock starts when a task starts running in the worker.
+  cf::ProcessPoolExecutor ex(timeout_options(1, 1000ms));
   ASSERT_GT(ex.submit(&proctest::worker_pid).result(kDeadlock), 0);
   std::vector<cf::Future<int>> futures;
-  for (int i = 0; i < 4; ++i) futures.push_back(ex.submit(&proctest::sleep_ms, 250));
+  for (int i = 0; i < 4; ++i) futures.push_back(ex.submit(&proctest::sleep_ms, 300));
   for (auto& f : futures) {
     const std::exception_ptr e = f.exception(kDeadlock);
     EXPECT_EQ(e, nullptr) << proctest::what_of(e);

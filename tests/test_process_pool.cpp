@@ -784,14 +784,15 @@ TEST_P(ProcessPoolTest, MapWithBuffersizeReadsAnInfiniteInputLazily) {
 TEST_P(ProcessPoolTest, MapTimeoutThrowsForTheLateItemThenEnds) {
   cf::ProcessPoolExecutor ex(options(2));
   // Workers up first: the timeout counts from the call, and starting a worker (spawn re-executes
-  // the program) on a loaded machine could take most of it.
+  // the program) on a loaded machine could take most of it. 3 s: items 0 and 1 need two round
+  // trips inside it, under a sanitizer too.
   auto warm_a = ex.submit(&square, 1);
   auto warm_b = ex.submit(&square, 2);
   ASSERT_EQ(warm_a.result(kDeadlock) + warm_b.result(kDeadlock), 5);
   ProcessGate gate;
   const std::vector<std::string> dirs(3, gate.dir());
   auto results = ex.map(&block_on_gate_if_last, std::vector<int>{0, 1, 2}, dirs,
-                        cf::MapOptions{.timeout = std::chrono::seconds(1)});
+                        cf::MapOptions{.timeout = std::chrono::seconds(3)});
   std::vector<int> got;
   bool timed_out = false;
   try {

@@ -296,7 +296,8 @@ TEST(MPIPool, AFailingInitializerBreaksThePool) {
 TEST(MPIPool, ShutdownCancelsPendingFuturesAndRefusesMore) {
   cf::MPIPoolExecutor ex(pool_options());
   std::vector<cf::Future<int>> fs;
-  for (int i = 0; i < 40; ++i) fs.push_back(ex.submit(sleep_then, 50));
+  // 200 ms tasks: with 50 ms ones, 40 submits on a loaded machine can take as long as the lot.
+  for (int i = 0; i < 40; ++i) fs.push_back(ex.submit(sleep_then, 200));
   ex.shutdown(/*wait=*/true, /*cancel_futures=*/true);
   int cancelled = 0;
   for (auto& f : fs) {
@@ -304,7 +305,7 @@ TEST(MPIPool, ShutdownCancelsPendingFuturesAndRefusesMore) {
     if (f.cancelled()) {
       ++cancelled;
     } else {
-      EXPECT_EQ(f.result(), 50);
+      EXPECT_EQ(f.result(), 200);
     }
   }
   EXPECT_GT(cancelled, 0);
