@@ -45,9 +45,15 @@ struct ProcessPoolFactory {
 
 // The process pools need main() to call cf::serve_if_worker first (spawn): the test files that
 // use this fixture define their own main (see the end of each).
+#if defined(CFTEST_ASAN)  // no fork under ASan: see cftest::kForkUnsafeRuntime
+using AllExecutors =
+    ::testing::Types<ThreadPoolFactory, ProcessPoolFactory<cf::StartMethod::forkserver>,
+                     ProcessPoolFactory<cf::StartMethod::spawn>>;
+#else
 using AllExecutors = ::testing::Types<ThreadPoolFactory, ProcessPoolFactory<cf::StartMethod::fork>,
                                       ProcessPoolFactory<cf::StartMethod::forkserver>,
                                       ProcessPoolFactory<cf::StartMethod::spawn>>;
+#endif
 using SharedMemoryExecutors = ::testing::Types<ThreadPoolFactory>;
 
 // Names the typed instantiations after the executor ("MapTest/ThreadPool.…") instead of "/0".

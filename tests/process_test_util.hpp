@@ -61,8 +61,13 @@ inline cf::StartMethod method_from_name(std::string_view name) {
   return cf::StartMethod::spawn;
 }
 
-inline const auto kAllMethods =
-    ::testing::Values(cf::StartMethod::fork, cf::StartMethod::forkserver, cf::StartMethod::spawn);
+// Every start method, but fork where cftest::kForkUnsafeRuntime says it cannot be tested.
+inline const std::vector<cf::StartMethod> kAllMethodList =
+    cftest::kForkUnsafeRuntime
+        ? std::vector<cf::StartMethod>{cf::StartMethod::forkserver, cf::StartMethod::spawn}
+        : std::vector<cf::StartMethod>{cf::StartMethod::fork, cf::StartMethod::forkserver,
+                                       cf::StartMethod::spawn};
+inline const auto kAllMethods = ::testing::ValuesIn(kAllMethodList);
 // max_tasks_per_child is refused with fork (as in CPython).
 inline const auto kNonForkMethods =
     ::testing::Values(cf::StartMethod::forkserver, cf::StartMethod::spawn);
@@ -85,32 +90,8 @@ struct MethodParamName {
   }
 };
 
-// Built with a sanitizer: some categories cannot run there (see each GTEST_SKIP).
-#if defined(__SANITIZE_THREAD__)
-#define CFTEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CFTEST_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define CFTEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CFTEST_ASAN 1
-#endif
-#endif
-
-#if defined(CFTEST_TSAN)
-inline constexpr bool kTsan = true;
-#else
-inline constexpr bool kTsan = false;
-#endif
-#if defined(CFTEST_ASAN)
-inline constexpr bool kAsan = true;
-#else
-inline constexpr bool kAsan = false;
-#endif
+using cftest::kAsan;
+using cftest::kTsan;
 
 // --- tasks that run in workers --------------------------------------------------------------
 // Plain functions, sent by name. Each returns the worker's pid where that helps a test tell

@@ -501,8 +501,7 @@ std::string grow(std::string s) { return s + s; }
 
 // Large values (past the size that travels as a memfd) and small ones, both ways.
 void expect_pools_work_with_large_values(Checks& checks, const std::string& where) {
-  for (const auto method :
-       {cf::StartMethod::fork, cf::StartMethod::forkserver, cf::StartMethod::spawn}) {
+  for (const auto method : proctest::kAllMethodList) {
     try {
       cf::ProcessPoolExecutor ex(pool_options(method, 2));
       const std::string big(std::size_t{3} << 20, 'x');
