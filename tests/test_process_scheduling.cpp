@@ -33,6 +33,18 @@ int sleep_then_pid(int ms) {
   return proctest::worker_pid();
 }
 
+// Two tasks held at a gate until both run, on two workers: both of a 2-worker pool are up (the
+// second starts on demand). Their pids, distinct, or fewer if they did not both start.
+std::set<int> start_both_workers(cf::ProcessPoolExecutor& ex) {
+  proctest::ProcessGate gate;
+  std::vector<cf::Future<int>> held;
+  for (int i = 0; i < 2; ++i) held.push_back(ex.submit(&proctest::block_on_gate, gate.dir()));
+  const std::vector<int> started = gate.wait_started(2);
+  gate.release(2);
+  for (auto& f : held) (void)f.exception(kDeadlock);
+  return {started.begin(), started.end()};
+}
+
 // One long task and six short ones on two workers: the short ones all go to the other worker.
 // (Every worker taking up to four tasks, the long one's worker held three short ones behind it:
 // 1.45 s instead of 1.0 s.) The pid of the worker of each short task, or of the long one's.
@@ -52,9 +64,11 @@ class ProcessSchedulingTest : public StartMethodTest {};
 
 TEST_P(ProcessSchedulingTest, ShortTasksDoNotWaitBehindALongOneWhileAWorkerIsIdle) {
   cf::ProcessPoolExecutor ex(options(2));
-  // Short tasks first, on both workers: start-up is not what this measures, and the pool then
-  // knows tasks to be short, so it hands the long one's worker more tasks at once; those it has
-  // not started must be taken back when the other worker is idle.
+  // Both workers up (held at a gate until both run: the second starts on demand, and a slow
+  // start would otherwise decide the test), then short tasks: the pool then knows tasks to be
+  // short, so it hands the long one's worker more tasks at once; those it has not started must
+  // be taken back when the other worker is idle.
+  ASSERT_EQ(start_both_workers(ex).size(), 2u);
   std::vector<cf::Future<int>> warm;
   for (int i = 0; i < 200; ++i) warm.push_back(ex.submit(&proctest::square, i));
   for (auto& f : warm) f.result(kDeadlock);
@@ -102,15 +116,8 @@ TEST_P(ProcessSchedulingTest, LongQueuedTasksStayCancellable) {
 TEST_P(ProcessSchedulingTest, ManyShortTasksSpreadOverEveryWorker) {
   cf::ProcessPoolExecutor ex(options(2));
   // Both workers up first (the second starts on demand, and under a sanitizer the first could
-  // otherwise finish the lot before it says hello): two tasks held at a gate until both run.
-  proctest::ProcessGate gate;
-  std::vector<cf::Future<int>> held;
-  for (int i = 0; i < 2; ++i) held.push_back(ex.submit(&proctest::block_on_gate, gate.dir()));
-  const std::vector<int> started = gate.wait_started(2);
-  ASSERT_EQ(started.size(), 2u);
-  ASSERT_NE(started[0], started[1]);
-  gate.release(2);
-  for (auto& f : held) f.result(kDeadlock);
+  // otherwise finish the lot before it says hello).
+  ASSERT_EQ(start_both_workers(ex).size(), 2u);
   std::vector<cf::Future<int>> futures;
   for (int i = 0; i < 5000; ++i) futures.push_back(ex.submit(&proctest::worker_pid));
   std::set<int> pids;
