@@ -39,28 +39,8 @@ using cftest::kDeadlock;
 // AddressSanitizer (GCC 12) neither one that allocates (another thread may hold its allocator
 // lock at the fork) nor one that exits normally (LeakSanitizer then runs without the parent's
 // other threads and reports everything they own as leaked).
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
+constexpr bool kThreadSanitizer = cftest::kTsan;
+constexpr bool kAddressSanitizer = cftest::kAsan;
 
 std::size_t usable_cpus() {
   cpu_set_t set;
