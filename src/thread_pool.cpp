@@ -48,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "concurrent/futures/detail/task_memory.hpp"
 #include "system.hpp"
 
 namespace concurrent::futures {
@@ -173,7 +174,11 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     work_cv_.notify_all();
     for (detail::TaskPtr& task : cancelled) task->cancel();
     cancelled.clear();
-    if (wait) join_all();
+    if (wait) {
+      join_all();
+      // The memory of this pool's last tasks, if nothing else needs it (task_memory.hpp).
+      detail::task_memory::trim();
+    }
   }
 
   // detail::Helper: a worker waiting on a future runs queued tasks meanwhile, but only when the

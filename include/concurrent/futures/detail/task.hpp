@@ -19,6 +19,7 @@
 #include "concurrent/futures/detail/access.hpp"
 #include "concurrent/futures/detail/codec.hpp"
 #include "concurrent/futures/detail/entry.hpp"
+#include "concurrent/futures/detail/task_memory.hpp"
 #include "concurrent/futures/future.hpp"
 
 namespace concurrent::futures::detail {
@@ -385,7 +386,8 @@ make_submit_task(F&& fn, Args&&... args) {
                     2 * sizeof(std::optional<Stored<R>>) <=
                 kMaxInlineCall) {
     using T = SubmitTask<R, std::decay_t<F>, std::decay_t<Args>...>;
-    return T::make(std::make_shared<T>(std::forward<F>(fn), std::forward<Args>(args)...));
+    return T::make(std::allocate_shared<T>(task_memory::Allocator<T>(), std::forward<F>(fn),
+                                           std::forward<Args>(args)...));
   } else {
     Future<R> future;
     TaskPtr task = make_task(future, std::forward<F>(fn), std::forward<Args>(args)...);

@@ -1,0 +1,274 @@
+// Memory for submitted tasks (see detail/task_memory.hpp).
+#include "concurrent/futures/detail/task_memory.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+namespace concurrent::futures::detail::task_memory {
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kPooled = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kPooled = false;
+#else
+constexpr bool kPooled = true;
+#endif
+#else
+constexpr bool kPooled = true;
+#endif
+
+// A free block. The first block of a chain in the depot also links the depot's next chain and
+// says how many blocks its own chain has.
+struct Block {
+  Block* next;
+  Block* next_chain;
+  std::size_t count;
+};
+static_assert(sizeof(Block) <= kGranule);
+
+std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / kGranule; }
+std::size_t class_bytes(std::size_t cls) noexcept { return (cls + 1) * kGranule; }
+
+void free_chain(Block* head, std::size_t cls) noexcept {
+  while (head != nullptr) {
+    Block* next = head->next;
+    ::operator delete(static_cast<void*>(head), class_bytes(cls));
+    head = next;
+  }
+}
+
+using Clock = std::chrono::steady_clock;
+
+class Depot {
+ public:
+  Depot() {
+    // A child forked while another thread holds the lock would wait for it forever.
+    pthread_atfork([] { depot().mu_.lock(); }, [] { depot().mu_.unlock(); },
+                   [] { depot().mu_.unlock(); });
+  }
+
+  static Depot& depot() {
+    static Depot* const instance = new Depot;  // never destroyed: threads may end after main
+    return *instance;
+  }
+
+  void put(std::size_t cls, Block* head, std::size_t count) noexcept {
+    Released released;
+    {
+      std::lock_guard lock(mu_);
+      head->count = count;
+      head->next_chain = chains_[cls];
+      chains_[cls] = head;
+      bytes_ += count * class_bytes(cls);
+      released = decay_locked();
+    }
+    released.free();
+  }
+
+  // A chain of free blocks of class `cls` (its count in *count), or nullptr.
+  Block* take(std::size_t cls, std::size_t* count) noexcept {
+    Released released;
+    Block* head = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      head = chains_[cls];
+      if (head != nullptr) {
+        chains_[cls] = head->next_chain;
+        *count = head->count;
+        bytes_ -= head->count * class_bytes(cls);
+        low_ = std::min(low_, bytes_);
+      }
+      released = decay_locked();
+    }
+    released.free();
+    return head;
+  }
+
+  void trim() noexcept {
+    Released released;
+    {
+      std::lock_guard lock(mu_);
+      released.chains = chains_;
+      chains_ = {};
+      bytes_ = 0;
+      low_ = 0;
+      period_start_ = Clock::now();
+    }
+    released.free();
+  }
+
+  std::size_t bytes() noexcept {
+    std::lock_guard lock(mu_);
+    return bytes_;
+  }
+
+  void set_decay_period(std::chrono::milliseconds period) noexcept {
+    std::lock_guard lock(mu_);
+    period_ = period;
+  }
+
+ private:
+  struct Released {
+    std::array<Block*, kClasses> chains{};
+    void free() noexcept {
+      for (std::size_t cls = 0; cls < kClasses; ++cls) {
+        for (Block* chain = chains[cls]; chain != nullptr;) {
+          Block* next_chain = chain->next_chain;
+          free_chain(chain, cls);
+          chain = next_chain;
+        }
+      }
+    }
+  };
+
+  // Once a decay period has passed: hands out (to be freed after the lock) chains worth the least
+  // the depot held during that period, memory nothing needed, and starts a new period.
+  Released decay_locked() noexcept {
+    Released released;
+    const Clock::time_point now = Clock::now();
+    if (now - period_start_ < period_) return released;
+    std::size_t excess = low_;
+    for (std::size_t cls = 0; cls < kClasses && excess > 0; ++cls) {
+      while (chains_[cls] != nullptr && excess > 0) {
+        Block* chain = chains_[cls];
+        const std::size_t chain_bytes = chain->count * class_bytes(cls);
+        chains_[cls] = chain->next_chain;
+        chain->next_chain = released.chains[cls];
+        released.chains[cls] = chain;
+        bytes_ -= chain_bytes;
+        excess -= std::min(excess, chain_bytes);
+      }
+    }
+    period_start_ = now;
+    low_ = bytes_;
+    return released;
+  }
+
+  std::mutex mu_;
+  std::array<Block*, kClasses> chains_{};
+  std::size_t bytes_ = 0;
+  std::size_t low_ = 0;  // the least bytes_ since period_start_
+  Clock::time_point period_start_ = Clock::now();
+  std::chrono::milliseconds period_{1000};
+};
+
+// A thread's free blocks: per class, a chain being filled or emptied (`head`, `count` blocks) and
+// at most one full chain (`spare`, kChain blocks).
+struct Cache {
+  struct Class {
+    Block* head = nullptr;
+    std::size_t count = 0;
+    Block* spare = nullptr;
+  };
+  std::array<Class, kClasses> classes;
+
+  Cache() = default;
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+  ~Cache();
+
+  void flush() noexcept {
+    for (std::size_t cls = 0; cls < kClasses; ++cls) {
+      Class& c = classes[cls];
+      if (c.spare != nullptr) Depot::depot().put(cls, c.spare, kChain);
+      if (c.head != nullptr) Depot::depot().put(cls, c.head, c.count);
+      c = Class{};
+    }
+  }
+
+  std::size_t bytes() const noexcept {
+    std::size_t total = 0;
+    for (std::size_t cls = 0; cls < kClasses; ++cls) {
+      const Class& c = classes[cls];
+      total += (c.count + (c.spare != nullptr ? kChain : 0)) * class_bytes(cls);
+    }
+    return total;
+  }
+};
+
+// Set once the calling thread's Cache is destroyed (blocks freed later in that thread's exit go
+// straight to the depot's owner, malloc).
+thread_local bool t_cache_gone = false;
+thread_local Cache t_cache;
+
+Cache::~Cache() {
+  flush();
+  t_cache_gone = true;
+}
+
+Cache* cache() noexcept { return t_cache_gone ? nullptr : &t_cache; }
+
+}  // namespace
+
+void* allocate(std::size_t bytes) {
+  const std::size_t cls = class_of(bytes);
+  if (kPooled) {
+    if (Cache* c = cache()) {
+      Cache::Class& k = c->classes[cls];
+      if (k.head == nullptr) {
+        if (k.spare != nullptr) {
+          k.head = k.spare;
+          k.count = kChain;
+          k.spare = nullptr;
+        } else {
+          k.head = Depot::depot().take(cls, &k.count);
+        }
+      }
+      if (k.head != nullptr) {
+        Block* block = k.head;
+        k.head = block->next;
+        --k.count;
+        return block;
+      }
+    }
+  }
+  return ::operator new(class_bytes(cls));
+}
+
+void deallocate(void* block, std::size_t bytes) noexcept {
+  const std::size_t cls = class_of(bytes);
+  Cache* c = kPooled ? cache() : nullptr;
+  if (c == nullptr) {
+    ::operator delete(block, class_bytes(cls));
+    return;
+  }
+  Cache::Class& k = c->classes[cls];
+  if (k.count == kChain) {
+    if (k.spare != nullptr) Depot::depot().put(cls, k.spare, kChain);
+    k.spare = k.head;
+    k.head = nullptr;
+    k.count = 0;
+  }
+  auto* b = static_cast<Block*>(block);
+  b->next = k.head;
+  k.head = b;
+  ++k.count;
+}
+
+void trim() noexcept {
+  if (!kPooled) return;
+  if (Cache* c = cache()) c->flush();
+  Depot::depot().trim();
+}
+
+Stats stats() noexcept {
+  if (!kPooled) return {0, 0};
+  Cache* c = cache();
+  return {Depot::depot().bytes(), c != nullptr ? c->bytes() : 0};
+}
+
+bool pooled() noexcept { return kPooled; }
+
+void set_decay_period(std::chrono::milliseconds period) noexcept {
+  if (kPooled) Depot::depot().set_decay_period(period);
+}
+
+}  // namespace concurrent::futures::detail::task_memory
