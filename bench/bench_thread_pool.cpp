@@ -577,8 +577,10 @@ void bench_is_prime(cf::ThreadPoolExecutor& pool) {
   for (double s : item_seconds) std::printf(" %.1f", s * 1e3);
   std::printf("\n  ceiling for one task per number on 2 workers (FIFO list schedule): %.2fx\n",
               fifo_bound(item_seconds));
+  // The goal is issue 10's: one task per number cannot beat the FIFO ceiling printed above
+  // (about 1.77x), so ">= 1.8x" of an earlier issue could never be met.
   g_rows.push_back({"seed (a): is_prime x6, map", "serial loop", "ms", m.pool_ms, m.serial_ms,
-                    false, ">= 1.8x", 1.8, 0, m.raw_ms});
+                    false, ">= 1.74x", 1.74, 0, m.raw_ms});
 }
 
 void bench_factorize(cf::ThreadPoolExecutor& pool) {

@@ -125,7 +125,8 @@ GOALS = [  # name, unit, goal text, goal value, whether higher is better
     ("startup_fork", "ms", "<= 2", 2, False),
     ("startup_forkserver", "ms", "<= 2", 2, False),
     ("startup_spawn", "ms", "<= 10", 10, False),
-    ("seed_a_is_prime", "x serial", ">= 1.8", 1.8, True),
+    # Issue 10's goal: the FIFO ceiling of one task per number is about 1.77x.
+    ("seed_a_is_prime", "x serial", ">= 1.74", 1.74, True),
     ("seed_b_factorize", "x serial", ">= 1.8", 1.8, True),
     ("seed_b_factorize_chunk1000", "x serial", ">= 1.6", 1.6, True),
     ("seed_c_gcd", "x serial", ">= 1.8", 1.8, True),
