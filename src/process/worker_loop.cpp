@@ -46,6 +46,8 @@ void serve(int fd) noexcept {
   // handlers run newest first, so this one runs before all of those.
   on_exit([](int status, void*) { exit_child(status); }, nullptr);
   channel_fd = fd;
+  // Large arguments come again in the parent's warm segments: read them through kept mappings.
+  codec::keep_received_mappings();
   try {
     Channel ch{UniqueFd(fd)};
     ch.send(frame_type(MessageType::hello), static_cast<std::uint64_t>(getpid()));

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,11 +53,19 @@ ReaderCount& readers_of(std::byte* base) noexcept {
   return *std::launder(reinterpret_cast<ReaderCount*>(base));
 }
 
+// The control page's second word: set by the sender when it drops the segment, so that a
+// receiver that keeps its mapping (keep_received_mappings) lets the memory go too.
+using DroppedFlag = std::atomic<std::uint32_t>;
+DroppedFlag& dropped_flag(std::byte* base) noexcept {
+  return *std::launder(reinterpret_cast<DroppedFlag*>(base + sizeof(ReaderCount)));
+}
+
 struct Segment {
   int fd = -1;
   std::byte* base = nullptr;  // the control page; the payload follows it
   std::size_t capacity = 0;   // payload bytes
   void drop() const noexcept {
+    dropped_flag(base).store(1, std::memory_order_relaxed);
     munmap(base, kControlBytes + capacity);
     close(fd);
   }
@@ -181,6 +190,7 @@ Segment new_segment(std::size_t capacity) {
   }
   s.base = static_cast<std::byte*>(p);
   new (s.base) ReaderCount(0);
+  new (s.base + sizeof(ReaderCount)) DroppedFlag(0);
   s.capacity = capacity;
   return s;
 }
@@ -207,6 +217,125 @@ void advise_huge_pages(void* p, std::size_t n) noexcept {
 
 void release_idle_segments() noexcept { SegmentPool::instance().clear(); }
 
+namespace {
+
+// The received mappings a process keeps (keep_received_mappings): one per segment, found by the
+// segment's inode. An entry in use belongs to a live Buffer; one not in use is kept for the next
+// payload in the same segment, the oldest dropped beyond kKeptReceivedMappings.
+class ReceivedMappings {
+ private:
+  struct Entry {
+    std::pair<dev_t, ino_t> id;
+    std::byte* base;
+    std::size_t length;  // of the mapping, control page included
+    bool in_use;
+  };
+
+ public:
+  static ReceivedMappings& instance() {
+    static ReceivedMappings* const mappings = [] {
+      auto* m = new ReceivedMappings;
+      pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+      return m;
+    }();
+    return *mappings;
+  }
+
+  bool enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
+  void enable() noexcept { enabled_.store(true, std::memory_order_relaxed); }
+
+  // The base of a kept mapping of segment `id` with at least `length` bytes, now in use; nullptr
+  // if there is none (one too short is unmapped).
+  std::byte* take(const std::pair<dev_t, ino_t>& id, std::size_t length) noexcept {
+    std::vector<Entry> dropped;
+    std::byte* base = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      forget_dropped_locked(dropped);
+      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        if (it->id != id || it->in_use) continue;
+        if (it->length >= length) {
+          it->in_use = true;
+          base = it->base;
+        } else {
+          dropped.push_back(*it);
+          entries_.erase(it);
+        }
+        break;
+      }
+    }
+    for (const Entry& e : dropped) munmap(e.base, e.length);
+    return base;
+  }
+
+  // Keeps a new mapping, in use. Returns false (the caller keeps it as its own) if it cannot.
+  bool add(const std::pair<dev_t, ino_t>& id, std::byte* base, std::size_t length) noexcept {
+    std::lock_guard lock(mutex_);
+    try {
+      entries_.push_back({id, base, length, true});
+    } catch (...) {
+      return false;
+    }
+    return true;
+  }
+
+  // The Buffer that used the mapping at `base` is done with it.
+  void give_back(std::byte* base) noexcept {
+    std::vector<Entry> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = std::find_if(entries_.begin(), entries_.end(),
+                             [base](const Entry& e) { return e.base == base; });
+      if (it == entries_.end()) return;
+      it->in_use = false;
+      // Most recently used last; the oldest unused ones go beyond the limit.
+      std::rotate(it, it + 1, entries_.end());
+      forget_dropped_locked(dropped);
+      std::size_t idle = 0;
+      for (const Entry& e : entries_) idle += e.in_use ? 0 : 1;
+      for (auto e = entries_.begin(); idle > kKeptReceivedMappings && e != entries_.end();) {
+        if (e->in_use) {
+          ++e;
+          continue;
+        }
+        dropped.push_back(*e);
+        e = entries_.erase(e);
+        --idle;
+      }
+    }
+    for (const Entry& e : dropped) munmap(e.base, e.length);
+  }
+
+  std::size_t size() noexcept {
+    std::lock_guard lock(mutex_);
+    return entries_.size();
+  }
+
+ private:
+  // Moves the unused entries whose sender dropped its segment to `dropped` (to be unmapped).
+  void forget_dropped_locked(std::vector<Entry>& dropped) noexcept {
+    for (auto e = entries_.begin(); e != entries_.end();) {
+      if (!e->in_use && dropped_flag(e->base).load(std::memory_order_relaxed) != 0) {
+        dropped.push_back(*e);
+        e = entries_.erase(e);
+      } else {
+        ++e;
+      }
+    }
+  }
+
+  std::atomic<bool> enabled_{false};
+  std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace
+
+void keep_received_mappings() noexcept { ReceivedMappings::instance().enable(); }
+
+std::size_t kept_received_mappings() noexcept { return ReceivedMappings::instance().size(); }
+
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
@@ -214,6 +343,7 @@ Buffer::Buffer(Buffer&& other) noexcept
       fd_(std::exchange(other.fd_, -1)),
       mapped_(std::exchange(other.mapped_, false)),
       writable_(std::exchange(other.writable_, true)),
+      kept_(std::exchange(other.kept_, false)),
       descriptors_(std::exchange(other.descriptors_, {})) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
@@ -225,6 +355,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     mapped_ = std::exchange(other.mapped_, false);
     writable_ = std::exchange(other.writable_, true);
+    kept_ = std::exchange(other.kept_, false);
     descriptors_ = std::exchange(other.descriptors_, {});
   }
   return *this;
@@ -242,7 +373,11 @@ void Buffer::free_storage() noexcept {
     } else {
       // A receiver's (or a sender's whose descriptor was let go): done with the payload.
       if (!writable_) readers_of(base).fetch_sub(1, std::memory_order_release);
-      munmap(base, kControlBytes + capacity_);
+      if (kept_) {
+        ReceivedMappings::instance().give_back(base);
+      } else {
+        munmap(base, kControlBytes + capacity_);
+      }
     }
   } else {
     ::operator delete(data_);
@@ -253,6 +388,7 @@ void Buffer::free_storage() noexcept {
   size_ = capacity_ = 0;
   fd_ = -1;
   mapped_ = false;
+  kept_ = false;
 }
 
 void Buffer::drop_descriptors() noexcept {
@@ -295,19 +431,43 @@ std::size_t Buffer::attach_copy(int fd) {
 Buffer Buffer::map_shared(int fd, std::size_t size) {
   Buffer b;
   b.fd_ = fd;  // owned from here on, closed with the buffer
-  // MAP_POPULATE: map every page in one go instead of taking a fault per page while reading.
-  void* p = mmap(nullptr, kControlBytes + size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  ReceivedMappings& kept = ReceivedMappings::instance();
+  std::optional<std::pair<dev_t, ino_t>> id;
+  // A kept mapping covers the whole segment as it was then, which may be more than this payload.
+  std::size_t length = kControlBytes + size;
+  if (kept.enabled()) {
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= length) {
+      id.emplace(st.st_dev, st.st_ino);
+      length = static_cast<std::size_t>(st.st_size);
+      if (std::byte* base = kept.take(*id, kControlBytes + size)) {
+        b.mapped_ = true;
+        b.writable_ = false;
+        b.kept_ = true;
+        b.data_ = base + kControlBytes;
+        b.size_ = size;
+        b.capacity_ = size;
+        return b;
+      }
+    }
+  }
+  // Populated: every page of the payload mapped in one go instead of a fault per page while
+  // reading. A mapping to keep covers the whole segment but populates only this payload's pages.
+  void* p = mmap(nullptr, length, PROT_READ, MAP_SHARED | (id ? 0 : MAP_POPULATE), fd, 0);
   if (p == MAP_FAILED) throw_errno("mmap of a shared payload");
+  if (id) madvise(p, kControlBytes + size, MADV_POPULATE_READ);  // only advice if unsupported
   // The payload stays read-only; the control page is written once, when the receiver is done.
   if (mprotect(p, kControlBytes, PROT_READ | PROT_WRITE) != 0) {
     const int e = errno;
-    munmap(p, kControlBytes + size);
+    munmap(p, length);
     throw std::system_error(e, std::generic_category(), "mprotect of a shared payload");
   }
   b.mapped_ = true;
   b.writable_ = false;
   b.data_ = static_cast<std::byte*>(p) + kControlBytes;
-  b.size_ = b.capacity_ = size;
+  b.size_ = size;
+  b.capacity_ = length - kControlBytes;  // what free_storage unmaps if the mapping is not kept
+  if (id) b.kept_ = kept.add(*id, static_cast<std::byte*>(p), length);
   return b;
 }
 

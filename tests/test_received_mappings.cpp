@@ -1,0 +1,145 @@
+// codec::keep_received_mappings (detail/codec.hpp): a receiver that keeps the mappings of the
+// segments it was sent reads a segment sent again through the mapping it has, keeps at most
+// kKeptReceivedMappings unused ones, remaps one too short for a grown segment, and lets one go
+// once its sender dropped the segment. Its own binary: the setting is for the whole process, and
+// worker processes are where it is on (the parent's mappings are counted by other tests).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include <gtest/gtest.h>
+
+#include <concurrent/futures.hpp>
+#include <concurrent/futures/detail/codec.hpp>
+
+namespace {
+
+namespace codec = concurrent::futures::detail::codec;
+
+codec::Buffer encode(const std::string& value) {
+  codec::Buffer buffer;
+  codec::Writer w(buffer);
+  codec::write(w, value);
+  return buffer;
+}
+
+std::string decode(const codec::Buffer& buffer) {
+  codec::Reader r(buffer.data(), buffer.size());
+  std::string value;
+  codec::read(r, value);
+  return value;
+}
+
+ino_t inode_of(int fd) {
+  struct stat st {};
+  EXPECT_EQ(fstat(fd, &st), 0);
+  return st.st_ino;
+}
+
+// How many mappings of this process are of the file with `inode` (/proc/self/maps' fifth field).
+int mappings_of(ino_t inode) {
+  std::ifstream maps("/proc/self/maps");
+  int count = 0;
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream fields(line);
+    std::string range, perms, offset, device;
+    unsigned long long ino = 0;
+    fields >> range >> perms >> offset >> device >> ino;
+    count += ino == inode ? 1 : 0;
+  }
+  return count;
+}
+
+// What a receiving process does with a payload: the descriptor it was sent, mapped.
+codec::Buffer receive(const codec::Buffer& sent) {
+  return codec::Buffer::map_shared(sent.share(), sent.size());
+}
+
+constexpr std::size_t kLarge = std::size_t{1} << 20;  // above kSharedThreshold: a segment
+
+class ReceivedMappingsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { codec::keep_received_mappings(); }
+  void SetUp() override {
+    // Segments dropped by their sender: kept mappings of them are let go at the next receive.
+    codec::release_idle_segments();
+    const std::string warm(kLarge, '.');
+    codec::Buffer sent = encode(warm);
+    codec::Buffer got = receive(sent);
+    got = codec::Buffer();
+    sent = codec::Buffer();
+    codec::release_idle_segments();
+  }
+};
+
+TEST_F(ReceivedMappingsTest, ASegmentSentAgainIsReadThroughTheMappingKept) {
+  const std::string first(kLarge, 'a');
+  const std::string second(kLarge, 'b');
+  codec::Buffer sent = encode(first);
+  ASSERT_TRUE(sent.shared());
+  const ino_t inode = inode_of(sent.fd());
+  const std::byte* where = nullptr;
+  {
+    const codec::Buffer got = receive(sent);
+    EXPECT_EQ(decode(got), first);
+    where = got.data();
+  }
+  // The sender's mapping, and the receiver's, kept though its Buffer is gone (two lines in
+  // /proc/self/maps: its control page is writable, its payload read-only).
+  EXPECT_EQ(mappings_of(inode), 3);
+  sent = codec::Buffer();  // the segment goes to the sender's pool, still mapped there
+  sent = encode(second);   // ... and is reused for the next payload
+  ASSERT_EQ(inode_of(sent.fd()), inode) << "the sender did not reuse its segment";
+  const codec::Buffer got = receive(sent);
+  EXPECT_EQ(got.data(), where) << "the segment was mapped afresh";
+  EXPECT_EQ(decode(got), second) << "the kept mapping shows the new payload";
+}
+
+TEST_F(ReceivedMappingsTest, AtMostTwoUnusedMappingsAreKept) {
+  // Three senders at once: three segments.
+  codec::Buffer a = encode(std::string(kLarge, 'a'));
+  codec::Buffer b = encode(std::string(kLarge, 'b'));
+  codec::Buffer c = encode(std::string(kLarge, 'c'));
+  {
+    const codec::Buffer ra = receive(a);
+    const codec::Buffer rb = receive(b);
+    const codec::Buffer rc = receive(c);
+    EXPECT_EQ(codec::kept_received_mappings(), 3u);  // all in use
+    EXPECT_EQ(decode(rc), std::string(kLarge, 'c'));
+  }
+  EXPECT_EQ(codec::kept_received_mappings(), codec::kKeptReceivedMappings);
+}
+
+TEST_F(ReceivedMappingsTest, AMappingTooShortForTheGrownSegmentIsReplaced) {
+  codec::Buffer sent = encode(std::string(kLarge, 's'));
+  const ino_t inode = inode_of(sent.fd());
+  { EXPECT_EQ(decode(receive(sent)), std::string(kLarge, 's')); }
+  sent = codec::Buffer();
+  const std::string bigger(4 * kLarge, 'L');
+  sent = encode(bigger);  // the pool's only free segment, grown
+  ASSERT_EQ(inode_of(sent.fd()), inode);
+  const codec::Buffer got = receive(sent);
+  EXPECT_EQ(decode(got), bigger);
+  EXPECT_EQ(codec::kept_received_mappings(), 1u) << "the short mapping was not let go";
+}
+
+TEST_F(ReceivedMappingsTest, AMappingIsLetGoOnceItsSenderDroppedTheSegment) {
+  codec::Buffer sent = encode(std::string(kLarge, 'd'));
+  { EXPECT_EQ(decode(receive(sent)), std::string(kLarge, 'd')); }
+  EXPECT_EQ(codec::kept_received_mappings(), 1u);
+  sent = codec::Buffer();
+  codec::release_idle_segments();  // the sender drops its segment
+  // The next receive (of another segment) forgets the mapping of the dropped one.
+  const codec::Buffer other = encode(std::string(kLarge, 'o'));
+  const codec::Buffer got = receive(other);
+  EXPECT_EQ(codec::kept_received_mappings(), 1u);
+  EXPECT_EQ(decode(got), std::string(kLarge, 'o'));
+}
+
+}  // namespace
