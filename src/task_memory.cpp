@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <new>
 
 namespace concurrent::futures::detail::task_memory {
 
@@ -64,9 +66,11 @@ class Depot {
     Released released;
     {
       std::lock_guard lock(mu_);
+      Class& c = classes_[cls];
       head->count = count;
-      head->next_chain = chains_[cls];
-      chains_[cls] = head;
+      head->next_chain = c.chains;
+      c.chains = head;
+      ++c.chain_count;
       bytes_ += count * class_bytes(cls);
       released = decay_locked();
     }
@@ -79,12 +83,14 @@ class Depot {
     Block* head = nullptr;
     {
       std::lock_guard lock(mu_);
-      head = chains_[cls];
+      Class& c = classes_[cls];
+      head = c.chains;
       if (head != nullptr) {
-        chains_[cls] = head->next_chain;
+        c.chains = head->next_chain;
+        --c.chain_count;
+        c.low = std::min(c.low, c.chain_count);
         *count = head->count;
         bytes_ -= head->count * class_bytes(cls);
-        low_ = std::min(low_, bytes_);
       }
       released = decay_locked();
     }
@@ -96,10 +102,11 @@ class Depot {
     Released released;
     {
       std::lock_guard lock(mu_);
-      released.chains = chains_;
-      chains_ = {};
+      for (std::size_t cls = 0; cls < kClasses; ++cls) {
+        released.chains[cls] = classes_[cls].chains;
+        classes_[cls] = Class{};
+      }
       bytes_ = 0;
-      low_ = 0;
       period_start_ = Clock::now();
     }
     released.free();
@@ -110,9 +117,9 @@ class Depot {
     return bytes_;
   }
 
-  void set_decay_period(std::chrono::milliseconds period) noexcept {
+  void end_decay_period() noexcept {
     std::lock_guard lock(mu_);
-    period_ = period;
+    period_over_ = true;
   }
 
  private:
@@ -129,36 +136,52 @@ class Depot {
     }
   };
 
-  // Once a decay period has passed: hands out (to be freed after the lock) chains worth the least
-  // the depot held during that period, memory nothing needed, and starts a new period.
+  // A class's chains, newest first: a take gets the warmest, decay frees the oldest.
+  struct Class {
+    Block* chains = nullptr;
+    std::size_t chain_count = 0;
+    std::size_t low = 0;  // the least chain_count since period_start_
+  };
+
+  // Once a decay period has passed: hands out (to be freed after the lock), in each class, as many
+  // of its oldest chains as it held unused throughout the period (its least count then), and
+  // starts a new period.
   Released decay_locked() noexcept {
     Released released;
     const Clock::time_point now = Clock::now();
-    if (now - period_start_ < period_) return released;
-    std::size_t excess = low_;
-    for (std::size_t cls = 0; cls < kClasses && excess > 0; ++cls) {
-      while (chains_[cls] != nullptr && excess > 0) {
-        Block* chain = chains_[cls];
-        const std::size_t chain_bytes = chain->count * class_bytes(cls);
-        chains_[cls] = chain->next_chain;
-        chain->next_chain = released.chains[cls];
-        released.chains[cls] = chain;
-        bytes_ -= chain_bytes;
-        excess -= std::min(excess, chain_bytes);
+    if (!period_over_ && now - period_start_ < kPeriod) return released;
+    for (std::size_t cls = 0; cls < kClasses; ++cls) {
+      Class& c = classes_[cls];
+      if (c.low > 0) {
+        // Keep the newest chain_count - low chains; the rest, the oldest, go.
+        const std::size_t keep = c.chain_count - c.low;
+        Block** cut = &c.chains;
+        for (std::size_t i = 0; i < keep; ++i) cut = &(*cut)->next_chain;
+        released.chains[cls] = *cut;
+        *cut = nullptr;
+        for (Block* chain = released.chains[cls]; chain != nullptr; chain = chain->next_chain) {
+          bytes_ -= chain->count * class_bytes(cls);
+        }
+        c.chain_count = keep;
       }
+      c.low = c.chain_count;
     }
     period_start_ = now;
-    low_ = bytes_;
+    period_over_ = false;
     return released;
   }
 
   std::mutex mu_;
-  std::array<Block*, kClasses> chains_{};
+  std::array<Class, kClasses> classes_{};
   std::size_t bytes_ = 0;
-  std::size_t low_ = 0;  // the least bytes_ since period_start_
   Clock::time_point period_start_ = Clock::now();
-  std::chrono::milliseconds period_{1000};
+  static constexpr std::chrono::milliseconds kPeriod{1000};
+  bool period_over_ = false;  // end_decay_period: the next use ends the period
 };
+
+// Made while the program starts (single-threaded), so that no fork can copy the depot half made:
+// a child would wait forever for its construction to end.
+[[maybe_unused]] const bool kDepotMade = kPooled && (Depot::depot(), true);
 
 // A thread's free blocks: per class, a chain being filled or emptied (`head`, `count` blocks) and
 // at most one full chain (`spare`, kChain blocks).
@@ -247,9 +270,7 @@ void deallocate(void* block, std::size_t bytes) noexcept {
     k.head = nullptr;
     k.count = 0;
   }
-  auto* b = static_cast<Block*>(block);
-  b->next = k.head;
-  k.head = b;
+  k.head = new (block) Block{k.head, nullptr, 0};
   ++k.count;
 }
 
@@ -267,8 +288,8 @@ Stats stats() noexcept {
 
 bool pooled() noexcept { return kPooled; }
 
-void set_decay_period(std::chrono::milliseconds period) noexcept {
-  if (kPooled) Depot::depot().set_decay_period(period);
+void end_decay_period() noexcept {
+  if (kPooled) Depot::depot().end_decay_period();
 }
 
 }  // namespace concurrent::futures::detail::task_memory

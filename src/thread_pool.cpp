@@ -176,7 +176,8 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     cancelled.clear();
     if (wait) {
       join_all();
-      // The memory of this pool's last tasks, if nothing else needs it (task_memory.hpp).
+      // Give the memory of finished tasks back to malloc (task_memory.hpp): the whole depot,
+      // which other pools refill from malloc if they need it again.
       detail::task_memory::trim();
     }
   }

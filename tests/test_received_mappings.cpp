@@ -5,9 +5,12 @@
 // worker processes are where it is on (the parent's mappings are counted by other tests).
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -42,7 +45,8 @@ ino_t inode_of(int fd) {
   return st.st_ino;
 }
 
-// How many mappings of this process are of the file with `inode` (/proc/self/maps' fifth field).
+// How many mappings of this process are of the payload memfd with `inode` (/proc/self/maps: the
+// fifth field, and the path).
 int mappings_of(ino_t inode) {
   std::ifstream maps("/proc/self/maps");
   int count = 0;
@@ -51,7 +55,8 @@ int mappings_of(ino_t inode) {
     std::string range, perms, offset, device;
     unsigned long long ino = 0;
     fields >> range >> perms >> offset >> device >> ino;
-    count += ino == inode ? 1 : 0;
+    const bool payload = line.find("memfd:cfutures-payload") != std::string::npos;
+    count += payload && ino == inode ? 1 : 0;
   }
   return count;
 }
@@ -140,6 +145,30 @@ TEST_F(ReceivedMappingsTest, AMappingIsLetGoOnceItsSenderDroppedTheSegment) {
   const codec::Buffer got = receive(other);
   EXPECT_EQ(codec::kept_received_mappings(), 1u);
   EXPECT_EQ(decode(got), std::string(kLarge, 'o'));
+}
+
+// The control page's second word, the sender's "dropped" mark (src/remote/codec.cpp).
+std::uint32_t dropped_mark(const codec::Buffer& sent) {
+  const std::byte* control = sent.data() - codec::kSegmentControlBytes;
+  std::uint32_t mark = 0;
+  std::memcpy(&mark, control + sizeof(std::uint32_t), sizeof mark);
+  return mark;
+}
+
+TEST_F(ReceivedMappingsTest, AForkChildDoesNotMarkItsParentsSegmentsDropped) {
+  codec::Buffer sent = encode(std::string(kLarge, 'f'));
+  const ino_t inode = inode_of(sent.fd());
+  { EXPECT_EQ(decode(receive(sent)), std::string(kLarge, 'f')); }
+  sent = codec::Buffer();  // idle in this process's pool, which a fork child lets go of
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  sent = encode(std::string(kLarge, 'g'));
+  ASSERT_EQ(inode_of(sent.fd()), inode);
+  EXPECT_EQ(dropped_mark(sent), 0u) << "the child's exit marked the parent's segment dropped";
+  EXPECT_EQ(decode(receive(sent)), std::string(kLarge, 'g'));
 }
 
 }  // namespace

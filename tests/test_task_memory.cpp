@@ -32,10 +32,7 @@ class TaskMemoryTest : public ::testing::Test {
     if (!tm::pooled()) GTEST_SKIP() << "the pool is off under AddressSanitizer";
     tm::trim();
   }
-  void TearDown() override {
-    tm::set_decay_period(std::chrono::milliseconds(1000));
-    tm::trim();
-  }
+  void TearDown() override { tm::trim(); }
 };
 
 std::vector<void*> allocate_n(std::size_t n) {
@@ -87,33 +84,85 @@ TEST_F(TaskMemoryTest, TrimFreesTheDepotAndTheCallersCache) {
   EXPECT_EQ(tm::stats().cache_bytes, 0u);
 }
 
-// What the depot held throughout a decay period goes back to malloc at its first use after the
-// period; what was taken during the period is kept.
+// At the depot's first use after a decay period ended, each class gives back as many of its
+// oldest chains as it held unused throughout the period; what was taken during it is kept.
 TEST_F(TaskMemoryTest, MemoryUnusedForAWholeDecayPeriodIsFreed) {
-  const auto period = std::chrono::milliseconds(300);
-  tm::set_decay_period(period);
-  tm::trim();  // starts a period
   const std::vector<void*> blocks = allocate_n(6 * tm::kChain);
   std::thread([&] { free_all(blocks); }).join();  // 6 chains in the depot
   ASSERT_EQ(tm::stats().depot_bytes, 6 * tm::kChain * kClassBytes);
 
-  // Period 1 began with an empty depot, so its least was 0 and nothing is freed when it ends
-  // (at this take, which starts period 2 with the 5 chains left).
-  std::this_thread::sleep_for(period + std::chrono::milliseconds(50));
+  // Period 1 began with an empty depot (trim in SetUp), so its least was 0 and nothing is freed
+  // when it ends, at this take, which starts period 2 with the 5 chains left.
+  tm::end_decay_period();
   const std::vector<void*> taken = allocate_n(tm::kChain);
   EXPECT_EQ(tm::stats().depot_bytes, 5 * tm::kChain * kClassBytes);
 
-  // In period 2 one chain is taken at once and one when it ends: the depot's least was 3 chains,
-  // all it has left, and they are freed.
+  // In period 2 one chain is taken during it and one as it ends: the least was 3 chains, all
+  // the depot has left then, and they are freed.
   const std::vector<void*> more = allocate_n(tm::kChain);
   EXPECT_EQ(tm::stats().depot_bytes, 4 * tm::kChain * kClassBytes);
-  std::this_thread::sleep_for(period + std::chrono::milliseconds(50));
+  tm::end_decay_period();
   const std::vector<void*> last = allocate_n(tm::kChain);
   EXPECT_EQ(tm::stats().depot_bytes, 0u);
 
   free_all(taken);
   free_all(more);
   free_all(last);
+}
+
+// Decay counts each class on its own: a class in use keeps its chains while an idle one's go.
+TEST_F(TaskMemoryTest, DecayFreesAnIdleClassAndKeepsTheOneInUse) {
+  constexpr std::size_t kSmall = 40;  // the 64-byte class
+  constexpr std::size_t kSmallClass = 64;
+  const auto allocate_small = [] {
+    std::vector<void*> blocks;
+    for (std::size_t i = 0; i < 3 * tm::kChain; ++i) blocks.push_back(tm::allocate(kSmall));
+    return blocks;
+  };
+  const auto free_small = [](const std::vector<void*>& blocks) {
+    for (void* b : blocks) tm::deallocate(b, kSmall);
+  };
+  const std::vector<void*> small = allocate_small();
+  const std::vector<void*> big = allocate_n(3 * tm::kChain);
+  std::thread([&] {
+    free_small(small);
+    free_all(big);
+  }).join();
+  ASSERT_EQ(tm::stats().depot_bytes, 3 * tm::kChain * (kSmallClass + kClassBytes));
+
+  // Period 1 ends at the first take (nothing freed); in period 2 the small class is all taken
+  // and given back, the 192-byte class is left alone.
+  tm::end_decay_period();
+  const std::vector<void*> cycled = allocate_small();
+  std::thread([&] { free_small(cycled); }).join();
+  ASSERT_EQ(tm::stats().depot_bytes, 3 * tm::kChain * (kSmallClass + kClassBytes));
+
+  tm::end_decay_period();
+  void* one = tm::allocate(kSmall);  // takes a small chain and ends period 2
+  EXPECT_EQ(tm::stats().depot_bytes, 2 * tm::kChain * kSmallClass)
+      << "the idle class should be freed whole, the class in use kept";
+  tm::deallocate(one, kSmall);
+}
+
+// Decay frees a class's oldest chains and keeps the ones given back most recently (the warm ones).
+TEST_F(TaskMemoryTest, DecayKeepsTheChainsGivenBackLast) {
+  const std::vector<void*> blocks = allocate_n(3 * tm::kChain);
+  std::thread([&] { free_all(blocks); }).join();  // 3 chains
+
+  tm::end_decay_period();
+  const std::vector<void*> taken = allocate_n(tm::kChain);  // ends period 1; 2 chains left
+  std::thread([&] { free_all(taken); }).join();             // back, newest: 3 chains again
+
+  tm::end_decay_period();
+  void* other = tm::allocate(40);  // another class: the depot is used, period 2 ends
+  // The class held 2 chains unused throughout period 2: the 2 oldest are freed.
+  EXPECT_EQ(tm::stats().depot_bytes, tm::kChain * kClassBytes);
+  const std::vector<void*> again = allocate_n(tm::kChain);
+  EXPECT_EQ(std::set<void*>(again.begin(), again.end()),
+            std::set<void*>(taken.begin(), taken.end()))
+      << "the chain kept is not the one given back last";
+  tm::deallocate(other, 40);
+  free_all(again);
 }
 
 // A child forked while another thread is inside the depot must still be able to use it (the

@@ -64,8 +64,14 @@ struct Segment {
   int fd = -1;
   std::byte* base = nullptr;  // the control page; the payload follows it
   std::size_t capacity = 0;   // payload bytes
+  // The sender is done with the segment: receivers that keep a mapping of it let it go too.
   void drop() const noexcept {
     dropped_flag(base).store(1, std::memory_order_relaxed);
+    unmap_here();
+  }
+  // This process's mapping and descriptor only (a fork child's copy of its parent's segment,
+  // which the parent still uses).
+  void unmap_here() const noexcept {
     munmap(base, kControlBytes + capacity);
     close(fd);
   }
@@ -159,7 +165,7 @@ class SegmentPool {
   // In a fork child, with the mutex held by the prepare handler: no allocation, only unmapping
   // and closing (both async-signal-safe).
   void forget_in_child() noexcept {
-    for (const Segment& d : idle_) d.drop();
+    for (const Segment& d : idle_) d.unmap_here();
     idle_.clear();
     bytes_ = 0;
     mutex_.unlock();
@@ -242,9 +248,6 @@ class ReceivedMappings {
     return *mappings;
   }
 
-  bool enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
-  void enable() noexcept { enabled_.store(true, std::memory_order_relaxed); }
-
   // The base of a kept mapping of segment `id` with at least `length` bytes, now in use; nullptr
   // if there is none (one too short is unmapped).
   std::byte* take(const std::pair<dev_t, ino_t>& id, std::size_t length) noexcept {
@@ -253,16 +256,17 @@ class ReceivedMappings {
     {
       std::lock_guard lock(mutex_);
       forget_dropped_locked(dropped);
-      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-        if (it->id != id || it->in_use) continue;
-        if (it->length >= length) {
+      for (auto it = entries_.begin(); it != entries_.end();) {
+        if (it->id != id || it->in_use) {
+          ++it;
+        } else if (it->length >= length) {
           it->in_use = true;
           base = it->base;
+          break;
         } else {
           dropped.push_back(*it);
-          entries_.erase(it);
+          it = entries_.erase(it);
         }
-        break;
       }
     }
     for (const Entry& e : dropped) munmap(e.base, e.length);
@@ -325,16 +329,24 @@ class ReceivedMappings {
     }
   }
 
-  std::atomic<bool> enabled_{false};
   std::mutex mutex_;
   std::vector<Entry> entries_;
 };
 
+// Set by keep_received_mappings. Apart from the singleton so that a process that does not keep
+// mappings never makes it (its construction, if a fork copied it half done, would block the child).
+std::atomic<bool> g_keep_received{false};
+
 }  // namespace
 
-void keep_received_mappings() noexcept { ReceivedMappings::instance().enable(); }
+void keep_received_mappings() noexcept {
+  ReceivedMappings::instance();  // made by the caller, before it is used from other threads
+  g_keep_received.store(true, std::memory_order_release);
+}
 
-std::size_t kept_received_mappings() noexcept { return ReceivedMappings::instance().size(); }
+std::size_t kept_received_mappings() noexcept {
+  return g_keep_received.load(std::memory_order_acquire) ? ReceivedMappings::instance().size() : 0;
+}
 
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
@@ -431,11 +443,11 @@ std::size_t Buffer::attach_copy(int fd) {
 Buffer Buffer::map_shared(int fd, std::size_t size) {
   Buffer b;
   b.fd_ = fd;  // owned from here on, closed with the buffer
-  ReceivedMappings& kept = ReceivedMappings::instance();
   std::optional<std::pair<dev_t, ino_t>> id;
   // A kept mapping covers the whole segment as it was then, which may be more than this payload.
   std::size_t length = kControlBytes + size;
-  if (kept.enabled()) {
+  if (g_keep_received.load(std::memory_order_acquire)) {
+    ReceivedMappings& kept = ReceivedMappings::instance();
     struct stat st {};
     if (fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= length) {
       id.emplace(st.st_dev, st.st_ino);
@@ -467,7 +479,7 @@ Buffer Buffer::map_shared(int fd, std::size_t size) {
   b.data_ = static_cast<std::byte*>(p) + kControlBytes;
   b.size_ = size;
   b.capacity_ = length - kControlBytes;  // what free_storage unmaps if the mapping is not kept
-  if (id) b.kept_ = kept.add(*id, static_cast<std::byte*>(p), length);
+  if (id) b.kept_ = ReceivedMappings::instance().add(*id, static_cast<std::byte*>(p), length);
   return b;
 }
 

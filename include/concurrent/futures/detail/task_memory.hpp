@@ -14,15 +14,16 @@
 // thread than the one that made it travels through the depot.
 //
 // What is kept, and for how long: thread caches are small (at most 2 * kChain blocks per class)
-// and go to the depot when their thread ends. The depot gives back to malloc, at its next use,
-// what stayed unused for a whole decay period (one second by default): the least it held during
-// that period. So a steady stream of bursts reuses warm memory, and the memory of a burst that is
-// not repeated is freed about a second later, or at once by trim() (which shutdown of a pool
-// calls). Under AddressSanitizer the blocks go straight to malloc, so that a use after free is
-// still caught.
+// and go to the depot when their thread ends. The depot works in decay periods of a second: at
+// its first use after a period ended, it gives back to malloc, in each size class, as many of its
+// oldest chains as stayed unused throughout that period (the least it held of that class). So a
+// steady stream of bursts reuses warm memory, and the memory of a burst that is not repeated is
+// freed once the depot is used again a period or more later, or at once by trim() (which
+// shutdown(wait) of a thread pool calls). Nothing runs on a timer: a program that stops
+// submitting keeps what the depot holds until it submits again or a pool shuts down. Under
+// AddressSanitizer the blocks go straight to malloc, so that a use after free is still caught.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <new>
@@ -40,17 +41,19 @@ void* allocate(std::size_t bytes);
 // Gives back a block of allocate(bytes), with the same `bytes`.
 void deallocate(void* block, std::size_t bytes) noexcept;
 
-// Frees every block the depot holds, and the calling thread's cache.
+// Frees every block the depot holds (whichever threads put them there), and the calling
+// thread's cache.
 void trim() noexcept;
 
-// Introspection and settings, for tests.
+// Introspection, for tests.
 struct Stats {
   std::size_t depot_bytes;  // free blocks in the depot
   std::size_t cache_bytes;  // free blocks in the calling thread's cache
 };
 Stats stats() noexcept;
 bool pooled() noexcept;  // false when blocks go straight to malloc (AddressSanitizer)
-void set_decay_period(std::chrono::milliseconds period) noexcept;
+// Ends the current decay period as if a second had passed: the depot's next use decays.
+void end_decay_period() noexcept;
 
 // A std::allocator for allocate_shared: single objects of a pooled size come from the pool.
 template <class T>
