@@ -39,10 +39,10 @@ static_assert(sizeof(Block) <= kGranule);
 std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / kGranule; }
 std::size_t class_bytes(std::size_t cls) noexcept { return (cls + 1) * kGranule; }
 
-void free_chain(Block* head, std::size_t cls) noexcept {
+void free_chain(Block* head) noexcept {
   while (head != nullptr) {
     Block* next = head->next;
-    ::operator delete(static_cast<void*>(head), class_bytes(cls));
+    ::operator delete(static_cast<void*>(head));
     head = next;
   }
 }
@@ -129,7 +129,7 @@ class Depot {
       for (std::size_t cls = 0; cls < kClasses; ++cls) {
         for (Block* chain = chains[cls]; chain != nullptr;) {
           Block* next_chain = chain->next_chain;
-          free_chain(chain, cls);
+          free_chain(chain);
           chain = next_chain;
         }
       }
@@ -260,7 +260,7 @@ void deallocate(void* block, std::size_t bytes) noexcept {
   const std::size_t cls = class_of(bytes);
   Cache* c = kPooled ? cache() : nullptr;
   if (c == nullptr) {
-    ::operator delete(block, class_bytes(cls));
+    ::operator delete(block);
     return;
   }
   Cache::Class& k = c->classes[cls];
