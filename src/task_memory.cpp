@@ -217,8 +217,8 @@ struct Cache {
   }
 };
 
-// Set once the calling thread's Cache is destroyed (blocks freed later in that thread's exit go
-// straight to the depot's owner, malloc).
+// Set once the calling thread's Cache is destroyed: blocks freed later in that thread's exit go
+// straight back to malloc.
 thread_local bool t_cache_gone = false;
 thread_local Cache t_cache;
 
