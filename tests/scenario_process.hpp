@@ -37,6 +37,26 @@ inline constexpr std::string_view kTestEnvPrefix = "CFTEST_";
 // The exit code of a scenario that cannot run here (it says why on its output).
 inline constexpr int kSkipped = 77;
 
+// The wait status of child `pid` once it ends; nullopt if it has not ended within `timeout` (it
+// is left running).
+inline std::optional<int> wait_child_for(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto give_up = Clock::now() + timeout;
+  int status = 0;
+  for (;;) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return status;
+    if (Clock::now() > give_up) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// Kills child `pid` (SIGKILL) and reaps it; returns its wait status.
+inline int kill_child(pid_t pid) {
+  int status = 0;
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return status;
+}
+
 inline std::string own_executable() {
   char path[4096] = {};
   const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
@@ -137,25 +157,15 @@ class ScenarioProcess {
   // Its wait status once it ends; nullopt if it has not ended within `timeout` (it is left
   // running).
   std::optional<int> wait_for(std::chrono::milliseconds timeout) {
-    const auto give_up = Clock::now() + timeout;
-    int status = 0;
-    for (;;) {
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if (Clock::now() > give_up) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    const std::optional<int> status = wait_child_for(pid_, timeout);
+    if (status) pid_ = -1;
+    return status;
   }
 
   // Its wait status once it ends, killing it with SIGKILL if it has not ended within `timeout`.
   int wait_or_kill(std::chrono::milliseconds timeout) {
     if (const std::optional<int> status = wait_for(timeout)) return *status;
-    int status = 0;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
+    const int status = kill_child(pid_);
     pid_ = -1;
     return status;
   }

@@ -40,6 +40,7 @@
 
 #include "no_unwind_function.hpp"
 #include "remote/elf_object.hpp"
+#include "scenario_process.hpp"
 #include "test_util.hpp"
 
 // Functions sent to a worker (and one that counts its calls, to show a refused request never
@@ -672,20 +673,13 @@ TEST(EntryRegistryTest, ChildForkedUnderForkGuardSendsAndReceivesFunctions) {
     }
     _exit(status);
   }
-  int status = 0;
-  const auto give_up = std::chrono::steady_clock::now() + cftest::kDeadlock;
-  pid_t done = 0;
-  while ((done = waitpid(pid, &status, WNOHANG)) == 0 &&
-         std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (done == 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
+  const std::optional<int> status = scenario::wait_child_for(pid, cftest::kDeadlock);
+  if (!status) {
+    scenario::kill_child(pid);
     FAIL() << "the child is stuck on a lock it inherited";
   }
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
 TEST(EntryRegistryTest, FunctionPointerCostsLittleOnceSeen) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 
 #include <concurrent/futures/detail/task_memory.hpp>
 
+#include "scenario_process.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -35,14 +37,14 @@ class TaskMemoryTest : public ::testing::Test {
   void TearDown() override { tm::trim(); }
 };
 
-std::vector<void*> allocate_n(std::size_t n) {
+std::vector<void*> allocate_n(std::size_t n, std::size_t bytes = kBytes) {
   std::vector<void*> blocks;
-  for (std::size_t i = 0; i < n; ++i) blocks.push_back(tm::allocate(kBytes));
+  for (std::size_t i = 0; i < n; ++i) blocks.push_back(tm::allocate(bytes));
   return blocks;
 }
 
-void free_all(const std::vector<void*>& blocks) {
-  for (void* block : blocks) tm::deallocate(block, kBytes);
+void free_all(const std::vector<void*>& blocks, std::size_t bytes = kBytes) {
+  for (void* block : blocks) tm::deallocate(block, bytes);
 }
 
 TEST_F(TaskMemoryTest, FreedBlocksAreReusedByTheThreadThatFreedThem) {
@@ -114,18 +116,10 @@ TEST_F(TaskMemoryTest, MemoryUnusedForAWholeDecayPeriodIsFreed) {
 TEST_F(TaskMemoryTest, DecayFreesAnIdleClassAndKeepsTheOneInUse) {
   constexpr std::size_t kSmall = 40;  // the 64-byte class
   constexpr std::size_t kSmallClass = 64;
-  const auto allocate_small = [] {
-    std::vector<void*> blocks;
-    for (std::size_t i = 0; i < 3 * tm::kChain; ++i) blocks.push_back(tm::allocate(kSmall));
-    return blocks;
-  };
-  const auto free_small = [](const std::vector<void*>& blocks) {
-    for (void* b : blocks) tm::deallocate(b, kSmall);
-  };
-  const std::vector<void*> small = allocate_small();
+  const std::vector<void*> small = allocate_n(3 * tm::kChain, kSmall);
   const std::vector<void*> big = allocate_n(3 * tm::kChain);
   std::thread([&] {
-    free_small(small);
+    free_all(small, kSmall);
     free_all(big);
   }).join();
   ASSERT_EQ(tm::stats().depot_bytes, 3 * tm::kChain * (kSmallClass + kClassBytes));
@@ -133,8 +127,8 @@ TEST_F(TaskMemoryTest, DecayFreesAnIdleClassAndKeepsTheOneInUse) {
   // Period 1 ends at the first take (nothing freed); in period 2 the small class is all taken
   // and given back, the 192-byte class is left alone.
   tm::end_decay_period();
-  const std::vector<void*> cycled = allocate_small();
-  std::thread([&] { free_small(cycled); }).join();
+  const std::vector<void*> cycled = allocate_n(3 * tm::kChain, kSmall);
+  std::thread([&] { free_all(cycled, kSmall); }).join();
   ASSERT_EQ(tm::stats().depot_bytes, 3 * tm::kChain * (kSmallClass + kClassBytes));
 
   tm::end_decay_period();
@@ -180,21 +174,14 @@ TEST_F(TaskMemoryTest, AForkedChildCanUseTheDepotWhileAnotherThreadWasUsingIt) {
       tm::trim();
       _exit(0);
     }
-    int status = 0;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    pid_t done = 0;
-    while ((done = waitpid(pid, &status, WNOHANG)) == 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    if (done == 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+    const std::optional<int> status = scenario::wait_child_for(pid, std::chrono::seconds(20));
+    if (!status) {
+      scenario::kill_child(pid);
       stop = true;
       churn.join();
       FAIL() << "child " << i << " did not finish within 20 s (deadlocked in the depot?)";
     }
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << i;
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "child " << i;
   }
   stop = true;
   churn.join();
