@@ -166,6 +166,27 @@ TYPED_TEST(MapTest, SecondDereferenceOfTheSamePositionThrowsInvalidStateError) {
   EXPECT_EQ(*it, "1");
 }
 
+// An increment without a dereference skips that item only: the later items are the right ones,
+// and a skipped item's exception is never thrown (process pools read past it in the reply).
+TYPED_TEST(MapTest, IncrementWithoutDereferenceSkipsOnlyThatItem) {
+  cf::Executor& ex = this->executor();
+  std::vector<int> got;
+  int i = 0;
+  auto squares = ex.map(square, cftest::ints(0, 10), cf::MapOptions{.chunksize = 4});
+  for (auto it = squares.begin(); it != squares.end(); ++it, ++i) {
+    if (i % 3 != 0) got.push_back(*it);
+  }
+  EXPECT_EQ(got, (std::vector<int>{1, 4, 16, 25, 49, 64}));
+  got.clear();
+  i = 0;
+  auto plus_one =
+      ex.map(fail_on_multiples_of_7, cftest::ints(0, 10), cf::MapOptions{.chunksize = 4});
+  for (auto it = plus_one.begin(); it != plus_one.end(); ++it, ++i) {
+    if (i % 7 != 0) got.push_back(*it);  // 0 and 7 throw, unread
+  }
+  EXPECT_EQ(got, (std::vector<int>{2, 3, 4, 5, 6, 7, 9, 10}));
+}
+
 // Two threads mapping on one executor at the same time each get their own results.
 TYPED_TEST(MapTest, ConcurrentMapsFromTwoThreadsAreIndependent) {
   cf::Executor& ex = this->executor();

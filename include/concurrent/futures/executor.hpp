@@ -142,20 +142,13 @@ class MapRange {
     ensure_chunk();
     if (!core_->wait_done(current_, deadline_)) timed_out();
     current_->done.result();  // the chunk never ran: CancelledError or the pool's error
-    current_->materialize();
-    detail::Outcome<R>& outcome = current_->out[offset_];
+    detail::Outcome<R> outcome = current_->take(offset_);
     if (auto* error = std::get_if<std::exception_ptr>(&outcome)) std::rethrow_exception(*error);
     if (std::holds_alternative<std::monostate>(outcome)) {
       throw InvalidStateError("map item " + std::to_string(cursor_.consumed) +
                               " was already taken");
     }
-    if constexpr (std::is_void_v<R>) {
-      outcome = std::monostate{};
-    } else {
-      R value = std::move(std::get<detail::Stored<R>>(outcome));
-      outcome = std::monostate{};
-      return value;
-    }
+    if constexpr (!std::is_void_v<R>) return std::move(std::get<detail::Stored<R>>(outcome));
   }
 
   void advance() {
@@ -239,8 +232,7 @@ class MapUnorderedRange {
     } else if (const std::exception_ptr chunk_error = done.exception()) {
       future.set_exception(chunk_error);
     } else {
-      current_->materialize();
-      detail::Outcome<R>& outcome = current_->out[offset_];
+      detail::Outcome<R> outcome = current_->take(offset_);
       if (auto* error = std::get_if<std::exception_ptr>(&outcome)) {
         future.set_exception(*error);
       } else if constexpr (std::is_void_v<R>) {
@@ -248,7 +240,6 @@ class MapUnorderedRange {
       } else {
         future.set_result(std::move(std::get<detail::Stored<R>>(outcome)));
       }
-      outcome = std::monostate{};
     }
     item_.emplace(current_->begin + offset_, std::move(future));
     return *item_;

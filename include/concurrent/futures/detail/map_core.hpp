@@ -110,23 +110,62 @@ template <class R>
 struct Chunk {
   std::size_t begin = 0;  // index of the first item in the input
   std::size_t size = 0;   // its items
-  // One per item, written by the task before `done`. For a chunk run in another process, sized
-  // when its reply comes rather than when the chunk is made, so an eager map does not hold every
-  // chunk's outcomes at once.
+  // Run in this process: one outcome per item, written by the task before `done`.
   std::vector<Outcome<R>> out;
   Future<void> done;  // finished once every item ran; cancelled/failed if not run
-  // A worker's reply, kept as bytes when the iterating thread was waiting for it: that thread,
-  // idle anyway, decodes it (materialize), and the pool's dispatcher thread goes back to feeding
-  // the workers. A reply that comes while the iterating thread is busy with earlier results is
-  // decoded on arrival instead, in parallel with it.
+  // Run in another process: the worker's reply, set before `done` (whose release/acquire
+  // publishes it), with `out` left empty. The iterating thread decodes each item as it takes it,
+  // so a result is made in the thread that uses and frees it: the dispatcher thread only moves
+  // bytes, and no result crosses threads (glibc's malloc is several times slower when one thread
+  // frees what another allocated, and the whole chunk's results would wait decoded meanwhile).
   codec::Buffer reply;
-  void (*decode)(Chunk&) noexcept = nullptr;
-  std::atomic<bool> awaited{false};  // the iterating thread waits for this chunk
+  bool in_reply = false;
+  std::size_t reply_next = 0;  // the next item in `reply` (items before it are taken or skipped)
+  std::size_t reply_at = 0;    // where that item's length starts in `reply`
+  std::exception_ptr reply_corrupt;  // the reply's framing broke: this fails all items left
 
-  // Fills `out` from `reply`, once. The iterating thread calls it after `done` is done (whose
-  // release/acquire publishes `reply` and `decode`).
-  void materialize() noexcept {
-    if (decode != nullptr) std::exchange(decode, nullptr)(*this);
+  // Moves item `i`'s outcome out, leaving it taken (monostate). Called by the iterating thread,
+  // after `done` is done, for non-decreasing `i`.
+  Outcome<R> take(std::size_t i) noexcept {
+    if constexpr (std::is_void_v<R> || codec::serializable_v<R>) {
+      if (in_reply) return take_from_reply(i);
+    }
+    return std::exchange(out[i], Outcome<R>{});
+  }
+
+ private:
+  Outcome<R> take_from_reply(std::size_t i) noexcept {
+    if (i < reply_next) return Outcome<R>{};  // already taken
+    Outcome<R> outcome;
+    if (reply_corrupt) {
+      outcome.template emplace<2>(reply_corrupt);
+      return outcome;
+    }
+    try {
+      codec::Reader r(reply.data() + reply_at, reply.size() - reply_at, &reply.descriptors());
+      for (; reply_next < i; ++reply_next) r.take(r.size());  // items skipped without a take
+      const std::size_t length = r.size();
+      const std::byte* bytes = r.take(length);
+      reply_at = static_cast<std::size_t>(bytes + length - reply.data());
+      ++reply_next;
+      try {
+        codec::Reader item(bytes, length, &reply.descriptors());
+        if (item.pod<ReplyStatus>() == ReplyStatus::error) {
+          outcome.template emplace<2>(codec::read_exception(item));
+        } else if constexpr (std::is_void_v<R>) {
+          outcome.template emplace<1>();
+        } else {
+          codec::read(item, outcome.template emplace<1>());
+        }
+      } catch (...) {
+        outcome.template emplace<2>(std::current_exception());  // this item only
+      }
+    } catch (...) {
+      reply_corrupt = std::current_exception();
+      reply_next = i + 1;
+      outcome.template emplace<2>(reply_corrupt);
+    }
+    return outcome;
   }
 };
 
@@ -148,7 +187,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   // input or from submitting come out of here. `completion_order`: the iterator takes chunks as
   // they complete (map_unordered, wait_completed), so their order is recorded.
   void start(bool in_process, bool completion_order) {
-    // In another process, a chunk's outcomes are sized when its reply comes (ChunkTask).
+    // In another process, a chunk's outcomes stay in its reply (Chunk::reply).
     outcomes_on_reply_ = !in_process;
     completion_order_ = completion_order;
     if (buffersize_ > 0) {
@@ -180,13 +219,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
 
   // Waits until `chunk` is done; false if the deadline passes first.
   bool wait_done(const ChunkPtr& chunk, const Deadline& deadline) {
-    return block_until(
-        [&] {
-          if (chunk->done.done()) return true;
-          chunk->awaited.store(true, std::memory_order_relaxed);  // a hint: see Chunk::reply
-          return false;
-        },
-        deadline, changed_);
+    return block_until([&] { return chunk->done.done(); }, deadline, changed_);
   }
 
   // The next chunk to complete, in completion order, and its index (nullptr if the deadline
@@ -196,7 +229,6 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     const bool ok = block_until(
         [&] {
           std::lock_guard lock(mu_);
-          awaiting_any_.store(completed_.empty(), std::memory_order_relaxed);
           if (completed_.empty()) return false;
           c = completed_.front();
           completed_.pop_front();
@@ -327,8 +359,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::size_t items_read_ = 0;        // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
-  std::atomic<bool> awaiting_any_{false};  // map_unordered's iterator waits for any chunk
-  bool outcomes_on_reply_ = false;         // chunks run in another process (see Chunk::out)
+  bool outcomes_on_reply_ = false;  // chunks run in another process (see Chunk::reply)
 
  private:
   Signal changed_;
@@ -598,8 +629,8 @@ class ChunkTask final : public Task, public RemoteCall {
     }
   }
   void destroy() noexcept override { delete this; }
-  // On the dispatcher thread: checks the reply's frame, then decodes it, or keeps its bytes for
-  // the iterating thread when that thread is waiting for this chunk (see Chunk::reply).
+  // On the dispatcher thread: checks the reply's frame and keeps its bytes for the iterating
+  // thread, which decodes each item as it takes it (see Chunk::reply).
   void read_reply(codec::Received& reply) override {
     if constexpr (kRemotable) {
       codec::Reader r = reply.reader();
@@ -609,52 +640,12 @@ class ChunkTask final : public Task, public RemoteCall {
       }
       const std::size_t n = r.size();
       if (n != chunk_->size) throw SerializationError("a chunk's reply has the wrong length");
-      chunk_->out.resize(n);  // here, where a bad_alloc fails this chunk only
       core_->sizer_.record(n, Clock::now() - started_at_);
-      if (chunk_->awaited.load(std::memory_order_relaxed) ||
-          core_->awaiting_any_.load(std::memory_order_relaxed)) {
-        chunk_->reply = reply.take();
-        chunk_->reply.release();  // the mapping stays; its descriptor need not wait for the reader
-        chunk_->decode = &decode_kept;
-      } else {
-        decode_into(*chunk_, reply.data(), reply.size(), &reply.descriptors());
-      }
+      chunk_->reply_at = reply.size() - r.remaining();
+      chunk_->reply = reply.take();
+      chunk_->reply.release();  // the mapping stays; its descriptor need not wait for the reader
+      chunk_->in_reply = true;
       finish();
-    }
-  }
-
-  static void decode_kept(Chunk<R>& chunk) noexcept {
-    const codec::Buffer bytes = std::move(chunk.reply);
-    decode_into(chunk, bytes.data(), bytes.size(), &bytes.descriptors());
-  }
-
-  // Each item has its length, so one that cannot be read fails only itself.
-  // `descriptors`: those that came with the reply (shared arrays in the results).
-  static void decode_into(Chunk<R>& chunk, const std::byte* data, std::size_t size,
-                          const std::vector<int>* descriptors) noexcept {
-    try {
-      codec::Reader r(data, size, descriptors);
-      r.pod<ReplyStatus>();
-      r.size();  // checked by read_reply
-      for (Outcome<R>& out : chunk.out) {
-        try {
-          const std::size_t length = r.size();
-          codec::Reader item(r.take(length), length, descriptors);
-          if (item.pod<ReplyStatus>() == ReplyStatus::error) {
-            out.template emplace<2>(codec::read_exception(item));
-          } else if constexpr (std::is_void_v<R>) {
-            out.template emplace<1>();
-          } else {
-            codec::read(item, out.template emplace<1>());
-          }
-        } catch (...) {
-          out.template emplace<2>(std::current_exception());  // this item only
-        }
-      }
-    } catch (...) {
-      for (Outcome<R>& out : chunk.out) {
-        if (out.index() == 0) out.template emplace<2>(std::current_exception());
-      }
     }
   }
 
