@@ -160,17 +160,17 @@ bool Channel::flush() {
 }
 
 Channel::Received Channel::receive() {
-  if (in_pos_ > 0 && in_pos_ * 2 >= in_.size()) {
-    in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_pos_));
+  if (in_pos_ > 0 && in_pos_ * 2 >= in_end_) {
+    std::memmove(in_.data(), in_.data() + in_pos_, in_end_ - in_pos_);
+    in_end_ -= in_pos_;
     in_pos_ = 0;
   }
-  const std::size_t old = in_.size();
   const std::size_t chunk = 64 * 1024;
-  in_.resize(old + chunk);
+  if (in_.size() - in_end_ < chunk) in_.resize(in_end_ + chunk);
   msghdr msg{};
   iovec iov{};
-  iov.iov_base = in_.data() + old;
-  iov.iov_len = chunk;
+  iov.iov_base = in_.data() + in_end_;
+  iov.iov_len = in_.size() - in_end_;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   // One sendmsg's descriptors arrive whole with one recvmsg (the kernel does not join two messages
@@ -183,12 +183,11 @@ Channel::Received Channel::receive() {
     n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
-    in_.resize(old);
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Received::nothing;
     if (errno == ECONNRESET) return Received::closed;
     throw_errno("receive from a process");
   }
-  in_.resize(old + static_cast<std::size_t>(n));
+  in_end_ += static_cast<std::size_t>(n);
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -206,7 +205,7 @@ Channel::Received Channel::receive() {
 }
 
 std::optional<Frame> Channel::next() {
-  const std::size_t available = in_.size() - in_pos_;
+  const std::size_t available = in_end_ - in_pos_;
   if (available < sizeof(FrameHeader)) return std::nullopt;
   FrameHeader h;
   std::memcpy(&h, in_.data() + in_pos_, sizeof h);

@@ -134,8 +134,11 @@ class Channel {
 
   UniqueFd fd_;
   std::deque<Segment> out_;
+  // Received bytes are in_[in_pos_, in_end_); the vector only grows, so a receive does not clear
+  // the space it reads into (resize's zero-fill) each time.
   std::vector<std::byte> in_;
   std::size_t in_pos_ = 0;
+  std::size_t in_end_ = 0;
   std::deque<UniqueFd> in_fds_;  // received, not yet claimed by a frame
 };
 
