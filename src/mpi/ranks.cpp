@@ -12,8 +12,10 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <list>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "process/launcher.hpp"
@@ -63,6 +65,7 @@ class Server {
       const auto type = in.header.type;
       if (type == static_cast<std::uint8_t>(Control::finish)) {
         if (in.header.id == kFinishWithoutFinalize) g_skip_finalize = true;
+        finish_sends();
         return;
       }
       if (type == static_cast<std::uint8_t>(Control::open)) {
@@ -85,13 +88,17 @@ class Server {
           codec::Buffer reply = remote::run_task(in.view);
           remote::refuse_descriptors(reply);
           in = Incoming();  // a large request goes before the reply is sent
-          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()});
+          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()},
+              &reply);
           break;
         }
         case MessageType::exit:
           say(static_cast<std::uint8_t>(Control::left), 0, {});
           session_ = 0;
-          if (one_session_) return;
+          if (one_session_) {
+            finish_sends();
+            return;
+          }
           break;
         default:
           break;  // nothing else is sent to workers
@@ -117,15 +124,36 @@ class Server {
     say(static_cast<std::uint8_t>(MessageType::ready), 0, {});
   }
 
-  // Sends one message (ringing if the client may be asleep); returns when the send is complete
-  // (a large reply goes straight from its buffer).
-  void say(std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload) {
-    Send send;
+  // Starts sending one message (ringing if the client may be asleep). The send completes in the
+  // background (next() and finish_sends() see to it): a reply larger than Open MPI's eager limit
+  // is only taken when the client's dispatcher thread gets to it, and waiting for that here (as
+  // MPI_Wait does, spinning) would keep this rank from its next task, and take a CPU that the
+  // client's threads may need. `keep`: a large payload's buffer, taken over until the send is done.
+  void say(std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload,
+           codec::Buffer* keep = nullptr) {
+    Send& send = sends_.emplace_back();
+    if (keep != nullptr && payload.size() > kInlinePayload) {
+      send.bytes = std::move(*keep);
+      payload = {send.bytes.data(), send.bytes.size()};
+    }
     start_send(send, comm_, client_, reply_tag_,
-               Header{.type = type, .session = session_, .id = id}, payload, /*copy=*/false);
+               Header{.type = type, .session = session_, .id = id}, payload,
+               /*copy=*/keep == nullptr);
     bool rang = false;
     if (!bell_.listen(&rang) || !bell_.sent()) leave_process(1);  // the client is gone
-    wait_send(send);
+    sends_done();
+  }
+
+  // Releases the sends that are complete; true if none is left.
+  bool sends_done() {
+    for (auto it = sends_.begin(); it != sends_.end();) {
+      it = test_send(*it) ? sends_.erase(it) : std::next(it);
+    }
+    return sends_.empty();
+  }
+
+  void finish_sends() {
+    while (!sends_done()) std::this_thread::yield();
   }
 
   // The next message from the client; sleeps on the doorbell when there is none for a while.
@@ -137,6 +165,11 @@ class Server {
         return std::move(*in);
       }
       const auto now = Clock::now();
+      if (!sends_done()) {  // never asleep with a send in flight: it may need this side's progress
+        spin_until = now + kSpin;
+        std::this_thread::yield();
+        continue;
+      }
       if (now < spin_until) continue;
       bool rang = false;
       if (!bell_.listen(&rang)) return last_words();
@@ -178,6 +211,7 @@ class Server {
   std::exception_ptr init_error_;
   remote::WorkerConfig config_;
   codec::Buffer scratch_;
+  std::list<Send> sends_;  // started, not yet complete (a Send must not move while in flight)
 };
 
 // --- the client's side ---------------------------------------------------------------------
