@@ -125,8 +125,9 @@ struct Chunk {
   std::exception_ptr reply_corrupt;  // the reply's framing broke: this fails all items left
 
   // Moves item `i`'s outcome out, leaving it taken (monostate). Called by the iterating thread,
-  // after `done` is done, for non-decreasing `i`.
-  Outcome<R> take(std::size_t i) noexcept {
+  // after `done` is done, for non-decreasing `i`. Throws only what moving a result throws; an
+  // item that cannot be decoded comes back as its exception.
+  Outcome<R> take(std::size_t i) {
     if constexpr (std::is_void_v<R> || codec::serializable_v<R>) {
       if (in_reply) return take_from_reply(i);
     }
@@ -134,7 +135,7 @@ struct Chunk {
   }
 
  private:
-  Outcome<R> take_from_reply(std::size_t i) noexcept {
+  Outcome<R> take_from_reply(std::size_t i) {
     if (i < reply_next) return Outcome<R>{};  // already taken
     Outcome<R> outcome;
     if (reply_corrupt) {
