@@ -14,13 +14,11 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <new>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <typeinfo>
@@ -196,29 +194,6 @@ struct Affine {
 struct Opaque {
   std::string text;
 };
-
-// A result that notes which thread of this process decoded it (its cereal load runs there).
-struct DecodedWhere {
-  int value = 0;
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(value);
-  }
-  template <class Archive>
-  void load(Archive& archive);
-};
-
-std::mutex g_decoded_mu;
-std::vector<std::thread::id> g_decoded_in;
-
-template <class Archive>
-void DecodedWhere::load(Archive& archive) {
-  archive(value);
-  std::lock_guard lock(g_decoded_mu);
-  g_decoded_in.push_back(std::this_thread::get_id());
-}
-
-DecodedWhere decoded_where(int x) { return DecodedWhere{x}; }
 
 // --- fixture --------------------------------------------------------------------------------
 
@@ -753,33 +728,6 @@ TEST_P(ProcessPoolTest, MapErrorFailsOnlyItsItemInAndAcrossChunks) {
     ++it;
     EXPECT_TRUE(it == results.end());
   }
-}
-
-// map_core.hpp, Chunk::reply: a chunk's results are decoded by the thread that iterates, as it
-// takes each one, even when the chunk finished long before, so that each result is made in the
-// thread that frees it. Here every chunk has finished (shutdown waited for them) before the
-// iteration starts: the dispatcher thread decoded such chunks on arrival before.
-TEST_P(ProcessPoolTest, MapResultsAreDecodedByTheIteratingThreadAsItTakesThem) {
-  cf::ProcessPoolExecutor ex(options(2));
-  {
-    std::lock_guard lock(g_decoded_mu);
-    g_decoded_in.clear();
-  }
-  auto results = ex.map(&decoded_where, cftest::ints(0, 40), cf::MapOptions{.chunksize = 4});
-  ex.shutdown(true);
-  {
-    std::lock_guard lock(g_decoded_mu);
-    EXPECT_TRUE(g_decoded_in.empty()) << g_decoded_in.size() << " results decoded before taken";
-  }
-  int expected = 0;
-  for (const DecodedWhere& r : results) {
-    EXPECT_EQ(r.value, expected++);
-    std::lock_guard lock(g_decoded_mu);
-    EXPECT_EQ(g_decoded_in.size(), static_cast<std::size_t>(expected));  // this one, just now
-  }
-  EXPECT_EQ(expected, 40);
-  std::lock_guard lock(g_decoded_mu);
-  for (const std::thread::id id : g_decoded_in) EXPECT_EQ(id, std::this_thread::get_id());
 }
 
 TEST_P(ProcessPoolTest, MapWithAutomaticChunksizeKeepsErrorsPerItem) {

@@ -188,9 +188,11 @@ Traced slow_traced(int x) {
   return Traced{x};
 }
 
+Traced traced(int x) { return Traced{x}; }
+
 TEST_P(ProcessSchedulingTest, MapResultsAreDecodedByTheIteratingThreadWhileItWaits) {
-  // Items slower than the iteration: the iterating thread waits for each chunk, so it decodes
-  // each one itself, and the pool's dispatcher thread decodes none.
+  // Items slower than the iteration: the iterating thread waits for each chunk, and decodes
+  // each one itself; the pool's dispatcher thread decodes none.
   cf::ProcessPoolExecutor ex(options(1));
   std::vector<int> input(12);
   for (int i = 0; i < 12; ++i) input[static_cast<std::size_t>(i)] = i;
@@ -204,5 +206,27 @@ TEST_P(ProcessSchedulingTest, MapResultsAreDecodedByTheIteratingThreadWhileItWai
   iterating_thread = false;
   EXPECT_EQ(sum, 11L * 12 / 2);
   EXPECT_EQ(decoded_here.load(), 12);
+  EXPECT_EQ(decoded_elsewhere.load(), 0);
+}
+
+// map_core.hpp, Chunk::reply: results are decoded by the iterating thread as it takes each one,
+// even for chunks that finished long before it got there, so that each result is allocated in
+// the thread that frees it. Here every chunk has finished (shutdown waited for them) before the
+// iteration starts; the dispatcher thread used to decode such chunks on arrival.
+TEST_P(ProcessSchedulingTest, MapResultsThatFinishedEarlierAreDecodedOnlyWhenTaken) {
+  cf::ProcessPoolExecutor ex(options(2));
+  decoded_here = 0;
+  decoded_elsewhere = 0;
+  auto results = ex.map(&traced, cftest::ints(0, 40), cf::MapOptions{.chunksize = 4});
+  ex.shutdown(true);
+  EXPECT_EQ(decoded_here.load() + decoded_elsewhere.load(), 0) << "decoded before taken";
+  iterating_thread = true;
+  int expected = 0;
+  for (const Traced& t : results) {
+    EXPECT_EQ(t.value, expected++);
+    EXPECT_EQ(decoded_here.load(), expected);  // this one, just now
+  }
+  iterating_thread = false;
+  EXPECT_EQ(expected, 40);
   EXPECT_EQ(decoded_elsewhere.load(), 0);
 }
