@@ -489,26 +489,10 @@ double fifo_bound(const std::vector<double>& item_seconds) {
   return total / *std::max_element(worker, worker + kWorkers);
 }
 
-// fn(0) ... fn(n - 1) on 2 plain std::threads that claim runs of `grain` indices from an atomic
-// counter: the reference for what the machine allows, without futures or a pool.
-template <class Fn>
-void on_two_threads(std::size_t n, std::size_t grain, Fn&& fn) {
-  std::atomic<std::size_t> next{0};
-  auto body = [&] {
-    for (;;) {
-      const std::size_t begin = next.fetch_add(grain, std::memory_order_relaxed);
-      if (begin >= n) return;
-      for (std::size_t i = begin; i < std::min(n, begin + grain); ++i) fn(i);
-    }
-  };
-  std::thread other(body);
-  body();
-  other.join();
-}
-
-// The sum of fn(i) over [0, n) on 2 plain threads: each thread adds into its own total and the
-// two are added once at the end (an atomic add per item would bounce one cache line between the
-// CPUs on every item, and understate what the machine allows).
+// The sum of fn(0) ... fn(n - 1) on 2 plain std::threads that claim runs of `grain` indices from
+// an atomic counter: the reference for what the machine allows, without futures or a pool. Each
+// thread adds into its own total, and the two are added once at the end (an atomic add per item
+// would bounce one cache line between the CPUs on every item, and understate the machine).
 template <class Fn>
 std::uint64_t sum_on_two_threads(std::size_t n, std::size_t grain, Fn&& fn) {
   std::atomic<std::size_t> next{0};
@@ -526,6 +510,15 @@ std::uint64_t sum_on_two_threads(std::size_t n, std::size_t grain, Fn&& fn) {
   body(totals[0]);
   other.join();
   return totals[0] + totals[1];
+}
+
+// fn(0) ... fn(n - 1) the same way, for work whose results are stored rather than summed.
+template <class Fn>
+void on_two_threads(std::size_t n, std::size_t grain, Fn&& fn) {
+  sum_on_two_threads(n, grain, [&](std::size_t i) {
+    fn(i);
+    return std::uint64_t{0};
+  });
 }
 
 struct Medians {
