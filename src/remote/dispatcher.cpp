@@ -250,10 +250,12 @@ void Dispatcher::absorb_inbox() {
 std::size_t Dispatcher::window_for(std::optional<Clock::duration> task_time,
                                    std::optional<Clock::duration> head_age) {
   if (!task_time) return 1;  // nothing measured yet: a long first task must hide nothing
-  if (head_age && *head_age > kHandAheadBudget) return 1;
   const auto per_task = std::max<Clock::duration>(*task_time, std::chrono::nanoseconds(1));
-  const auto ahead = static_cast<std::size_t>(
-      std::chrono::duration_cast<Clock::duration>(kHandAheadBudget) / per_task);
+  const auto budget = std::chrono::duration_cast<Clock::duration>(kHandAheadBudget);
+  // A head that has run well past the tasks measured so far may be a long one.
+  if (head_age && *head_age > std::max(budget, per_task * 2)) return 1;
+  if (per_task >= kPipelineBelow) return 1;
+  const auto ahead = std::max<std::size_t>(1, static_cast<std::size_t>(budget / per_task));
   return std::min<std::size_t>(1 + ahead, kMaxWindow);
 }
 

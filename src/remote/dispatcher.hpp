@@ -11,10 +11,13 @@
 //
 // Scheduling: a worker holds a window of tasks, the head one running and the rest queued in its
 // stream, so that it need not wait a round trip between short tasks. How many it may hold comes
-// from the measured task time: about kHandAheadBudget of work in all, so long tasks are handed
-// one at a time (a task never waits behind a long one while another worker is idle, and queued
-// tasks stay in the pool's queue, where cancel() reaches them), while short ones are pipelined. A
-// worker whose head task has run longer than the budget gets nothing more until it replies, and
+// from the measured task time: about kHandAheadBudget of work in all, and at least one task
+// queued behind the running one while tasks take less than kPipelineBelow (the next is then at the
+// worker when the current one ends, even where a round trip takes longer than the budget, as an
+// MPI one does on a busy host). Long tasks are handed one at a time (a task never waits behind a
+// long one while another worker is idle, and queued tasks stay in the pool's queue, where
+// cancel() reaches them), while short ones are pipelined. A worker whose head task has run longer
+// than the budget and twice the measured task time gets nothing more until it replies, and
 // when a worker is idle with nothing queued, the tasks that a worker stuck on a long head has not
 // started are taken back (Transport::take_back) and handed to the idle one.
 #pragma once
@@ -64,6 +67,7 @@ class Dispatcher final : private TransportEvents {
 
   // The work a task may have queued ahead of it in one worker (see the file comment).
   static constexpr std::chrono::microseconds kHandAheadBudget{200};
+  static constexpr std::chrono::microseconds kPipelineBelow{1000};
   static constexpr std::size_t kMaxWindow = 16;
   // Workers in a row that may die before they are ready before the pool breaks (replace_worker):
   // otherwise an initializer that crashes would have workers replaced for ever.
