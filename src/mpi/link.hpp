@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <list>
 #include <optional>
 #include <span>
 #include <string>
@@ -77,9 +78,32 @@ struct Send {
 // it may be send.bytes itself).
 void start_send(Send& send, MPI_Comm comm, int rank, int tag, Header header,
                 std::span<const std::byte> payload, bool copy);
-// Whether the send is done (then its resources are released).
+// Whether the send is done (then its resources are released, but for a small buffer, which is
+// kept cleared for the Send's next message).
 bool test_send(Send& send);
 void wait_send(Send& send);
+
+// The sends one side has in progress, completing in the background. A completed Send is kept
+// for the next message (a few of them), with its buffer: a stream of messages then allocates
+// nothing per message. (Freeing each reply's buffer let glibc give the top of a worker rank's heap
+// back and take it again: a brk and fresh pages per reply, at tens of microseconds each here.)
+class Sends {
+ public:
+  // Starts a send, as start_send does. With `take`, a large payload is sent from that buffer,
+  // taken over until the send is done; otherwise it is copied.
+  void start(MPI_Comm comm, int rank, int tag, Header header, std::span<const std::byte> payload,
+             codec::Buffer* take = nullptr);
+  // Completes what it can; true when none is left in progress.
+  bool done();
+  bool empty() const noexcept { return active_.empty(); }
+  // In progress (a list: MPI holds their addresses).
+  std::list<Send>& active() noexcept { return active_; }
+
+ private:
+  static constexpr std::size_t kKept = 4;
+  std::list<Send> active_;
+  std::list<Send> kept_;
+};
 
 // A received message. Its payload is `view`, which points into `owned` for large payloads and
 // into the receiver's scratch buffer otherwise (valid until the next receive).

@@ -65,14 +65,8 @@ void MpiTransport::launch(remote::WorkerId worker) {
 void MpiTransport::post(Worker& w, std::uint8_t type, std::uint64_t id,
                         std::span<const std::byte> payload, codec::Buffer* take) {
   if (!w.reading) return;
-  sends_.emplace_back();
-  if (take != nullptr && payload.size() > kInlinePayload) {
-    sends_.back().bytes = std::move(*take);
-    payload = {sends_.back().bytes.data(), sends_.back().bytes.size()};
-  }
-  start_send(sends_.back(), ranks_->comm(), w.member->rank, kTagToWorker,
-             Header{.type = type, .session = session_, .id = id}, payload,
-             /*copy=*/take == nullptr);
+  sends_.start(ranks_->comm(), w.member->rank, kTagToWorker,
+               Header{.type = type, .session = session_, .id = id}, payload, take);
   w.posted = true;
   last_activity_ = Clock::now();
 }
@@ -122,12 +116,7 @@ void MpiTransport::flush() {
   progress_sends();
 }
 
-bool MpiTransport::progress_sends() {
-  for (auto it = sends_.begin(); it != sends_.end();) {
-    it = test_send(*it) ? sends_.erase(it) : std::next(it);
-  }
-  return !sends_.empty();
-}
+bool MpiTransport::progress_sends() { return !sends_.done(); }
 
 bool MpiTransport::receive_all() {
   bool any = false;
@@ -306,7 +295,8 @@ void MpiTransport::close() noexcept {
       break;
     }
   }
-  for (auto it = sends_.begin(); it != sends_.end();) {
+  std::list<Send>& active = sends_.active();
+  for (auto it = active.begin(); it != active.end();) {
     for (MPI_Request& r : it->requests) {
       if (r != MPI_REQUEST_NULL) MPI_Cancel(&r);
     }
@@ -314,12 +304,12 @@ void MpiTransport::close() noexcept {
     MPI_Testall(static_cast<int>(it->requests.size()), it->requests.data(), &done,
                 MPI_STATUSES_IGNORE);
     if (done) {
-      it = sends_.erase(it);
+      it = active.erase(it);
     } else {
       ++it;
     }
   }
-  leaked_sends()->splice(leaked_sends()->end(), sends_);
+  leaked_sends()->splice(leaked_sends()->end(), active);
   ranks_->close();
   if (reply_tag_ >= 0) give_back_reply_tag(reply_tag_);
   ranks_.reset();

@@ -74,7 +74,7 @@ class MpiTransport final : public remote::Transport {
   std::atomic<bool> woken_{false};
   std::map<remote::WorkerId, Worker> workers_;
   std::unordered_map<int, remote::WorkerId> by_rank_;
-  std::list<Send> sends_;  // in progress (a list: MPI holds their addresses)
+  Sends sends_;
   codec::Buffer scratch_;
   std::chrono::steady_clock::time_point last_activity_{};
 };

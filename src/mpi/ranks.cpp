@@ -85,11 +85,11 @@ class Server {
           const std::uint64_t id = in.header.id;
           // After a failed initializer the pool breaks and fails its tasks itself.
           if (init_error_) break;
-          codec::Buffer reply = remote::run_task(in.view);
-          remote::refuse_descriptors(reply);
+          remote::run_task(reply_, in.view);
+          remote::refuse_descriptors(reply_);
           in = Incoming();  // a large request goes before the reply is sent
-          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()},
-              &reply);
+          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply_.data(), reply_.size()},
+              &reply_);
           break;
         }
         case MessageType::exit:
@@ -131,29 +131,15 @@ class Server {
   // client's threads may need. `keep`: a large payload's buffer, taken over until the send is done.
   void say(std::uint8_t type, std::uint64_t id, std::span<const std::byte> payload,
            codec::Buffer* keep = nullptr) {
-    Send& send = sends_.emplace_back();
-    if (keep != nullptr && payload.size() > kInlinePayload) {
-      send.bytes = std::move(*keep);
-      payload = {send.bytes.data(), send.bytes.size()};
-    }
-    start_send(send, comm_, client_, reply_tag_,
-               Header{.type = type, .session = session_, .id = id}, payload,
-               /*copy=*/keep == nullptr);
+    sends_.start(comm_, client_, reply_tag_, Header{.type = type, .session = session_, .id = id},
+                 payload, keep);
     bool rang = false;
     if (!bell_.listen(&rang) || !bell_.sent()) leave_process(1);  // the client is gone
-    sends_done();
-  }
-
-  // Releases the sends that are complete; true if none is left.
-  bool sends_done() {
-    for (auto it = sends_.begin(); it != sends_.end();) {
-      it = test_send(*it) ? sends_.erase(it) : std::next(it);
-    }
-    return sends_.empty();
+    sends_.done();
   }
 
   void finish_sends() {
-    while (!sends_done()) std::this_thread::yield();
+    while (!sends_.done()) std::this_thread::yield();
   }
 
   // The next message from the client; sleeps on the doorbell when there is none for a while.
@@ -165,7 +151,7 @@ class Server {
         return std::move(*in);
       }
       const auto now = Clock::now();
-      if (!sends_done()) {  // never asleep with a send in flight: it may need this side's progress
+      if (!sends_.done()) {  // never asleep with a send in flight: it may need this side's progress
         spin_until = now + kSpin;
         std::this_thread::yield();
         continue;
@@ -211,7 +197,8 @@ class Server {
   std::exception_ptr init_error_;
   remote::WorkerConfig config_;
   codec::Buffer scratch_;
-  std::list<Send> sends_;  // started, not yet complete (a Send must not move while in flight)
+  Sends sends_;
+  codec::Buffer reply_;  // the last task's, kept for the next one's
 };
 
 // --- the client's side ---------------------------------------------------------------------

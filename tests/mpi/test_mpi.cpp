@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -28,6 +29,7 @@
 #include <concurrent/futures/mpi.hpp>
 
 #include "infinite_range.hpp"
+#include "mpi/link.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -338,6 +340,40 @@ TEST(MPIPool, IdleRanksAndAnIdleClientUseUnderFivePercentOfACpu) {
         << "worker process " << pid << " while idle";
   }
   EXPECT_EQ(ex.submit(square, 6).result(kDeadlock), 36) << "and it wakes up";
+}
+
+// The link layer on this rank alone (MPI_COMM_SELF). A worker rank that freed each reply's buffer
+// once it was sent let malloc give the top of its heap back and take it again for the next
+// reply: a brk and fresh pages per reply.
+TEST(MPILink, ACompletedSendKeepsItsBufferForTheNextMessage) {
+  namespace link = cf::detail::mpi;
+  constexpr int kTag = 77;
+  link::Sends sends;
+  const std::byte* first = nullptr;
+  // Blocks of the buffer's size taken after each send: memory the send gave back would be
+  // handed out again here, and the next message would need other memory.
+  std::vector<std::unique_ptr<std::byte[]>> fillers;
+  for (int i = 1; i <= 3; ++i) {
+    const std::vector<std::byte> payload(40'000, static_cast<std::byte>(i));
+    sends.start(MPI_COMM_SELF, 0, kTag,
+                link::Header{.type = 1, .id = static_cast<std::uint64_t>(i)}, payload);
+    const std::byte* buffer = sends.active().back().bytes.data();
+    std::vector<std::byte> got(sizeof(link::Header) + payload.size());
+    ASSERT_EQ(MPI_Recv(got.data(), static_cast<int>(got.size()), MPI_BYTE, 0, kTag, MPI_COMM_SELF,
+                       MPI_STATUS_IGNORE),
+              MPI_SUCCESS);
+    const auto deadline = std::chrono::steady_clock::now() + kDeadlock;
+    while (!sends.done()) ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    // What arrived is this message, header and payload, not the one before it.
+    EXPECT_EQ(link::read_header(got).id, static_cast<std::uint64_t>(i));
+    EXPECT_TRUE(std::equal(payload.begin(), payload.end(), got.begin() + sizeof(link::Header)));
+    for (int k = 0; k < 4; ++k) fillers.push_back(std::make_unique<std::byte[]>(got.size()));
+    if (i == 1) {
+      first = buffer;
+    } else {
+      EXPECT_EQ(buffer, first) << "message " << i << " was copied into a new buffer";
+    }
+  }
 }
 
 // Spawned workers, with one pool: Open MPI 4.1 with PMIx 4.2 (Debian 12) now and then hangs in
