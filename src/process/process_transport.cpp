@@ -225,13 +225,15 @@ void ProcessTransport::stop(WorkerId id, StopSignal signal) {
 }
 
 void ProcessTransport::flush() {
-  if (server_ != nullptr) flush_channel(server_->channel(), event_key(kServer, 0));
+  if (server_ != nullptr) {
+    flush_channel(server_->channel(), event_key(kServer, 0), server_watching_output_);
+  }
   for (auto& [id, w] : workers_) {
-    if (w.reading) flush_channel(*w.channel, event_key(kChannel, id));
+    if (w.reading) flush_channel(*w.channel, event_key(kChannel, id), w.watching_output);
   }
 }
 
-void ProcessTransport::flush_channel(Channel& ch, std::uint64_t key) {
+void ProcessTransport::flush_channel(Channel& ch, std::uint64_t key, bool& watching_output) {
   if (!ch.has_output()) return;
   bool done = false;
   try {
@@ -239,6 +241,8 @@ void ProcessTransport::flush_channel(Channel& ch, std::uint64_t key) {
   } catch (const std::system_error&) {
     done = true;  // the peer is gone; its death event says the rest
   }
+  if (watching_output == !done) return;
+  watching_output = !done;
   epoll_event ev{};
   ev.events = done ? EPOLLIN : (EPOLLIN | EPOLLOUT);
   ev.data.u64 = key;

@@ -64,6 +64,7 @@ class ProcessTransport final : public remote::Transport {
     std::unique_ptr<Channel> channel;
     std::optional<ClaimWord> claims;  // which tasks it has started (see claims.hpp)
     bool reading = true;              // its stream has neither ended nor failed
+    bool watching_output = false;     // EPOLLOUT is in its channel's epoll events
     std::optional<remote::StopSignal> stop_when_known;  // stopped before its pid was known
   };
 
@@ -75,7 +76,10 @@ class ProcessTransport final : public remote::Transport {
   void end_stream(remote::WorkerId id, Worker& w, const std::string& error);
   void died(remote::WorkerId id, const std::string& how);
   void read_server();
-  void flush_channel(Channel& ch, std::uint64_t key);
+  // Writes what `ch` holds, as far as it goes, and watches for room to write the rest (EPOLLOUT,
+  // changed only when `watching_output` must change: an epoll_ctl per send would be a syscall
+  // per task).
+  void flush_channel(Channel& ch, std::uint64_t key, bool& watching_output);
 
   const StartMethod method_;
   remote::TransportEvents* events_ = nullptr;
@@ -83,6 +87,7 @@ class ProcessTransport final : public remote::Transport {
   UniqueFd epoll_fd_;
   std::unique_ptr<Launcher> launcher_;
   ForkServer* server_ = nullptr;  // launcher_, for the forkserver method
+  bool server_watching_output_ = false;
   std::atomic<int> server_pid_{-1};
   std::map<remote::WorkerId, Worker> workers_;
   std::unordered_map<pid_t, remote::WorkerId> by_pid_;  // fork-server workers
