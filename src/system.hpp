@@ -14,6 +14,20 @@
 
 namespace concurrent::futures::detail {
 
+// Whether AddressSanitizer is built in: the library's own memory caches (task blocks, spare
+// buffer storage) are then off, so that a use after free is still reported.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
 [[noreturn]] inline void throw_errno(const char* what) {
   throw std::system_error(errno, std::generic_category(), what);
 }

@@ -11,21 +11,13 @@
 #include <mutex>
 #include <new>
 
+#include "system.hpp"
+
 namespace concurrent::futures::detail::task_memory {
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kPooled = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kPooled = false;
-#else
-constexpr bool kPooled = true;
-#endif
-#else
-constexpr bool kPooled = true;
-#endif
+constexpr bool kPooled = !kAddressSanitizer;
 
 // A free block. The first block of a chain in the depot also links the depot's next chain and
 // says how many blocks its own chain has.

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -650,6 +651,45 @@ TEST(CodecBufferTest, MovedFromBufferIsEmptyAndTruncateKeepsOnlyThePrefix) {
   EXPECT_EQ(std::memcmp(b.data(), "abZ", 3), 0);
   b.clear();
   EXPECT_EQ(b.size(), 0u);
+}
+
+TEST(CodecBufferTest, ALargeBuffersMemoryGoesToTheNextBufferOfAboutItsSize) {
+  if (!codec::keeps_spare_blocks()) GTEST_SKIP() << "spare blocks are off under AddressSanitizer";
+  // A chunk reply copied out of the channel by one thread and freed by another, then the next:
+  // freeing each let glibc give the heap's top back and fault it in again for the next one.
+  const std::vector<std::byte> first(45'000, std::byte{1});
+  const std::byte* storage = nullptr;
+  {
+    codec::Buffer a;
+    a.append(first.data(), first.size());
+    storage = a.data();
+  }
+  // Blocks of that size taken meanwhile: memory the buffer gave back to malloc would be handed out
+  // here, and the next buffer would need other memory.
+  std::vector<std::unique_ptr<std::byte[]>> fillers;
+  for (int i = 0; i < 4; ++i) fillers.push_back(std::make_unique<std::byte[]>(first.size()));
+  const std::vector<std::byte> second(47'000, std::byte{2});
+  codec::Buffer b;
+  b.append(second.data(), second.size());
+  EXPECT_EQ(b.data(), storage);
+  ASSERT_EQ(b.size(), second.size());
+  EXPECT_EQ(std::memcmp(b.data(), second.data(), second.size()), 0);
+}
+
+TEST(CodecBufferTest, BuffersMadeAndFreedByTwoThreadsAtOnceKeepTheirBytes) {
+  // The spare blocks are shared by every thread (a dispatcher takes, an iterating thread gives).
+  auto churn = [](std::byte mark) {
+    for (int i = 0; i < 2000; ++i) {
+      codec::Buffer b;
+      const std::vector<std::byte> bytes(20'000 + static_cast<std::size_t>(i % 7) * 9'000, mark);
+      b.append(bytes.data(), bytes.size());
+      if (std::memcmp(b.data(), bytes.data(), bytes.size()) != 0) return false;
+    }
+    return true;
+  };
+  std::future<bool> other = std::async(std::launch::async, churn, std::byte{7});
+  EXPECT_TRUE(churn(std::byte{9}));
+  EXPECT_TRUE(other.get());
 }
 
 // --- corrupt input --------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <iterator>
 #include <mutex>
 #include <new>
@@ -31,6 +32,92 @@ namespace {
 std::size_t page_round(std::size_t n) {
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   return (n + page - 1) / page * page;
+}
+
+// --- spare heap blocks ----------------------------------------------------------------------
+//
+// The heap storage of buffers from kSpareMin to kSharedThreshold bytes, kept when a buffer is
+// done for the next one that needs as much. Messages of that size come in streams (a map's chunk
+// replies: copied out of the channel by the dispatcher thread, freed by the thread that iterates
+// the map), and freeing each one let glibc give the top of the heap back (madvise or brk) and
+// fault it in again for the next: tens of microseconds a time on this machine. Blocks are sized
+// in powers of two so that one fits the next message of about the same size. The slots are
+// lock-free words, so a fork child never blocks on them; it inherits its parent's spares as its
+// own copies. Off under AddressSanitizer (kAddressSanitizer).
+constexpr std::size_t kSpareMin = std::size_t{16} << 10;
+constexpr std::size_t kSpareSlots = 8;  // at most 8 x 256 KiB kept
+
+class SpareBlocks {
+ public:
+  static SpareBlocks& instance() noexcept {
+    static SpareBlocks blocks;  // constant-initialized: no guard, usable from any thread or child
+    return blocks;
+  }
+
+  // A block of at least `needed` bytes from the spares (its capacity in *capacity), or nullptr.
+  std::byte* take(std::size_t needed, std::size_t* capacity) noexcept {
+    for (std::atomic<std::uintptr_t>& slot : slots_) {
+      std::uintptr_t word = slot.load(std::memory_order_relaxed);
+      if (word == 0 || capacity_of(word) < needed) continue;
+      if (!slot.compare_exchange_strong(word, 0, std::memory_order_acquire)) continue;
+      *capacity = capacity_of(word);
+      return reinterpret_cast<std::byte*>(word & ~kCodeMask);
+    }
+    return nullptr;
+  }
+
+  // Keeps the block (in an empty slot, or in place of a smaller one), or frees it.
+  void give(std::byte* block, std::size_t capacity) noexcept {
+    const std::uintptr_t word =
+        reinterpret_cast<std::uintptr_t>(block) |
+        static_cast<std::uintptr_t>(std::countr_zero(capacity) - std::countr_zero(kSpareMin));
+    for (std::atomic<std::uintptr_t>& slot : slots_) {
+      std::uintptr_t empty = 0;
+      if (slot.compare_exchange_strong(empty, word, std::memory_order_release)) return;
+    }
+    for (std::atomic<std::uintptr_t>& slot : slots_) {
+      std::uintptr_t smaller = slot.load(std::memory_order_relaxed);
+      if (smaller == 0 || capacity_of(smaller) >= capacity) continue;
+      if (slot.compare_exchange_strong(smaller, word, std::memory_order_acq_rel)) {
+        ::operator delete(reinterpret_cast<std::byte*>(smaller & ~kCodeMask));
+        return;
+      }
+    }
+    ::operator delete(block);
+  }
+
+ private:
+  // A slot holds a block's address and, in its low bits (operator new aligns to 16), which power
+  // of two from kSpareMin its capacity is: 0 for 16 KiB up to 4 for 256 KiB.
+  static constexpr std::uintptr_t kCodeMask = 15;
+  static std::size_t capacity_of(std::uintptr_t word) noexcept {
+    return kSpareMin << (word & kCodeMask);
+  }
+
+  std::atomic<std::uintptr_t> slots_[kSpareSlots] = {};
+};
+
+// Heap storage for a buffer: from the spares when large enough to be worth keeping.
+std::byte* new_heap_block(std::size_t& capacity) {
+  if (!kAddressSanitizer && capacity >= kSpareMin) {
+    capacity = std::bit_ceil(capacity);
+    std::size_t spare = 0;
+    if (std::byte* block = SpareBlocks::instance().take(capacity, &spare)) {
+      capacity = spare;
+      return block;
+    }
+  }
+  return static_cast<std::byte*>(::operator new(capacity));
+}
+
+void free_heap_block(std::byte* block, std::size_t capacity) noexcept {
+  if (block == nullptr) return;
+  if (!kAddressSanitizer && capacity >= kSpareMin && capacity <= kSharedThreshold &&
+      std::has_single_bit(capacity)) {
+    SpareBlocks::instance().give(block, capacity);
+  } else {
+    ::operator delete(block);
+  }
 }
 
 // --- segments -------------------------------------------------------------------------------
@@ -223,6 +310,8 @@ void advise_huge_pages(void* p, std::size_t n) noexcept {
 
 void release_idle_segments() noexcept { SegmentPool::instance().clear(); }
 
+bool keeps_spare_blocks() noexcept { return !kAddressSanitizer; }
+
 namespace {
 
 // The received mappings a process keeps (keep_received_mappings): one per segment, found by the
@@ -392,7 +481,7 @@ void Buffer::free_storage() noexcept {
       }
     }
   } else {
-    ::operator delete(data_);
+    free_heap_block(data_, capacity_);
   }
   if (fd_ >= 0) close(fd_);
   drop_descriptors();
@@ -488,9 +577,9 @@ void Buffer::grow(std::size_t needed) {
   std::size_t capacity = std::max<std::size_t>(needed, capacity_ * 2);
   if (capacity < 256) capacity = 256;
   if (!mapped_ && capacity <= kSharedThreshold) {
-    auto* p = static_cast<std::byte*>(::operator new(capacity));
+    std::byte* p = new_heap_block(capacity);
     if (size_ > 0) std::memcpy(p, data_, size_);
-    ::operator delete(data_);
+    free_heap_block(data_, capacity_);
     data_ = p;
     capacity_ = capacity;
     return;
@@ -514,7 +603,7 @@ void Buffer::grow(std::size_t needed) {
       s = new_segment(capacity);
     }
     if (size_ > 0) std::memcpy(s.base + kControlBytes, data_, size_);
-    ::operator delete(data_);
+    free_heap_block(data_, capacity_);
     data_ = s.base + kControlBytes;
     capacity_ = s.capacity;
     fd_ = s.fd;

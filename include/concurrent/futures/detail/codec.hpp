@@ -92,6 +92,11 @@ void advise_huge_pages(void* p, std::size_t n) noexcept;
 // are made afresh when needed. For tests that count descriptors and mappings.
 void release_idle_segments() noexcept;
 
+// Whether buffers of 16 KiB up to kSharedThreshold keep their heap storage for the next buffer of
+// about their size when they are done (at most 8 blocks per process, never given back): false
+// under AddressSanitizer. For tests.
+bool keeps_spare_blocks() noexcept;
+
 // From now on, this process keeps the mappings of the last segments it received (at most
 // kKeptReceivedMappings, not in use) and maps a segment it receives again through the mapping it
 // has, instead of mapping it afresh. A sender reuses its warm segments, so a worker that is sent
