@@ -90,6 +90,7 @@ class SpareBlocks {
   // A slot holds a block's address and, in its low bits (operator new aligns to 16), which power
   // of two from kSpareMin its capacity is: 0 for 16 KiB up to 4 for 256 KiB.
   static constexpr std::uintptr_t kCodeMask = 15;
+  static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ > kCodeMask);
   static std::size_t capacity_of(std::uintptr_t word) noexcept {
     return kSpareMin << (word & kCodeMask);
   }

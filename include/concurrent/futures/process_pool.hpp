@@ -16,10 +16,10 @@
 /// (and one task queued behind the running one while tasks take under 1 ms), at most 16 tasks,
 /// and one at a time while no task time is known yet or when tasks take 1 ms or more. A worker
 /// whose head task runs past the 200 us and twice the measured task time gets nothing more until
-/// it replies. When a worker is idle with nothing queued, the tasks another worker was handed but has not started
-/// are taken back and handed to the idle one (their futures stay running). So with long tasks at
-/// most one task per worker is beyond cancel's reach (the one it is running), and a task never
-/// waits behind a long one while another worker is idle.
+/// it replies. When a worker is idle with nothing queued, the tasks another worker was handed but
+/// has not started are taken back and handed to the idle one (their futures stay running). So with
+/// long tasks at most one task per worker is beyond cancel's reach (the one it is running), and a
+/// task never waits behind a long one while another worker is idle.
 ///
 /// What can be sent: see transportable.hpp (the rule: nothing that holds an address of this
 /// process; lambdas with captures are refused, cf::partial binds values instead). Submitting
