@@ -132,22 +132,13 @@ bool test_send(Send& send) {
         "MPI_Testall");
   if (!done) return false;
   send.requests.clear();
-  if (send.bytes.size() <= sizeof(Header) + kInlinePayload && !send.bytes.shared()) {
-    send.bytes.clear();
-  } else {
-    send.bytes = codec::Buffer();
-  }
+  send.bytes = codec::Buffer();
   return true;
 }
 
 void Sends::start(MPI_Comm comm, int rank, int tag, Header header,
                   std::span<const std::byte> payload, codec::Buffer* take) {
-  if (kept_.empty()) {
-    active_.emplace_back();
-  } else {
-    active_.splice(active_.end(), kept_, kept_.begin());
-  }
-  Send& send = active_.back();
+  Send& send = active_.emplace_back();
   if (take != nullptr && payload.size() > kInlinePayload) {
     send.bytes = std::move(*take);
     payload = {send.bytes.data(), send.bytes.size()};
@@ -157,15 +148,7 @@ void Sends::start(MPI_Comm comm, int rank, int tag, Header header,
 
 bool Sends::done() {
   for (auto it = active_.begin(); it != active_.end();) {
-    const auto next = std::next(it);
-    if (test_send(*it)) {
-      if (kept_.size() < kKept) {
-        kept_.splice(kept_.end(), active_, it);
-      } else {
-        active_.erase(it);
-      }
-    }
-    it = next;
+    it = test_send(*it) ? active_.erase(it) : std::next(it);
   }
   return active_.empty();
 }

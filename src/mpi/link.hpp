@@ -78,15 +78,14 @@ struct Send {
 // it may be send.bytes itself).
 void start_send(Send& send, MPI_Comm comm, int rank, int tag, Header header,
                 std::span<const std::byte> payload, bool copy);
-// Whether the send is done (then its resources are released, but for a small buffer, which is
-// kept cleared for the Send's next message).
+// Whether the send is done (then its resources are released).
 bool test_send(Send& send);
 void wait_send(Send& send);
 
-// The sends one side has in progress, completing in the background. A completed Send is kept
-// for the next message (a few of them), with its buffer: a stream of messages then allocates
-// nothing per message. (Freeing each reply's buffer let glibc give the top of a worker rank's heap
-// back and take it again: a brk and fresh pages per reply, at tens of microseconds each here.)
+// The sends one side (the client's transport, a worker rank) has in progress, completing in the
+// background. A completed send's buffer goes back to the codec, whose spare blocks hand it to the
+// next message of about its size (codec.cpp), so a stream of replies allocates nothing per
+// message.
 class Sends {
  public:
   // Starts a send, as start_send does. With `take`, a large payload is sent from that buffer,
@@ -100,9 +99,7 @@ class Sends {
   std::list<Send>& active() noexcept { return active_; }
 
  private:
-  static constexpr std::size_t kKept = 4;
   std::list<Send> active_;
-  std::list<Send> kept_;
 };
 
 // A received message. Its payload is `view`, which points into `owned` for large payloads and

@@ -85,11 +85,11 @@ class Server {
           const std::uint64_t id = in.header.id;
           // After a failed initializer the pool breaks and fails its tasks itself.
           if (init_error_) break;
-          remote::run_task(reply_, in.view);
-          remote::refuse_descriptors(reply_);
+          codec::Buffer reply = remote::run_task(in.view);
+          remote::refuse_descriptors(reply);
           in = Incoming();  // a large request goes before the reply is sent
-          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply_.data(), reply_.size()},
-              &reply_);
+          say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()},
+              &reply);
           break;
         }
         case MessageType::exit:
@@ -198,7 +198,6 @@ class Server {
   remote::WorkerConfig config_;
   codec::Buffer scratch_;
   Sends sends_;
-  codec::Buffer reply_;  // the last task's, kept for the next one's
 };
 
 // --- the client's side ---------------------------------------------------------------------

@@ -91,9 +91,8 @@ void serve(int fd) noexcept {
       // is done (a shared array the task keeps has its own).
       codec::Buffer held;
       for (UniqueFd& fd : f.fds) held.attach(fd.release());
-      codec::Buffer reply;
-      remote::run_task(reply, payload(f), std::numeric_limits<std::uint32_t>::max(),
-                       &held.descriptors());
+      codec::Buffer reply = remote::run_task(payload(f), std::numeric_limits<std::uint32_t>::max(),
+                                             &held.descriptors());
       held = codec::Buffer();
       f = Frame();  // unmap a large request before replying
       ch.send(frame_type(MessageType::reply), id, std::move(reply));

@@ -39,8 +39,9 @@ std::size_t page_round(std::size_t n) {
 // The heap storage of buffers from kSpareMin to kSharedThreshold bytes, kept when a buffer is
 // done for the next one that needs as much. Messages of that size come in streams (a map's chunk
 // replies: copied out of the channel by the dispatcher thread, freed by the thread that iterates
-// the map), and freeing each one let glibc give the top of the heap back (madvise or brk) and
-// fault it in again for the next: tens of microseconds a time on this machine. Blocks are sized
+// the map; a worker rank's replies and their MPI send copies), and freeing each one let glibc give
+// the top of the heap back (madvise or brk) and fault it in again for the next: tens of
+// microseconds a time on this machine. Blocks are sized
 // in powers of two so that one fits the next message of about the same size. The slots are
 // lock-free words, so a fork child never blocks on them; it inherits its parent's spares as its
 // own copies. Off under AddressSanitizer (kAddressSanitizer).

@@ -63,9 +63,9 @@ void write_error(codec::Buffer& reply, const std::exception_ptr& error) noexcept
 
 }  // namespace
 
-void run_task(codec::Buffer& reply, std::span<const std::byte> request, std::size_t max_reply,
-              const std::vector<int>* descriptors) noexcept {
-  reply.clear();
+codec::Buffer run_task(std::span<const std::byte> request, std::size_t max_reply,
+                       const std::vector<int>* descriptors) noexcept {
+  codec::Buffer reply;
   try {
     codec::Reader r(request.data(), request.size(), descriptors);
     const auto key = r.pod<std::uint64_t>();
@@ -79,13 +79,14 @@ void run_task(codec::Buffer& reply, std::span<const std::byte> request, std::siz
     entry(r, w);
   } catch (...) {
     write_error(reply, std::current_exception());
-    return;
+    return reply;
   }
   if (reply.size() > max_reply) {
     write_error(reply, std::make_exception_ptr(SerializationError(
                            "a task's result takes more than " + std::to_string(max_reply >> 20) +
                            " MiB, the most one message holds")));
   }
+  return reply;
 }
 
 void refuse_descriptors(codec::Buffer& reply) noexcept {

@@ -53,13 +53,12 @@ codec::Buffer encode_exception(const std::exception_ptr& error);
 // Runs the config's initializer: nullptr, or what it threw.
 std::exception_ptr run_initializer(const WorkerConfig& config) noexcept;
 
-// Runs one task request and writes the reply's payload into `reply` (cleared first; a worker
-// that keeps it from task to task keeps its memory). Never throws: an unknown entry, an exception
-// from the call or a result larger than `max_reply` bytes is an error reply.
+// Runs one task request and returns the reply's payload. Never throws: an unknown entry, an
+// exception from the call or a result larger than `max_reply` bytes is an error reply.
 // `descriptors`: those that came with the request (shared arrays), borrowed.
-void run_task(codec::Buffer& reply, std::span<const std::byte> request,
-              std::size_t max_reply = std::numeric_limits<std::size_t>::max(),
-              const std::vector<int>* descriptors = nullptr) noexcept;
+codec::Buffer run_task(std::span<const std::byte> request,
+                       std::size_t max_reply = std::numeric_limits<std::size_t>::max(),
+                       const std::vector<int>* descriptors = nullptr) noexcept;
 
 // Makes a reply that holds descriptors (a cf::SharedArray result) an error reply, for a transport
 // that cannot pass them (MPI).

@@ -342,10 +342,14 @@ TEST(MPIPool, IdleRanksAndAnIdleClientUseUnderFivePercentOfACpu) {
   EXPECT_EQ(ex.submit(square, 6).result(kDeadlock), 36) << "and it wakes up";
 }
 
-// The link layer on this rank alone (MPI_COMM_SELF). A worker rank that freed each reply's buffer
-// once it was sent let malloc give the top of its heap back and take it again for the next
-// reply: a brk and fresh pages per reply.
-TEST(MPILink, ACompletedSendKeepsItsBufferForTheNextMessage) {
+// The link layer on this rank alone (MPI_COMM_SELF). A worker rank whose completed sends gave
+// their buffers back to malloc let it give the top of its heap back and take it again for the
+// next reply: a brk and fresh pages per reply. The buffer goes to the next message through the
+// codec's spare blocks, which are off under AddressSanitizer.
+TEST(MPILink, ACompletedSendsBufferGoesToTheNextMessage) {
+  if (!cf::detail::codec::keeps_spare_blocks()) {
+    GTEST_SKIP() << "spare blocks are off under AddressSanitizer";
+  }
   namespace link = cf::detail::mpi;
   constexpr int kTag = 77;
   link::Sends sends;
