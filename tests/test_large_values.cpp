@@ -270,6 +270,35 @@ TEST_P(LargeValuesTest, WorkerKilledHoldingASharedArrayLosesNothingAndLeaksNothi
   EXPECT_EQ(a[1], 1);
 }
 
+// The parent keeps its mappings of a worker's reply segments, which the worker reuses, so later
+// large results are read through pages already mapped; they go with the worker when it dies and
+// at shutdown.
+TEST_P(LargeValuesTest, TheParentKeepsItsMappingsOfAWorkersRepliesOnlyWhileTheWorkerLives) {
+  namespace codec = cf::detail::codec;
+  const auto big = bytes_of((std::size_t{4} << 20) + 1, 3);
+  {
+    cf::ProcessPoolExecutor warm(options(1));
+    (void)warm.submit(echo, big).result(kDeadlock);
+  }
+  EXPECT_EQ(codec::kept_received_mappings(), 0u) << "kept after the pool shut down";
+  const Held before = held_now();
+  cf::ProcessPoolOptions o = options(1);
+  o.on_worker_crash = cf::CrashPolicy::replace_worker;
+  {
+    cf::ProcessPoolExecutor ex(o);
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(ex.submit(echo, big).result(kDeadlock) == big);
+    EXPECT_GE(codec::kept_received_mappings(), 1u);
+    EXPECT_LE(codec::kept_received_mappings(), codec::kKeptReceivedMappings);
+    const std::exception_ptr e = ex.submit(die_holding, big).exception(kDeadlock);
+    EXPECT_TRUE(proctest::holds<cf::BrokenProcessPool>(e)) << proctest::what_of(e);
+    EXPECT_EQ(codec::kept_received_mappings(), 0u) << "a dead worker's segment is still mapped";
+    EXPECT_TRUE(ex.submit(echo, big).result(kDeadlock) == big);  // from the replacement
+    EXPECT_GE(codec::kept_received_mappings(), 1u);
+  }
+  EXPECT_EQ(codec::kept_received_mappings(), 0u);
+  EXPECT_EQ(held_now(), before);
+}
+
 TEST_P(LargeValuesTest, WorkerKilledHoldingALargeArgumentOrResultLeaksNothing) {
   const auto big = bytes_of((std::size_t{64} << 20) + 1, 7);
   {

@@ -1,8 +1,9 @@
-// codec::keep_received_mappings (detail/codec.hpp): a receiver that keeps the mappings of the
-// segments it was sent reads a segment sent again through the mapping it has, keeps at most
-// kKeptReceivedMappings unused ones, remaps one too short for a grown segment, and lets one go
-// once its sender dropped the segment. Its own binary: the setting is for the whole process, and
-// worker processes are where it is on (the parent's mappings are counted by other tests).
+// codec::keep_received_mappings and keepers (detail/codec.hpp): a receiver that keeps the mappings
+// of the segments it was sent reads a segment sent again through the mapping it has, keeps at most
+// kKeptReceivedMappings unused ones, remaps one too short for a grown segment, lets one go once its
+// sender dropped the segment, and a keeper's mappings go when it forgets them. Its own binary: the
+// process-wide setting is on in worker processes only (the parent's mappings are counted by other
+// tests).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -106,19 +108,47 @@ TEST_F(ReceivedMappingsTest, ASegmentSentAgainIsReadThroughTheMappingKept) {
   EXPECT_EQ(decode(got), second) << "the kept mapping shows the new payload";
 }
 
-TEST_F(ReceivedMappingsTest, AtMostTwoUnusedMappingsAreKept) {
-  // Three senders at once: three segments.
-  codec::Buffer a = encode(std::string(kLarge, 'a'));
-  codec::Buffer b = encode(std::string(kLarge, 'b'));
-  codec::Buffer c = encode(std::string(kLarge, 'c'));
+TEST_F(ReceivedMappingsTest, AtMostKKeptUnusedMappingsAreKept) {
+  // One sender more than are kept, all at once: as many segments.
+  std::vector<codec::Buffer> sent;
+  for (std::size_t i = 0; i <= codec::kKeptReceivedMappings; ++i) {
+    sent.push_back(encode(std::string(kLarge, static_cast<char>('a' + i))));
+  }
   {
-    const codec::Buffer ra = receive(a);
-    const codec::Buffer rb = receive(b);
-    const codec::Buffer rc = receive(c);
-    EXPECT_EQ(codec::kept_received_mappings(), 3u);  // all in use
-    EXPECT_EQ(decode(rc), std::string(kLarge, 'c'));
+    std::vector<codec::Buffer> got;
+    for (const codec::Buffer& s : sent) got.push_back(receive(s));
+    EXPECT_EQ(codec::kept_received_mappings(), sent.size());  // all in use
+    EXPECT_EQ(decode(got.back()), std::string(kLarge, static_cast<char>('a' + sent.size() - 1)));
   }
   EXPECT_EQ(codec::kept_received_mappings(), codec::kKeptReceivedMappings);
+}
+
+// A keeper's own mappings: not shared with another keeper, and gone when it forgets them (one in
+// use at that moment when its Buffer is done), the sender's own mapping untouched.
+TEST_F(ReceivedMappingsTest, AKeepersMappingsGoWhenItForgetsThemThoseInUseWhenDone) {
+  const int keeper = 0;
+  const int other_keeper = 0;
+  codec::Buffer sent = encode(std::string(kLarge, 'k'));
+  const ino_t inode = inode_of(sent.fd());
+  const std::byte* where = nullptr;
+  {
+    const codec::Buffer got = codec::Buffer::map_shared(sent.share(), sent.size(), &keeper);
+    where = got.data();
+  }
+  EXPECT_EQ(mappings_of(inode), 3) << "the sender's mapping and the keeper's (two lines)";
+  {
+    const codec::Buffer mine = codec::Buffer::map_shared(sent.share(), sent.size(), &keeper);
+    EXPECT_EQ(mine.data(), where) << "the keeper's mapping was not reused";
+    const codec::Buffer theirs =
+        codec::Buffer::map_shared(sent.share(), sent.size(), &other_keeper);
+    EXPECT_NE(theirs.data(), where) << "another keeper was given this keeper's mapping";
+    EXPECT_EQ(decode(theirs), std::string(kLarge, 'k'));
+    codec::forget_received_mappings(&keeper);
+    EXPECT_EQ(decode(mine), std::string(kLarge, 'k')) << "a mapping in use was unmapped";
+    codec::forget_received_mappings(&other_keeper);
+  }
+  EXPECT_EQ(mappings_of(inode), 1) << "a forgotten keeper's mapping outlived its Buffer";
+  EXPECT_EQ(codec::kept_received_mappings(), 0u);
 }
 
 TEST_F(ReceivedMappingsTest, AMappingTooShortForTheGrownSegmentIsReplaced) {

@@ -45,6 +45,7 @@ void Channel::close() noexcept {
   out_.clear();
   in_fds_.clear();
   fd_.reset();
+  if (keeps_mappings_) codec::forget_received_mappings(this);
 }
 
 namespace {
@@ -240,7 +241,7 @@ std::optional<Frame> Channel::next() {
     }
     const int fd = in_fds_.front().release();  // owned by the mapping from here on
     in_fds_.pop_front();
-    f.shared = codec::Buffer::map_shared(fd, h.size);
+    f.shared = codec::Buffer::map_shared(fd, h.size, keeps_mappings_ ? this : nullptr);
   }
   for (std::size_t i = 0; i < h.fds; ++i) {
     f.fds.push_back(std::move(in_fds_.front()));

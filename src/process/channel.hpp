@@ -78,8 +78,13 @@ class Channel {
   ~Channel();
 
   int fd() const noexcept { return fd_.get(); }
-  // Closes the socket now (the peer sees the end of the stream) and drops what was not sent.
+  // Closes the socket now (the peer sees the end of the stream) and drops what was not sent, and
+  // the received mappings kept for this channel.
   void close() noexcept;
+  // From now on, the mappings of the shared payloads received here are kept for the next payload
+  // in the same segment (codec::Buffer::map_shared) while this channel is open: the parent's end
+  // of a worker's channel, whose peer reuses its segments for its replies.
+  void keep_received_mappings() noexcept { keeps_mappings_ = true; }
 
   // Queues a frame. The payload is kept until sent; `extra_fd` is passed on after the payload's
   // descriptors and closed here once sent.
@@ -140,6 +145,7 @@ class Channel {
   std::size_t in_pos_ = 0;
   std::size_t in_end_ = 0;
   std::deque<UniqueFd> in_fds_;  // received, not yet claimed by a frame
+  bool keeps_mappings_ = false;  // see keep_received_mappings
 };
 
 // A socketpair (O_CLOEXEC both ends).

@@ -141,6 +141,9 @@ void ProcessTransport::launch(WorkerId id) {
   const int channel_fd = parent_end.get();
   Worker w;
   w.channel = std::make_unique<Channel>(std::move(parent_end));
+  // The worker reuses its warm segments for its replies: read them through warm mappings too.
+  // They go with the channel (a worker that dies or leaves takes nothing of the parent with it).
+  w.channel->keep_received_mappings();
   w.claims.emplace(ClaimWord::create());
   const pid_t pid = launcher_->launch(id, std::move(worker_end));
   if (launcher_->workers_are_children()) {

@@ -316,39 +316,47 @@ bool keeps_spare_blocks() noexcept { return !kAddressSanitizer; }
 
 namespace {
 
-// The received mappings a process keeps (keep_received_mappings): one per segment, found by the
-// segment's inode. An entry in use belongs to a live Buffer; one not in use is kept for the next
-// payload in the same segment, the oldest dropped beyond kKeptReceivedMappings.
+// The received mappings a process keeps: one per segment, found by the segment's inode, each for
+// a keeper (a receiver that asked, such as a channel to one worker; nullptr for the whole process,
+// keep_received_mappings). An entry in use belongs to a live Buffer; one not in use is kept for
+// the keeper's next payload in the same segment, the keeper's oldest dropped beyond
+// kKeptReceivedMappings. A keeper that forgets its mappings unmaps those not in use at once and
+// the others when their Buffer is done.
 class ReceivedMappings {
  private:
   struct Entry {
     std::pair<dev_t, ino_t> id;
     std::byte* base;
     std::size_t length;  // of the mapping, control page included
+    const void* keeper;
     bool in_use;
+    bool forgotten;  // its keeper is gone: unmapped when its Buffer is done
   };
 
  public:
+  // Made when the library is loaded (see g_received_mappings_made), before any thread of ours
+  // runs, so that a fork never copies it half made.
   static ReceivedMappings& instance() {
     static ReceivedMappings* const mappings = [] {
       auto* m = new ReceivedMappings;
       pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().mutex_.unlock(); });
+                     [] { instance().forget_in_child(); });
       return m;
     }();
     return *mappings;
   }
 
-  // The base of a kept mapping of segment `id` with at least `length` bytes, now in use; nullptr
-  // if there is none (one too short is unmapped).
-  std::byte* take(const std::pair<dev_t, ino_t>& id, std::size_t length) noexcept {
+  // The base of a kept mapping of segment `id` for `keeper` with at least `length` bytes, now in
+  // use; nullptr if there is none (one too short is unmapped).
+  std::byte* take(const std::pair<dev_t, ino_t>& id, std::size_t length,
+                  const void* keeper) noexcept {
     std::vector<Entry> dropped;
     std::byte* base = nullptr;
     {
       std::lock_guard lock(mutex_);
       forget_dropped_locked(dropped);
       for (auto it = entries_.begin(); it != entries_.end();) {
-        if (it->id != id || it->in_use) {
+        if (it->id != id || it->keeper != keeper || it->in_use || it->forgotten) {
           ++it;
         } else if (it->length >= length) {
           it->in_use = true;
@@ -365,10 +373,11 @@ class ReceivedMappings {
   }
 
   // Keeps a new mapping, in use. Returns false (the caller keeps it as its own) if it cannot.
-  bool add(const std::pair<dev_t, ino_t>& id, std::byte* base, std::size_t length) noexcept {
+  bool add(const std::pair<dev_t, ino_t>& id, std::byte* base, std::size_t length,
+           const void* keeper) noexcept {
     std::lock_guard lock(mutex_);
     try {
-      entries_.push_back({id, base, length, true});
+      entries_.push_back({id, base, length, keeper, true, false});
     } catch (...) {
       return false;
     }
@@ -383,20 +392,46 @@ class ReceivedMappings {
       auto it = std::find_if(entries_.begin(), entries_.end(),
                              [base](const Entry& e) { return e.base == base; });
       if (it == entries_.end()) return;
-      it->in_use = false;
-      // Most recently used last; the oldest unused ones go beyond the limit.
-      std::rotate(it, it + 1, entries_.end());
-      forget_dropped_locked(dropped);
-      std::size_t idle = 0;
-      for (const Entry& e : entries_) idle += e.in_use ? 0 : 1;
-      for (auto e = entries_.begin(); idle > kKeptReceivedMappings && e != entries_.end();) {
-        if (e->in_use) {
-          ++e;
-          continue;
+      if (it->forgotten) {
+        dropped.push_back(*it);
+        entries_.erase(it);
+      } else {
+        it->in_use = false;
+        const void* keeper = it->keeper;
+        // Most recently used last; the keeper's oldest unused ones go beyond the limit.
+        std::rotate(it, it + 1, entries_.end());
+        forget_dropped_locked(dropped);
+        std::size_t idle = 0;
+        for (const Entry& e : entries_) idle += !e.in_use && e.keeper == keeper ? 1 : 0;
+        for (auto e = entries_.begin(); idle > kKeptReceivedMappings && e != entries_.end();) {
+          if (e->in_use || e->keeper != keeper) {
+            ++e;
+            continue;
+          }
+          dropped.push_back(*e);
+          e = entries_.erase(e);
+          --idle;
         }
-        dropped.push_back(*e);
-        e = entries_.erase(e);
-        --idle;
+      }
+    }
+    for (const Entry& e : dropped) munmap(e.base, e.length);
+  }
+
+  // `keeper` keeps nothing from now on.
+  void forget(const void* keeper) noexcept {
+    std::vector<Entry> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto e = entries_.begin(); e != entries_.end();) {
+        if (e->keeper != keeper) {
+          ++e;
+        } else if (e->in_use) {
+          e->forgotten = true;
+          ++e;
+        } else {
+          dropped.push_back(*e);
+          e = entries_.erase(e);
+        }
       }
     }
     for (const Entry& e : dropped) munmap(e.base, e.length);
@@ -420,24 +455,40 @@ class ReceivedMappings {
     }
   }
 
+  // In a fork child, with the mutex held by the prepare handler: the child keeps none of the
+  // parent's keepers' mappings. No allocation (erase does not allocate), only unmapping
+  // (async-signal-safe). One in use stays until its Buffer, copied into the child, is done.
+  void forget_in_child() noexcept {
+    for (auto e = entries_.begin(); e != entries_.end();) {
+      if (e->in_use) {
+        e->forgotten = true;
+        ++e;
+      } else {
+        munmap(e->base, e->length);
+        e = entries_.erase(e);
+      }
+    }
+    mutex_.unlock();
+  }
+
   std::mutex mutex_;
   std::vector<Entry> entries_;
 };
 
-// Set by keep_received_mappings. Apart from the singleton so that a process that does not keep
-// mappings never makes it (its construction, if a fork copied it half done, would block the child).
+// Set by keep_received_mappings: every segment this process receives is kept (keeper nullptr).
 std::atomic<bool> g_keep_received{false};
+
+[[maybe_unused]] const bool g_received_mappings_made = (ReceivedMappings::instance(), true);
 
 }  // namespace
 
-void keep_received_mappings() noexcept {
-  ReceivedMappings::instance();  // made by the caller, before it is used from other threads
-  g_keep_received.store(true, std::memory_order_release);
+void keep_received_mappings() noexcept { g_keep_received.store(true, std::memory_order_release); }
+
+void forget_received_mappings(const void* keeper) noexcept {
+  ReceivedMappings::instance().forget(keeper);
 }
 
-std::size_t kept_received_mappings() noexcept {
-  return g_keep_received.load(std::memory_order_acquire) ? ReceivedMappings::instance().size() : 0;
-}
+std::size_t kept_received_mappings() noexcept { return ReceivedMappings::instance().size(); }
 
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
@@ -531,19 +582,19 @@ std::size_t Buffer::attach_copy(int fd) {
   return attach(copy);
 }
 
-Buffer Buffer::map_shared(int fd, std::size_t size) {
+Buffer Buffer::map_shared(int fd, std::size_t size, const void* keeper) {
   Buffer b;
   b.fd_ = fd;  // owned from here on, closed with the buffer
   std::optional<std::pair<dev_t, ino_t>> id;
   // A kept mapping covers the whole segment as it was then, which may be more than this payload.
   std::size_t length = kControlBytes + size;
-  if (g_keep_received.load(std::memory_order_acquire)) {
+  if (keeper != nullptr || g_keep_received.load(std::memory_order_acquire)) {
     ReceivedMappings& kept = ReceivedMappings::instance();
     struct stat st {};
     if (fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= length) {
       id.emplace(st.st_dev, st.st_ino);
       length = static_cast<std::size_t>(st.st_size);
-      if (std::byte* base = kept.take(*id, kControlBytes + size)) {
+      if (std::byte* base = kept.take(*id, kControlBytes + size, keeper)) {
         b.mapped_ = true;
         b.writable_ = false;
         b.kept_ = true;
@@ -570,7 +621,9 @@ Buffer Buffer::map_shared(int fd, std::size_t size) {
   b.data_ = static_cast<std::byte*>(p) + kControlBytes;
   b.size_ = size;
   b.capacity_ = length - kControlBytes;  // what free_storage unmaps if the mapping is not kept
-  if (id) b.kept_ = ReceivedMappings::instance().add(*id, static_cast<std::byte*>(p), length);
+  if (id) {
+    b.kept_ = ReceivedMappings::instance().add(*id, static_cast<std::byte*>(p), length, keeper);
+  }
   return b;
 }
 

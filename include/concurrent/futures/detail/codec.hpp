@@ -97,16 +97,22 @@ void release_idle_segments() noexcept;
 // under AddressSanitizer. For tests.
 bool keeps_spare_blocks() noexcept;
 
-// From now on, this process keeps the mappings of the last segments it received (at most
-// kKeptReceivedMappings, not in use) and maps a segment it receives again through the mapping it
-// has, instead of mapping it afresh. A sender reuses its warm segments, so a worker that is sent
-// large arguments reads them through pages already in its page tables: on a VM the first read
-// of each page of a fresh mapping costs a fault in the hypervisor (a 64 MiB copy out of a fresh
-// mapping took 35 ms here, out of a kept one 4 ms). A kept mapping holds its segment's memory
-// after the sender dropped it, until it is replaced: worker processes turn this on, the parent
-// (the user's process, whose mappings tests count) does not.
-inline constexpr std::size_t kKeptReceivedMappings = 2;
+// Kept received mappings. A receiver that keeps the mappings of the segments it was sent maps a
+// segment sent again through the mapping it has, instead of mapping it afresh. A sender reuses its
+// warm segments, so the payload is then read through pages already in the receiver's page tables:
+// on a VM the first read of each page of a fresh mapping costs a fault in the hypervisor (a 64 MiB
+// copy out of a fresh mapping took 35 ms here, out of a kept one 4 ms). A kept mapping holds its
+// segment's memory after the sender dropped it, until it is replaced or forgotten. Each keeper
+// keeps at most kKeptReceivedMappings not in use: as many as a sender keeps idle segments, so
+// that a sender cycling through them always finds them mapped.
+inline constexpr std::size_t kKeptReceivedMappings = 4;
+// From now on, this process keeps the mappings of every segment it receives (a worker process:
+// its sender is the parent, for the worker's whole life).
 void keep_received_mappings() noexcept;
+// Unmaps the mappings kept for `keeper` (see Buffer::map_shared), those in use when their Buffer
+// is done. A keeper calls it when its sender is gone or no longer its own (a channel when it
+// closes), so that no mapping of a dead process's segment outlives it.
+void forget_received_mappings(const void* keeper) noexcept;
 // The received mappings this process keeps now (in use or not), for tests.
 std::size_t kept_received_mappings() noexcept;
 
@@ -122,8 +128,10 @@ class Buffer {
   ~Buffer();
 
   // Adopts a received segment whose payload is `size` bytes, mapped read-only. Unmapping it
-  // (destruction) tells the sender this receiver is done with it.
-  static Buffer map_shared(int fd, std::size_t size);
+  // (destruction) tells the sender this receiver is done with it. With a `keeper`, or in a
+  // process that keeps every received mapping, the mapping is kept for the next payload in the
+  // same segment (see kKeptReceivedMappings) until forget_received_mappings(keeper).
+  static Buffer map_shared(int fd, std::size_t size, const void* keeper = nullptr);
 
   std::byte* data() noexcept { return data_; }
   const std::byte* data() const noexcept { return data_; }
@@ -178,7 +186,7 @@ class Buffer {
   int fd_ = -1;          // memfd when shared, else -1
   bool mapped_ = false;  // data_ is in a segment's mapping (sent or received)
   bool writable_ = true;
-  bool kept_ = false;  // received through a mapping that is kept (keep_received_mappings)
+  bool kept_ = false;  // received through a mapping that is kept (see map_shared)
   std::vector<int> descriptors_;
 };
 
