@@ -2,10 +2,12 @@
 // measurement, "name value unit", read by bench/compare.py to set our figures beside CPython's
 // ProcessPoolExecutor, multiprocessing.Pool and loky measured in the same run.
 //
-//   bench_process_pool [--reps=N] [--quick]
+//   bench_process_pool [--reps=N] [--quick] [--filter=SUBSTRING] [--tag=NAME]
 //
 // Each figure is the median of --reps runs (default 5). --quick shrinks the sizes tenfold for a
-// smoke test; the goals are stated for the full sizes.
+// smoke test; the goals are stated for the full sizes. --filter runs only the rows whose name
+// holds SUBSTRING; --tag=NAME appends "[NAME]" to every row's name (bench/run.sh runs the large
+// rows again with glibc's malloc asked for huge pages, --tag=hugetlb).
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,8 +56,15 @@ double measure(int reps, const std::function<double()>& once) {
   return median(samples);
 }
 
+std::string g_filter;  // --filter=SUBSTRING
+std::string g_tag;     // "[NAME]" with --tag=NAME
+
+bool wanted(const char* name) {
+  return g_filter.empty() || std::string(name).find(g_filter) != std::string::npos;
+}
+
 void report(const char* name, double value, const char* unit) {
-  std::printf("%s %.6g %s\n", name, value, unit);
+  std::printf("%s%s %.6g %s\n", name, g_tag.c_str(), value, unit);
   std::fflush(stdout);
 }
 
@@ -109,7 +118,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--reps=", 7) == 0) reps = std::max(1, std::atoi(argv[i] + 7));
     if (std::strcmp(argv[i], "--quick") == 0) scale = 10;
+    if (std::strncmp(argv[i], "--filter=", 9) == 0) g_filter = argv[i] + 9;
+    if (std::strncmp(argv[i], "--tag=", 6) == 0) g_tag = std::string("[") + (argv[i] + 6) + "]";
   }
+  // One row: the median of `reps` runs of `once`, if --filter wants it.
+  const auto row = [&](const char* name, const std::function<double()>& once, const char* unit) {
+    if (wanted(name)) report(name, measure(reps, once), unit);
+  };
   const int tasks = 100'000 / scale;
   const std::size_t map_items = 10'000'000 / static_cast<std::size_t>(scale);
   const std::size_t big = (std::size_t{64} << 20) / static_cast<std::size_t>(scale);
@@ -121,135 +136,138 @@ int main(int argc, char** argv) {
       {"startup_forkserver", cf::StartMethod::forkserver},
       {"startup_spawn", cf::StartMethod::spawn}};
   for (const auto& [name, method] : methods) {
-    report(name,
-           measure(reps,
-                   [&, method = method] {
-                     const auto t0 = Clock::now();
-                     cf::ProcessPoolExecutor ex({.max_workers = 2, .start_method = method});
-                     ex.submit(ident, 1).result();
-                     return seconds(t0) * 1e3;
-                   }),
-           "ms");
+    row(
+        name,
+        [&, method = method] {
+          const auto t0 = Clock::now();
+          cf::ProcessPoolExecutor ex({.max_workers = 2, .start_method = method});
+          ex.submit(ident, 1).result();
+          return seconds(t0) * 1e3;
+        },
+        "ms");
   }
 
   cf::ProcessPoolExecutor pool(2);
   pool.submit(ident, 0).result();  // workers up
 
-  report("throughput",
-         measure(reps,
-                 [&] {
-                   std::vector<cf::Future<int>> fs;
-                   fs.reserve(static_cast<std::size_t>(tasks));
-                   const auto t0 = Clock::now();
-                   for (int i = 0; i < tasks; ++i) fs.push_back(pool.submit(ident, i));
-                   for (auto& f : fs) f.result();
-                   return tasks / seconds(t0);
-                 }),
-         "tasks/s");
+  row(
+      "throughput",
+      [&] {
+        std::vector<cf::Future<int>> fs;
+        fs.reserve(static_cast<std::size_t>(tasks));
+        const auto t0 = Clock::now();
+        for (int i = 0; i < tasks; ++i) fs.push_back(pool.submit(ident, i));
+        for (auto& f : fs) f.result();
+        return tasks / seconds(t0);
+      },
+      "tasks/s");
 
-  report("round_trip",
-         measure(reps,
-                 [&] {
-                   std::vector<double> rt;
-                   for (int i = 0; i < 2000; ++i) {
-                     const auto t0 = Clock::now();
-                     pool.submit(ident, i).result();
-                     rt.push_back(seconds(t0) * 1e6);
-                   }
-                   return median(rt);
-                 }),
-         "us");
+  row(
+      "round_trip",
+      [&] {
+        std::vector<double> rt;
+        for (int i = 0; i < 2000; ++i) {
+          const auto t0 = Clock::now();
+          pool.submit(ident, i).result();
+          rt.push_back(seconds(t0) * 1e6);
+        }
+        return median(rt);
+      },
+      "us");
 
   std::vector<int> items(map_items);
   std::iota(items.begin(), items.end(), 0);
-  report("map_chunk1000",
-         measure(reps,
-                 [&] {
-                   const auto t0 = Clock::now();
-                   long long sum = 0;
-                   for (int x : pool.map(ident, items, cf::MapOptions{.chunksize = 1000})) sum += x;
-                   if (sum < 0) std::puts("");
-                   return static_cast<double>(map_items) / seconds(t0);
-                 }),
-         "items/s");
+  row(
+      "map_chunk1000",
+      [&] {
+        const auto t0 = Clock::now();
+        long long sum = 0;
+        for (int x : pool.map(ident, items, cf::MapOptions{.chunksize = 1000})) sum += x;
+        if (sum < 0) std::puts("");
+        return static_cast<double>(map_items) / seconds(t0);
+      },
+      "items/s");
 
   const std::vector<char> payload(big, 'x');
-  report("arg_64MiB",
-         measure(reps,
-                 [&] {
-                   const auto t0 = Clock::now();
-                   pool.submit(length, payload).result();
-                   return static_cast<double>(big) / seconds(t0) / 1e9;
-                 }),
-         "GB/s");
-  report("result_64MiB",
-         measure(reps,
-                 [&] {
-                   const auto t0 = Clock::now();
-                   const std::size_t n = pool.submit(make_bytes, big).result().size();
-                   return static_cast<double>(n) / seconds(t0) / 1e9;
-                 }),
-         "GB/s");
+  row(
+      "arg_64MiB",
+      [&] {
+        const auto t0 = Clock::now();
+        pool.submit(length, payload).result();
+        return static_cast<double>(big) / seconds(t0) / 1e9;
+      },
+      "GB/s");
+  row(
+      "result_64MiB",
+      [&] {
+        const auto t0 = Clock::now();
+        const std::size_t n = pool.submit(make_bytes, big).result().size();
+        return static_cast<double>(n) / seconds(t0) / 1e9;
+      },
+      "GB/s");
   // What result_64MiB includes besides the transfer: the worker making its vector (here, in this
   // process, the same call).
-  report("make_bytes_64MiB_local",
-         measure(reps,
-                 [&] {
-                   const auto t0 = Clock::now();
-                   const std::size_t n = make_bytes(big).size();
-                   return static_cast<double>(n) / seconds(t0) / 1e9;
-                 }),
-         "GB/s");
+  row(
+      "make_bytes_64MiB_local",
+      [&] {
+        const auto t0 = Clock::now();
+        const std::size_t n = make_bytes(big).size();
+        return static_cast<double>(n) / seconds(t0) / 1e9;
+      },
+      "GB/s");
   {
     std::vector<char> to(big, 'y');
-    report("floor_memcpy_warm_64MiB", measure(reps, [&] { return memcpy_warm_gbs(payload, to); }),
-           "GB/s");
-    report("floor_memcpy_fresh_64MiB", measure(reps, [&] { return memcpy_fresh_gbs(payload); }),
-           "GB/s");
-    report("floor_socketpair_64MiB", measure(reps, [&] { return socketpair_gbs(payload, to); }),
-           "GB/s");
+    row(
+        "floor_memcpy_warm_64MiB", [&] { return memcpy_warm_gbs(payload, to); }, "GB/s");
+    row(
+        "floor_memcpy_fresh_64MiB", [&] { return memcpy_fresh_gbs(payload); }, "GB/s");
+    row(
+        "floor_socketpair_64MiB", [&] { return socketpair_gbs(payload, to); }, "GB/s");
   }
 
   // A shared array is passed, not copied: a task given 1 GiB beside one given an int (round_trip
   // above), and a worker writing 64 MiB in place beside this process writing the same pages.
   {
     const cf::SharedArray<char> gib(std::size_t{1} << 30 >> (scale == 1 ? 0 : 3));
-    report("shared_array_pass_1GiB",
-           measure(reps,
-                   [&] {
-                     std::vector<double> rt;
-                     for (int i = 0; i < 200; ++i) {
-                       const auto t0 = Clock::now();
-                       if (pool.submit(shared_length, gib).result() != gib.size()) std::puts("?");
-                       rt.push_back(seconds(t0) * 1e6);
-                     }
-                     return median(rt);
-                   }),
-           "us");
+    row(
+        "shared_array_pass_1GiB",
+        [&] {
+          std::vector<double> rt;
+          for (int i = 0; i < 200; ++i) {
+            const auto t0 = Clock::now();
+            if (pool.submit(shared_length, gib).result() != gib.size()) std::puts("?");
+            rt.push_back(seconds(t0) * 1e6);
+          }
+          return median(rt);
+        },
+        "us");
   }
   {
     const cf::SharedArray<char> shared(big, 'a');
-    report("shared_array_write_64MiB",
-           measure(reps,
-                   [&] {
-                     const auto t0 = Clock::now();
-                     const std::size_t n = pool.submit(shared_fill, shared, 'b').result();
-                     return static_cast<double>(n) / seconds(t0) / 1e9;
-                   }),
-           "GB/s");
-    if (shared[big / 2] != 'b') std::puts("the worker's writes are not seen");
-    report("floor_memset_shared_local_64MiB",
-           measure(reps,
-                   [&] {
-                     const auto t0 = Clock::now();
-                     std::memset(shared.data(), 'c', big);
-                     return static_cast<double>(big) / seconds(t0) / 1e9;
-                   }),
-           "GB/s");
+    row(
+        "shared_array_write_64MiB",
+        [&] {
+          const auto t0 = Clock::now();
+          const std::size_t n = pool.submit(shared_fill, shared, 'b').result();
+          return static_cast<double>(n) / seconds(t0) / 1e9;
+        },
+        "GB/s");
+    if (wanted("shared_array_write_64MiB") && shared[big / 2] != 'b') {
+      std::puts("the worker's writes are not seen");
+    }
+    row(
+        "floor_memset_shared_local_64MiB",
+        [&] {
+          const auto t0 = Clock::now();
+          std::memset(shared.data(), 'c', big);
+          return static_cast<double>(big) / seconds(t0) / 1e9;
+        },
+        "GB/s");
   }
 
   // The seed workloads on a warm pool, against the same code run serially.
   const auto seed = [&](const char* name, const std::function<void(cf::Executor*)>& run) {
+    if (!wanted(name)) return;
     const double serial = measure(reps, [&] {
       const auto t0 = Clock::now();
       run(nullptr);
