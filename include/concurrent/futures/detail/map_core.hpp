@@ -110,8 +110,11 @@ template <class R>
 struct Chunk {
   std::size_t begin = 0;  // index of the first item in the input
   std::size_t size = 0;   // its items
-  // Run in this process: one outcome per item, written by the task before `done`.
+  // Run in this process: one outcome per item, made by the task (in the worker thread, whose
+  // allocator then provides the memory, not the submitting thread's) before `done`. Empty with
+  // `out_error` set if the worker could not allocate it.
   std::vector<Outcome<R>> out;
+  std::exception_ptr out_error;
   Future<void> done;  // finished once every item ran; cancelled/failed if not run
   // Run in another process: the worker's reply, set before `done` (whose release/acquire
   // publishes it), with `out` left empty. The iterating thread decodes each item as it takes it,
@@ -131,6 +134,7 @@ struct Chunk {
     if constexpr (std::is_void_v<R> || codec::serializable_v<R>) {
       if (in_reply) return take_from_reply(i);
     }
+    if (i >= out.size()) return Outcome<R>{std::in_place_index<2>, out_error};
     return std::exchange(out[i], Outcome<R>{});
   }
 
@@ -310,7 +314,6 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     auto chunk = std::make_shared<Chunk<R>>();
     chunk->begin = next_begin_;
     chunk->size = size;
-    if (!outcomes_on_reply_) chunk->out.resize(size);
     next_begin_ += size;
     chunks_.push_back(chunk);
     return {chunk, first_chunk_ + chunks_.size() - 1};
@@ -389,16 +392,23 @@ class MapCoreImpl final : public MapCore<R> {
   // Runs fn on each item, keeping each outcome; measures the time for the sizer.
   void run_items(Chunk<R>& chunk, std::vector<Item>& items, Fn& fn) noexcept {
     const auto t0 = Clock::now();
+    try {
+      chunk.out.reserve(items.size());
+    } catch (...) {
+      chunk.out_error = std::current_exception();  // every item of the chunk fails with it
+      items.clear();
+      return;
+    }
     for (std::size_t i = 0; i < items.size(); ++i) {
       try {
         if constexpr (std::is_void_v<R>) {
           std::apply(fn, std::move(items[i]));
-          chunk.out[i].template emplace<1>();
+          chunk.out.emplace_back(std::in_place_index<1>);
         } else {
-          chunk.out[i].template emplace<1>(std::apply(fn, std::move(items[i])));
+          chunk.out.emplace_back(std::in_place_index<1>, std::apply(fn, std::move(items[i])));
         }
       } catch (...) {
-        chunk.out[i].template emplace<2>(std::current_exception());
+        chunk.out.emplace_back(std::in_place_index<2>, std::current_exception());
       }
     }
     this->sizer_.record(items.size(), Clock::now() - t0);
