@@ -36,6 +36,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -134,7 +136,13 @@ struct Chunk {
     if constexpr (std::is_void_v<R> || codec::serializable_v<R>) {
       if (in_reply) return take_from_reply(i);
     }
-    if (i >= out.size()) return Outcome<R>{std::in_place_index<2>, out_error};
+    if (i >= out.size()) {
+      // Only when the worker could not allocate `out` (out_error); never a null exception.
+      return Outcome<R>{std::in_place_index<2>,
+                        out_error ? out_error
+                                  : std::make_exception_ptr(std::logic_error(
+                                        "map chunk has no outcome for item " + std::to_string(i)))};
+    }
     return std::exchange(out[i], Outcome<R>{});
   }
 
