@@ -171,6 +171,9 @@ struct Segment {
 // (pthread_atfork below) and starts with none.
 constexpr std::size_t kPoolSegments = 4;
 constexpr std::size_t kPoolBytes = std::size_t{1} << 30;
+// A receiver keeps as many unused mappings per sender as the sender keeps idle segments, so a
+// sender cycling through its segments always finds them mapped (detail/codec.hpp).
+static_assert(kKeptReceivedMappings == kPoolSegments);
 
 class SegmentPool {
  public:

@@ -200,8 +200,6 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   // input or from submitting come out of here. `completion_order`: the iterator takes chunks as
   // they complete (map_unordered, wait_completed), so their order is recorded.
   void start(bool in_process, bool completion_order) {
-    // In another process, a chunk's outcomes stay in its reply (Chunk::reply).
-    outcomes_on_reply_ = !in_process;
     completion_order_ = completion_order;
     if (buffersize_ > 0) {
       for (std::size_t i = 0; i < buffersize_ && !input_done(); ++i) add_chunk();
@@ -371,7 +369,6 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::size_t items_read_ = 0;        // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
-  bool outcomes_on_reply_ = false;  // chunks run in another process (see Chunk::reply)
 
  private:
   Signal changed_;
