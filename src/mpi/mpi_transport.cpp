@@ -157,13 +157,15 @@ void MpiTransport::gone(remote::WorkerId worker, Worker& w, const std::string& h
   events_->on_death(worker, how);
 }
 
-// Reads every worker's doorbell without blocking. Returns whether one rang; a worker whose
-// connection ended is dead (after the messages it sent are delivered).
+// Reads every worker's doorbell without blocking. Returns whether one rang or a connection
+// ended; a worker whose connection ended is dead or gone (after the messages it sent are
+// delivered), and the caller must then return to the dispatcher, which was told.
 bool MpiTransport::hear_all() {
   bool rang = false;
   for (auto& [id, w] : workers_) {
     if (!w.reading) continue;
     if (w.member->bell.listen(&rang)) continue;
+    rang = true;
     // Its process ended. First what it sent before (it may still be in flight).
     const auto until = Clock::now() + kLastWords;
     while (w.reading && Clock::now() < until) {
@@ -182,7 +184,6 @@ bool MpiTransport::hear_all() {
     w.member->dead = true;
     note_dead_rank();
     gone(id, w, "ended: its process exited or was killed (its connection closed)");
-    rang = true;
   }
   return rang;
 }
