@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <climits>
 #include <ctime>
+#include <thread>
 #include <vector>
 
 namespace concurrent::futures::detail::mpi {
@@ -18,6 +19,12 @@ using Clock = std::chrono::steady_clock;
 // Probing MPI this long after the last activity catches the next message of a stream without
 // a sleep and a wake-up; then the thread sleeps on the doorbells.
 constexpr auto kSpin = std::chrono::microseconds(100);
+// The spin yields the CPU at each turn: a rank of this host may need it. But a thread that
+// yields to a rank that computes then waits in that CPU's run queue, cache-hot, for up to
+// milliseconds while another CPU idles (perf sched, 2 ranks on 2 CPUs: a rank's reply left
+// unread for 1-2.5 ms between 4 ms tasks). So with tasks this long or longer there is no spin at
+// all: their replies are milliseconds apart, and a spin would catch nothing.
+constexpr auto kSpinTasksBelow = std::chrono::milliseconds(1);
 // How long a death waits for the messages the dead rank had rung for.
 constexpr auto kLastWords = std::chrono::milliseconds(100);
 
@@ -219,7 +226,10 @@ void MpiTransport::wait(std::optional<std::chrono::milliseconds> timeout) {
     if (woken_.exchange(false, std::memory_order_acq_rel)) return;
     auto now = Clock::now();
     if (now >= deadline) return;
-    if (now < last_activity_ + kSpin) continue;
+    if (spin_ && now < last_activity_ + kSpin) {
+      std::this_thread::yield();  // a rank of this host may need the CPU (see kSpinTasksBelow)
+      continue;
+    }
     const std::size_t alive = live_workers();
     if (hear_all()) {
       if (live_workers() != alive) return;  // a death was delivered
@@ -257,6 +267,8 @@ std::size_t MpiTransport::live_workers() const {
   return static_cast<std::size_t>(std::count_if(
       workers_.begin(), workers_.end(), [](const auto& entry) { return entry.second.reading; }));
 }
+
+void MpiTransport::note_task_time(Clock::duration took) noexcept { spin_ = took < kSpinTasksBelow; }
 
 void MpiTransport::wake() noexcept {
   woken_.store(true, std::memory_order_release);

@@ -2,7 +2,8 @@
 // through its doorbell. A rank cannot be restarted or killed: stop() tells it to leave after
 // what it is running, and a rank whose doorbell closes is dead.
 //
-// The dispatcher thread spins on MPI_Improbe for a moment after activity and otherwise sleeps in
+// The dispatcher thread spins on MPI_Improbe for a moment after activity while tasks are short
+// (under a millisecond, as measured by the dispatcher: note_task_time) and otherwise sleeps in
 // poll() on the doorbells and an eventfd (wake()), so an idle pool costs no CPU (see Doorbell in
 // link.hpp for when a side rings).
 #pragma once
@@ -38,6 +39,7 @@ class MpiTransport final : public remote::Transport {
   void flush() override;
   void wait(std::optional<std::chrono::milliseconds> timeout) override;
   void wake() noexcept override;
+  void note_task_time(std::chrono::steady_clock::duration took) noexcept override;
   void drain(remote::WorkerId worker) override;
   void reap_all() override;
   void close() noexcept override;
@@ -77,6 +79,7 @@ class MpiTransport final : public remote::Transport {
   Sends sends_;
   codec::Buffer scratch_;
   std::chrono::steady_clock::time_point last_activity_{};
+  bool spin_ = true;  // whether wait() spins after activity (see note_task_time)
 };
 
 }  // namespace concurrent::futures::detail::mpi

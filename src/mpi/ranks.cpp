@@ -15,6 +15,7 @@
 #include <list>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -34,6 +35,8 @@ constexpr auto kSpin = std::chrono::microseconds(100);
 constexpr auto kConnectTimeout = std::chrono::milliseconds(60'000);
 constexpr auto kSpawnTimeout = std::chrono::seconds(30);  // see initialize()
 constexpr const char* kSpawnedFlag = "--cfutures-mpi-worker";
+// Open MPI's switch for giving up the CPU on every probe that finds nothing (see initialize).
+constexpr const char* kYieldVariable = "OMPI_MCA_mpi_yield_when_idle";
 
 std::mutex g_mu;  // the world group and the state of MPI below
 bool g_we_initialized = false;
@@ -439,6 +442,22 @@ void initialize(int* argc, char*** argv) {
     // and the pool tries again (SpawnedRanks::open). The program's own setting wins.
     setenv("OMPI_MCA_pmix_base_exchange_timeout", std::to_string(kSpawnTimeout.count()).c_str(),
            /*overwrite=*/0);
+    // On an oversubscribed host (more ranks than cores, as in `mpiexec --oversubscribe -n 3` on
+    // two) Open MPI makes every probe that finds nothing give up the CPU. A pool's client never
+    // waits inside MPI: it probes while it spins (briefly, yielding there itself) and otherwise
+    // sleeps on its doorbells. A probe that yields outside a spin hands the CPU to a rank that
+    // computes, and the client then waits behind it for up to milliseconds while another CPU
+    // idles. So rank 0 of a job of several ranks (the static ranks' client: it runs main) turns
+    // that off; the worker ranks keep Open MPI's choice, which gives the CPU back sooner between
+    // short tasks (bench/RESULTS.md has both measured). A job of one rank (dynamic spawn) is not
+    // oversubscribed, so Open MPI does not yield there; the variable is left alone, because Open
+    // MPI would pass it on to the workers it spawns. The program's own setting wins.
+    const char* job_rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    const char* job_size = std::getenv("OMPI_COMM_WORLD_SIZE");
+    if (job_rank != nullptr && std::string_view(job_rank) == "0" && job_size != nullptr &&
+        std::string_view(job_size) != "1" && !spawned_by_a_pool()) {
+      setenv(kYieldVariable, "0", /*overwrite=*/0);
+    }
     check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     g_we_initialized = true;
     std::atexit(finalize_at_exit);

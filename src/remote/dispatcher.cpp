@@ -269,6 +269,7 @@ void Dispatcher::record_task_time(Clock::duration took) {
   // A moving average over the last few tasks: quick to follow a change of workload, steady
   // enough that one odd task does not swing the windows.
   task_time_ = task_time_ ? (*task_time_ * 3 + took) / 4 : took;
+  transport_->note_task_time(*task_time_);
 }
 
 std::size_t Dispatcher::workers_holding_slots() const {

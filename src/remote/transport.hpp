@@ -104,6 +104,10 @@ class Transport {
   virtual void wait(std::optional<std::chrono::milliseconds> timeout) = 0;
   // Any thread: makes a wait() in progress (or the next one) return soon.
   virtual void wake() noexcept = 0;
+  // The dispatcher's measured time of one task, from its start at the head of a window to its
+  // reply, each time it changes. A transport whose wait() spins before it sleeps may spin only
+  // while replies come about that often.
+  virtual void note_task_time(std::chrono::steady_clock::duration /*took*/) noexcept {}
   // Whether this transport can take back tasks a worker has not started (below).
   virtual bool can_take_back() const noexcept { return false; }
   // How many tasks `worker` has started in all, modulo 2^32 (it only grows). Tasks start in the

@@ -314,6 +314,46 @@ TEST(MPIPool, ShutdownCancelsPendingFuturesAndRefusesMore) {
   EXPECT_THROW(ex.submit(square, 1), cf::ShutdownError);
 }
 
+// Open MPI's mpi_yield_when_idle as this process's MPI library uses it (read through MPI_T).
+bool open_mpi_yields_when_idle() {
+  int provided = 0;
+  if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+    throw std::runtime_error("MPI_T_init_thread failed");
+  }
+  int index = -1;
+  alignas(8) unsigned char value[16] = {};  // a bool variable: its first byte
+  const bool found = MPI_T_cvar_get_index("mpi_yield_when_idle", &index) == MPI_SUCCESS;
+  if (found) {
+    MPI_T_cvar_handle handle{};
+    int count = 0;
+    MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count);
+    MPI_T_cvar_read(handle, value);
+    MPI_T_cvar_handle_free(&handle);
+  }
+  MPI_T_finalize();
+  if (!found) throw std::runtime_error("no MPI_T variable mpi_yield_when_idle");
+  return value[0] != 0;
+}
+
+// Whether this rank's job has more ranks than slots on its host (Open MPI then makes
+// mpi_yield_when_idle true unless it is set).
+bool job_is_oversubscribed() {
+  const char* over = std::getenv("OMPI_MCA_mpi_oversubscribe");
+  return over != nullptr && std::string(over) == "1";
+}
+
+// The client never waits inside MPI (it spins briefly, yielding there itself, then sleeps on its
+// doorbells), so it turns off Open MPI's yield on every idle probe: on an oversubscribed host that
+// yield handed its CPU to a computing rank and left replies unread for milliseconds while the
+// other CPU idled. Worker ranks keep Open MPI's choice.
+TEST(MPIPool, TheClientTurnsOffOpenMpisYieldOnIdleProbesAndWorkersKeepIt) {
+  cf::MPIPoolExecutor ex(pool_options());
+  EXPECT_FALSE(open_mpi_yields_when_idle()) << "the client (rank 0)";
+  const bool oversubscribed = ex.submit(job_is_oversubscribed).result(kDeadlock);
+  EXPECT_EQ(ex.submit(open_mpi_yields_when_idle).result(kDeadlock), oversubscribed)
+      << "a worker rank: Open MPI's own choice (oversubscribed: " << oversubscribed << ")";
+}
+
 TEST(MPIPool, IdleRanksAndAnIdleClientUseUnderFivePercentOfACpu) {
   cf::MPIPoolExecutor ex(pool_options());
   std::vector<int> pids;
