@@ -321,17 +321,16 @@ bool open_mpi_yields_when_idle() {
     throw std::runtime_error("MPI_T_init_thread failed");
   }
   int index = -1;
+  MPI_T_cvar_handle handle = MPI_T_CVAR_HANDLE_NULL;
+  int count = 0;
   alignas(8) unsigned char value[16] = {};  // a bool variable: its first byte
-  const bool found = MPI_T_cvar_get_index("mpi_yield_when_idle", &index) == MPI_SUCCESS;
-  if (found) {
-    MPI_T_cvar_handle handle{};
-    int count = 0;
-    MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count);
-    MPI_T_cvar_read(handle, value);
-    MPI_T_cvar_handle_free(&handle);
-  }
+  // Every step checked: a read that failed would leave `value` false and pass for "no yield".
+  const bool read = MPI_T_cvar_get_index("mpi_yield_when_idle", &index) == MPI_SUCCESS &&
+                    MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) == MPI_SUCCESS &&
+                    count == 1 && MPI_T_cvar_read(handle, value) == MPI_SUCCESS;
+  if (handle != MPI_T_CVAR_HANDLE_NULL) MPI_T_cvar_handle_free(&handle);
   MPI_T_finalize();
-  if (!found) throw std::runtime_error("no MPI_T variable mpi_yield_when_idle");
+  if (!read) throw std::runtime_error("cannot read the MPI_T variable mpi_yield_when_idle");
   return value[0] != 0;
 }
 
