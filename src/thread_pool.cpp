@@ -1,5 +1,6 @@
-// ThreadPoolExecutor: one shared FIFO queue that submitters push to, per-worker batches that
-// workers take from it in one lock and idle workers steal from, lazily started worker threads.
+// ThreadPoolExecutor: a lock-free inbox that submitters push to, one shared FIFO queue that it
+// feeds, per-worker batches that workers take from the queue in one lock and idle workers steal
+// from, lazily started worker threads.
 //
 // Why batches: with one queue under one mutex, the submitting thread and every worker took the
 // lock once per task, and on a machine with as many CPUs as workers a preempted lock holder
@@ -10,13 +11,28 @@
 // Tasks therefore start in submission order with one worker, and in about that order with
 // several (each batch in order).
 //
+// Submitting: submit() pushes the task onto `inbox_` (one CAS) and takes `mu_` only when there is
+// more to do: a thread to start, a parked helper to notify, a sleeping worker to wake
+// (wake_may_be_needed(), the test of wake_needed_locked() made from atomics), or a shutdown that
+// raced with it. Whoever holds `mu_` moves the inbox into the queue before looking at the queue.
+// No task is left unseen, by the Dekker pattern on sequentially consistent atomics: submit()
+// pushes, then reads `sleeping_`, `wakes_pending_`, `spinning_`, `parked_count_` and the flags;
+// a worker about to sleep increments `sleeping_` and then looks at the inbox; the spinner clears
+// `spinning_`, a woken worker decrements `wakes_pending_`, a helper increments `parked_count_`,
+// shutdown() sets its flag, each before it next looks at the inbox. So either submit() sees the
+// change and takes the slow path, or the other side sees the task. A submit() that finds the
+// pool shut down after its push takes its task back if it is still queued and throws, as a
+// submit after shutdown does; if a worker or the shutdown already took it, it was accepted.
+//
 // Locking: `mu_` guards the queue, the thread list, the flags and the parked helpers. It is
 // never held while a task runs or while a future is completed or cancelled (those run user
 // callbacks, which may submit again). Order: mu_ -> a parked helper's Signal mutex. A Batch is
 // filled only by its owner, only while it is empty, and only under mu_; it is emptied by CAS
 // from any thread (see Batch).
 //
-// Idle accounting decides whether a submit starts a thread: `idle_` counts started workers that
+// Idle accounting decides whether a submit starts a thread: it does while fewer workers are idle
+// than tasks wait, in the queue or in the Batches (a worker may have moved the submitted task from
+// the inbox into its own Batch before the submit looked). `idle_` counts started workers that
 // hold no task. A worker counts itself idle right after computing a task's outcome and before
 // publishing it, so a caller woken by that result who submits again finds the worker idle and
 // reuses it (CPython's "idle thread reuse"), deterministically rather than by luck of timing.
@@ -40,12 +56,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "concurrent/futures/detail/task_memory.hpp"
@@ -68,6 +84,113 @@ std::string default_prefix() {
   return "ThreadPoolExecutor-" + std::to_string(counter.fetch_add(1));
 }
 
+// A FIFO of tasks linked through Task::next_submitted: pushing and popping never allocate, so
+// moving tasks between the inbox, the queue and a cancellation list cannot fail. Owns its tasks.
+class TaskList {
+ public:
+  TaskList() = default;
+  TaskList(const TaskList&) = delete;
+  TaskList& operator=(const TaskList&) = delete;
+  ~TaskList() {
+    while (!empty()) pop_front();
+  }
+
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t size() const noexcept { return size_; }
+
+  void push_back(detail::TaskPtr task) noexcept { link_back(task.release()); }
+
+  detail::TaskPtr pop_front() noexcept {
+    detail::Task* task = head_;
+    head_ = task->next_submitted;
+    if (head_ == nullptr) tail_ = nullptr;
+    task->next_submitted = nullptr;
+    --size_;
+    return detail::TaskPtr(task);
+  }
+
+  // Appends a list linked newest first (as the inbox holds it), oldest first.
+  void append_newest_first(detail::Task* newest) noexcept {
+    detail::Task* oldest = nullptr;
+    while (newest != nullptr) {
+      detail::Task* next = newest->next_submitted;
+      newest->next_submitted = oldest;
+      oldest = newest;
+      newest = next;
+    }
+    while (oldest != nullptr) {
+      detail::Task* next = oldest->next_submitted;
+      link_back(oldest);
+      oldest = next;
+    }
+  }
+
+  // Takes `task` out of the list; nullptr if it is not in it.
+  detail::TaskPtr remove(detail::Task* task) noexcept {
+    detail::Task* previous = nullptr;
+    for (detail::Task* t = head_; t != nullptr; previous = t, t = t->next_submitted) {
+      if (t != task) continue;
+      (previous == nullptr ? head_ : previous->next_submitted) = t->next_submitted;
+      if (tail_ == t) tail_ = previous;
+      t->next_submitted = nullptr;
+      --size_;
+      return detail::TaskPtr(t);
+    }
+    return nullptr;
+  }
+
+  void swap(TaskList& other) noexcept {
+    std::swap(head_, other.head_);
+    std::swap(tail_, other.tail_);
+    std::swap(size_, other.size_);
+  }
+
+ private:
+  void link_back(detail::Task* task) noexcept {
+    task->next_submitted = nullptr;
+    (tail_ == nullptr ? head_ : tail_->next_submitted) = task;
+    tail_ = task;
+    ++size_;
+  }
+
+  detail::Task* head_ = nullptr;
+  detail::Task* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Where submit() puts a task without taking the pool's mutex: a lock-free stack (one CAS per
+// push) that whoever holds the mutex empties in one exchange, into the queue, oldest first.
+// Pushes and the exchange are sequentially consistent: see the file comment ("Submitting").
+class Inbox {
+ public:
+  Inbox() = default;
+  Inbox(const Inbox&) = delete;
+  Inbox& operator=(const Inbox&) = delete;
+  ~Inbox() {
+    TaskList left;
+    move_into(left);
+  }
+
+  void push(detail::Task* task) noexcept {
+    detail::Task* top = top_.load(std::memory_order_relaxed);
+    do {
+      task->next_submitted = top;
+    } while (!top_.compare_exchange_weak(top, task, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed));
+  }
+
+  bool empty() const noexcept { return top_.load(std::memory_order_seq_cst) == nullptr; }
+
+  // Under the pool's mutex (one taker at a time): moves every task into `queue`, oldest first.
+  void move_into(TaskList& queue) noexcept {
+    if (empty()) return;
+    queue.append_newest_first(top_.exchange(nullptr, std::memory_order_seq_cst));
+  }
+
+ private:
+  std::atomic<detail::Task*> top_{nullptr};
+};
+
 // The tasks a worker took from the queue in one lock (see the file comment). A single-producer,
 // multi-consumer ring: the owner writes slots [tail, tail + n) and then publishes `tail_` with
 // release order, only while the ring is empty; any thread takes the task at `head_` by moving
@@ -82,13 +205,19 @@ class Batch {
     return head_.load(std::memory_order_acquire) >= tail_.load(std::memory_order_acquire);
   }
 
+  // The tasks not yet taken (exact under the pool's mutex but for takers racing with the call).
+  std::size_t size() const noexcept {
+    const std::uint64_t head = head_.load(std::memory_order_acquire);
+    const std::uint64_t tail = tail_.load(std::memory_order_acquire);
+    return tail > head ? static_cast<std::size_t>(tail - head) : 0;
+  }
+
   // Owner only, under the pool's mutex, while empty(): moves the first n (<= kCapacity) tasks of
   // `queue` in.
-  void fill(std::deque<detail::TaskPtr>& queue, std::size_t n) noexcept {
+  void fill(TaskList& queue, std::size_t n) noexcept {
     const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     for (std::uint64_t i = 0; i < n; ++i) {
-      slots_[(tail + i) % kCapacity].store(queue.front().release(), std::memory_order_relaxed);
-      queue.pop_front();
+      slots_[(tail + i) % kCapacity].store(queue.pop_front().release(), std::memory_order_relaxed);
     }
     tail_.store(tail + n, std::memory_order_release);
   }
@@ -130,7 +259,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   // Workers leave only once the queue and every Batch are empty; this frees what a pool destroyed
   // from one of its own tasks left behind (the queue_ member frees the rest).
   ~Impl() {
-    std::deque<detail::TaskPtr> left;
+    TaskList left;
     take_all_batched_locked(left);
   }
 
@@ -141,39 +270,39 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     return started_;
   }
 
+  // Without the mutex when every thread has started, no helper is parked and no sleeping
+  // worker needs waking (see the file comment, "Submitting").
+  //
+  // A submit after shutdown (or after a failed initializer) is refused by the same path as one
+  // that races with it: pushed, seen by the check below, taken back under the lock.
   void submit(detail::TaskPtr task) {
-    bool wake_worker = false;
-    {
-      std::lock_guard lock(mu_);
-      if (broken_) throw BrokenThreadPool(kBrokenMessage);
-      if (shutdown_) throw ShutdownError();
-      queue_.push_back(std::move(task));
-      queued_.fetch_add(1, std::memory_order_release);
-      if (queue_.size() > idle_.load(std::memory_order_acquire) && started_ < max_workers_) {
-        start_thread_locked();
-      }
-      wake_worker = wake_needed_locked();
-      // Helpers parked in a wait (see blocking.hpp) may run this task.
-      for (detail::Signal* signal : parked_) signal->notify();
+    detail::Task* const submitted = task.release();
+    inbox_.push(submitted);
+    queued_.fetch_add(1, std::memory_order_seq_cst);
+    if (all_started_.load(std::memory_order_seq_cst) &&
+        parked_count_.load(std::memory_order_seq_cst) == 0 &&
+        !shutdown_flag_.load(std::memory_order_seq_cst) &&
+        !broken_flag_.load(std::memory_order_seq_cst) && !wake_may_be_needed()) {
+      return;
     }
-    if (wake_worker) work_cv_.notify_one();
+    submit_locked(submitted);
   }
 
   void shutdown(bool wait, bool cancel_futures) {
-    std::deque<detail::TaskPtr> cancelled;
+    TaskList cancelled;
     {
       std::lock_guard lock(mu_);
       shutdown_ = true;
-      shutdown_flag_.store(true, std::memory_order_relaxed);
+      shutdown_flag_.store(true, std::memory_order_seq_cst);
       if (cancel_futures) {
+        inbox_.move_into(queue_);
         cancelled.swap(queue_);
-        queued_.store(0, std::memory_order_relaxed);
+        queued_.store(0, std::memory_order_seq_cst);
         take_all_batched_locked(cancelled);
       }
     }
     work_cv_.notify_all();
-    for (detail::TaskPtr& task : cancelled) task->cancel();
-    cancelled.clear();
+    while (!cancelled.empty()) cancelled.pop_front()->cancel();
     if (wait) {
       join_all();
       // Give the memory of finished tasks back to malloc (task_memory.hpp): the whole depot,
@@ -190,6 +319,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     detail::TaskPtr task;
     {
       std::lock_guard lock(mu_);
+      inbox_.move_into(queue_);
       if (!must_help_locked()) return false;
       // Its own share first (the oldest tasks it holds), then the queue, then other shares.
       Batch* const own = own_batch();
@@ -201,20 +331,73 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     return true;
   }
 
+  // Counted before the last look at the inbox: a submit that pushed after that look sees the
+  // count and notifies the helper (see the file comment, "Submitting").
   bool park(detail::Signal& signal) override {
     std::lock_guard lock(mu_);
-    if (must_help_locked()) return false;
     parked_.push_back(&signal);
+    parked_count_.fetch_add(1, std::memory_order_seq_cst);
+    inbox_.move_into(queue_);
+    if (must_help_locked()) {
+      parked_.pop_back();
+      parked_count_.fetch_sub(1, std::memory_order_seq_cst);
+      return false;
+    }
     return true;
   }
 
   void unpark(detail::Signal& signal) override {
     std::lock_guard lock(mu_);
-    parked_.erase(std::remove(parked_.begin(), parked_.end(), &signal), parked_.end());
+    const auto removed = std::remove(parked_.begin(), parked_.end(), &signal);
+    parked_count_.fetch_sub(static_cast<std::size_t>(parked_.end() - removed),
+                            std::memory_order_seq_cst);
+    parked_.erase(removed, parked_.end());
   }
 
  private:
-  void start_thread_locked() {
+  // The submits that take the mutex: a thread to start, helpers to notify, a sleeper to wake, or
+  // a shutdown (or failed initializer) that raced with this submit.
+  void submit_locked(detail::Task* submitted) {
+    bool wake_worker = false;
+    {
+      std::lock_guard lock(mu_);
+      inbox_.move_into(queue_);
+      if (broken_ || shutdown_) {
+        // Still queued: no worker has it, so the submit is refused as any later one would be.
+        // Otherwise a worker took it (it runs) or the shutdown cancelled it: it was accepted.
+        if (detail::TaskPtr refused = queue_.remove(submitted)) {
+          queued_.fetch_sub(1, std::memory_order_seq_cst);
+          refused.reset();
+          if (broken_) throw BrokenThreadPool(kBrokenMessage);
+          throw ShutdownError();
+        }
+        return;
+      }
+      // Another thread may already have moved this task from the inbox into a busy worker's
+      // share: tasks there are waiting as much as those in the queue.
+      if (started_ < max_workers_ &&
+          queue_.size() + batched_count() > idle_.load(std::memory_order_acquire)) {
+        start_thread_locked(submitted);
+      }
+      wake_worker = wake_needed_locked();
+      // Helpers parked in a wait (see blocking.hpp) may run this task.
+      for (detail::Signal* signal : parked_) signal->notify();
+    }
+    if (wake_worker) work_cv_.notify_one();
+  }
+
+  // wake_needed_locked() without the mutex, from atomics that may be changing: false only when
+  // the queued tasks are covered by the spinner and the pending wake-ups, or no sleeper is left
+  // to wake. Either way, whoever changes that afterwards sees the new task (file comment).
+  bool wake_may_be_needed() const noexcept {
+    const std::size_t sleeping = sleeping_.load(std::memory_order_seq_cst);
+    const std::size_t pending = wakes_pending_.load(std::memory_order_seq_cst);
+    if (sleeping <= pending) return false;
+    const std::size_t coming = pending + (spinning_.load(std::memory_order_seq_cst) ? 1 : 0);
+    return queued_.load(std::memory_order_seq_cst) > coming;
+  }
+
+  void start_thread_locked(detail::Task* submitted) {
     const std::size_t n = started_;
     idle_.fetch_add(1, std::memory_order_relaxed);  // idle until it takes its first task
     try {
@@ -228,13 +411,13 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       idle_.fetch_sub(1, std::memory_order_relaxed);
       // With no thread at all the task would never run: undo the submit.
       if (started_ == 0) {
-        queue_.pop_back();
-        queued_.fetch_sub(1, std::memory_order_relaxed);
+        if (queue_.remove(submitted)) queued_.fetch_sub(1, std::memory_order_seq_cst);
         throw;
       }
       return;  // the threads we have will run it
     }
     ++started_;
+    if (started_ == max_workers_) all_started_.store(true, std::memory_order_seq_cst);
   }
 
   bool must_help_locked() const {
@@ -246,6 +429,14 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   Batch* own_batch() const noexcept {
     const std::size_t n = worker_index();
     return n < kMaxBatches ? batches_[n].load(std::memory_order_acquire) : nullptr;
+  }
+
+  std::size_t batched_count() const noexcept {
+    std::size_t n = 0;
+    const std::size_t count = batch_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i)
+      n += batches_[i].load(std::memory_order_acquire)->size();
+    return n;
   }
 
   bool any_batched() const noexcept {
@@ -271,7 +462,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     return nullptr;
   }
 
-  void take_all_batched_locked(std::deque<detail::TaskPtr>& out) {
+  void take_all_batched_locked(TaskList& out) {
     const std::size_t count = batch_count_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < count; ++i) {
       Batch* batch = batches_[i].load(std::memory_order_acquire);
@@ -280,10 +471,8 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   }
 
   detail::TaskPtr pop_locked() {
-    detail::TaskPtr task = std::move(queue_.front());
-    queue_.pop_front();
-    queued_.fetch_sub(1, std::memory_order_relaxed);
-    return task;
+    queued_.fetch_sub(1, std::memory_order_seq_cst);
+    return queue_.pop_front();
   }
 
   // Pops the calling worker's next task and moves the rest of its share of the queue into its
@@ -295,7 +484,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       const std::size_t share =
           std::min(queue_.size() / std::max<std::size_t>(started_, 1), Batch::kCapacity);
       if (share > 0) {
-        queued_.fetch_sub(share, std::memory_order_relaxed);
+        queued_.fetch_sub(share, std::memory_order_seq_cst);
         own->fill(queue_, share);
       }
     }
@@ -307,9 +496,13 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   // The spinner clears `spinning_` only under mu_ and then looks at the queue under the same
   // lock, so a task pushed while `spinning_` was seen set is always found by it.
   bool wake_needed_locked() {
-    const std::size_t coming = wakes_pending_ + (spinning_.load(std::memory_order_relaxed) ? 1 : 0);
-    if (queue_.size() <= coming || sleeping_ <= wakes_pending_) return false;
-    ++wakes_pending_;
+    inbox_.move_into(queue_);
+    const std::size_t pending = wakes_pending_.load(std::memory_order_relaxed);
+    const std::size_t coming = pending + (spinning_.load(std::memory_order_relaxed) ? 1 : 0);
+    if (queue_.size() <= coming || sleeping_.load(std::memory_order_relaxed) <= pending) {
+      return false;
+    }
+    wakes_pending_.fetch_add(1, std::memory_order_seq_cst);
     return true;
   }
 
@@ -343,7 +536,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
             // spinning_ is cleared under mu_ only (see wake_needed_locked): a submit that saw it
             // set counted on this worker, which now runs something else.
             std::unique_lock lock(mu_);
-            spinning_.store(false, std::memory_order_relaxed);
+            spinning_.store(false, std::memory_order_seq_cst);
             idle_.fetch_sub(1, std::memory_order_relaxed);
             const bool wake = wake_needed_locked();
             lock.unlock();
@@ -356,18 +549,24 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       }
     }
     std::unique_lock lock(mu_);
-    if (spinner) spinning_.store(false, std::memory_order_relaxed);
+    if (spinner) spinning_.store(false, std::memory_order_seq_cst);
     detail::TaskPtr task;
-    while (queue_.empty()) {
+    for (;;) {
+      inbox_.move_into(queue_);
+      if (!queue_.empty()) break;
       task = take_batched(own);
       if (task) break;
       if (shutdown_) return nullptr;
-      ++sleeping_;
-      work_cv_.wait(lock);
-      --sleeping_;
+      // Counted as sleeping before the last look at the inbox: a submit that pushed after that
+      // look sees the count and wakes this worker (see the file comment, "Submitting").
+      sleeping_.fetch_add(1, std::memory_order_seq_cst);
+      if (inbox_.empty()) work_cv_.wait(lock);
+      sleeping_.fetch_sub(1, std::memory_order_seq_cst);
       // Whether this wake-up was the notified one or a spurious one, this worker now comes
       // for the queue itself, so one pending wake-up fewer is owed.
-      if (wakes_pending_ > 0) --wakes_pending_;
+      if (wakes_pending_.load(std::memory_order_relaxed) > 0) {
+        wakes_pending_.fetch_sub(1, std::memory_order_seq_cst);
+      }
     }
     idle_.fetch_sub(1, std::memory_order_relaxed);
     if (!task) task = pop_share_locked(own);
@@ -405,18 +604,20 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   void initializer_failed(const std::exception_ptr& error) {
     detail::report_error("Exception in initializer: " + detail::exception_type_name(error) + ": " +
                          detail::exception_message(error));
-    std::deque<detail::TaskPtr> pending;
+    TaskList pending;
     {
       std::lock_guard lock(mu_);
       broken_ = true;
+      broken_flag_.store(true, std::memory_order_seq_cst);
+      inbox_.move_into(queue_);
       pending.swap(queue_);
-      queued_.store(0, std::memory_order_relaxed);
+      queued_.store(0, std::memory_order_seq_cst);
       take_all_batched_locked(pending);
       idle_.fetch_sub(1, std::memory_order_relaxed);  // this thread ends
     }
     // Each future gets its own exception object.
-    for (detail::TaskPtr& task : pending) {
-      task->abandon(std::make_exception_ptr(BrokenThreadPool(kBrokenMessage)));
+    while (!pending.empty()) {
+      pending.pop_front()->abandon(std::make_exception_ptr(BrokenThreadPool(kBrokenMessage)));
     }
   }
 
@@ -470,7 +671,8 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
-  std::deque<detail::TaskPtr> queue_;
+  Inbox inbox_;  // submitted, not yet in queue_ (declared first: destroyed after queue_)
+  TaskList queue_;
   std::vector<std::thread> threads_;
   std::vector<detail::Signal*> parked_;
   std::vector<std::unique_ptr<Batch>> batch_storage_;
@@ -478,15 +680,19 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   std::array<std::atomic<Batch*>, kMaxBatches> batches_{};
   std::atomic<std::size_t> batch_count_{0};
   std::size_t started_ = 0;
-  std::size_t sleeping_ = 0;       // workers waiting on work_cv_
-  std::size_t wakes_pending_ = 0;  // notify_one calls whose sleeper has not woken yet
   bool shutdown_ = false;
   bool broken_ = false;
 
-  // Read without the lock by spinning workers; written under it.
-  std::atomic<std::size_t> queued_{0};
+  // Written under the lock (but queued_, which submit() increments), read without it by submit()
+  // and by the spinning worker.
+  std::atomic<std::size_t> sleeping_{0};       // workers waiting on work_cv_
+  std::atomic<std::size_t> wakes_pending_{0};  // notify_one calls whose sleeper has not woken yet
+  std::atomic<std::size_t> parked_count_{0};   // parked_.size()
+  std::atomic<std::size_t> queued_{0};         // tasks in inbox_ and queue_
   std::atomic<std::size_t> idle_{0};
+  std::atomic<bool> all_started_{false};  // started_ == max_workers_
   std::atomic<bool> shutdown_flag_{false};
+  std::atomic<bool> broken_flag_{false};
   // Set by the one worker spinning for work; cleared only under mu_ (see wake_needed_locked).
   std::atomic<bool> spinning_{false};
 

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -829,8 +830,6 @@ struct LongTaskBehindGates {
   }
 };
 
-}  // namespace
-
 TEST(ThreadPoolBatchTest, IdleWorkerTakesShortTasksQueuedBehindALongOne) {
   LongTaskBehindGates pool;
   pool.gate1.set();  // that worker takes the long task and its share of the short ones
@@ -898,3 +897,138 @@ TEST(ThreadPoolBatchTest, WorkerWaitingOnATaskInItsOwnShareRunsIt) {
   EXPECT_EQ(waiter.result(kDeadlock), 50);
   EXPECT_TRUE(held.result(kDeadlock));
 }
+
+// --- submitting without the pool's lock --------------------------------------------------------
+// submit() pushes onto a lock-free inbox and takes the pool's lock only when it must start a
+// thread, wake a sleeper, notify a parked helper, or settle a race with shutdown (thread_pool.cpp,
+// "Submitting"). These tests fail if any of those is skipped when it was needed: a task would stay
+// queued with nobody coming for it, and its result() would time out.
+
+// Several threads submit into a 2-worker pool whose workers keep falling idle and asleep between
+// the submits (each thread now and then pauses, long enough for the spinning worker to give up).
+TEST(ThreadPoolInboxTest, TasksSubmittedWhileWorkersFallAsleepAllRun) {
+  cf::ThreadPoolExecutor ex(2);
+  constexpr int kThreads = 3;
+  const int rounds = kThreadSanitizer ? 300 : 3000;
+  std::atomic<int> ran{0};
+  std::atomic<int> lost{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kThreads; ++t) {
+    submitters.emplace_back([&, t] {
+      for (int i = 0; i < rounds; ++i) {
+        // Not a synchronisation: idle time, so that submits meet sleeping workers.
+        if (i % 4 == t) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        // One to three tasks at once: the pool decides how many sleepers the queue needs.
+        std::vector<cf::Future<int>> futures;
+        for (int k = 0; k <= (i + t) % 3; ++k) {
+          futures.push_back(ex.submit([&ran, k] {
+            ran.fetch_add(1, std::memory_order_relaxed);
+            return k;
+          }));
+        }
+        for (int k = 0; k < static_cast<int>(futures.size()); ++k) {
+          try {
+            if (futures[static_cast<std::size_t>(k)].result(kDeadlock) != k) lost.fetch_add(1);
+          } catch (const cf::TimeoutError&) {
+            lost.fetch_add(1);
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : submitters) t.join();
+  EXPECT_EQ(lost.load(), 0) << "tasks whose result never came";
+  int expected = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < rounds; ++i) expected += 1 + (i + t) % 3;
+  }
+  EXPECT_EQ(ran.load(), expected);
+}
+
+// A pool with one idle thread gets a task that blocks and then one that must run beside it. The
+// idle worker may move the second task from the inbox into its own share before that task's
+// submit decides whether to start a thread; the decision must still count it, or it waits behind
+// the blocked task forever.
+TEST(ThreadPoolInboxTest, ATaskSubmittedBesideABlockedOneGetsAThread) {
+  const int rounds = kThreadSanitizer ? 200 : 1000;
+  for (int round = 0; round < rounds; ++round) {
+    cf::ThreadPoolExecutor ex(4);
+    // One thread started and now idle: it spins for work, ready to race the next submits.
+    ASSERT_EQ(ex.submit(square, 1).result(kDeadlock), 1);
+    cftest::Event gate;
+    ReleaseOnExit release(gate);
+    auto blocked = ex.submit([&gate] { return gate.wait(); });
+    auto beside = ex.submit(square, 5);
+    ASSERT_EQ(beside.result(kDeadlock), 25) << "round " << round;
+    gate.set();
+    EXPECT_TRUE(blocked.result(kDeadlock));
+  }
+}
+
+// Once every thread has started, submit() no longer takes the lock first; a submit after
+// shutdown must still be refused, with or without waiting for the shutdown.
+TEST(ThreadPoolInboxTest, SubmitAfterShutdownOfAPoolWithAllThreadsStartedThrows) {
+  for (const bool wait : {true, false}) {
+    cf::ThreadPoolExecutor ex(2);
+    std::latch both(2);
+    auto a = ex.submit([&both] { both.arrive_and_wait(); });
+    auto b = ex.submit([&both] { both.arrive_and_wait(); });
+    a.result(kDeadlock);
+    b.result(kDeadlock);
+    ASSERT_EQ(ex.thread_count(), 2u);
+    ex.shutdown(wait);
+    EXPECT_THROW(ex.submit(square, 3), cf::ShutdownError) << "wait " << wait;
+  }
+}
+
+// Threads submit in a loop while the pool is shut down, with each combination of wait and
+// cancel_futures: every submit either throws ShutdownError or returns a future that ends (with
+// its value, or cancelled when cancel_futures is set). None is left pending.
+TEST(ThreadPoolInboxTest, SubmitsRacingWithShutdownAreRefusedOrEnd) {
+  constexpr int kThreads = 3;
+  const int rounds = kThreadSanitizer ? 40 : 200;
+  for (int round = 0; round < rounds; ++round) {
+    const bool wait = round % 2 == 0;
+    const bool cancel = round % 4 >= 2;
+    auto ex = std::make_unique<cf::ThreadPoolExecutor>(2);
+    std::latch started(kThreads + 1);
+    std::vector<std::vector<cf::Future<int>>> accepted(kThreads);
+    std::atomic<int> refused{0};
+    std::vector<std::thread> submitters;
+    for (int t = 0; t < kThreads; ++t) {
+      submitters.emplace_back([&, t] {
+        started.arrive_and_wait();
+        for (int i = 0;; ++i) {
+          try {
+            accepted[static_cast<std::size_t>(t)].push_back(ex->submit(square, i));
+          } catch (const cf::ShutdownError&) {
+            refused.fetch_add(1);
+            return;
+          }
+        }
+      });
+    }
+    started.arrive_and_wait();
+    ex->shutdown(wait, cancel);
+    for (std::thread& t : submitters) t.join();
+    EXPECT_EQ(refused.load(), kThreads);
+    int pending = 0;
+    int wrong = 0;
+    for (const std::vector<cf::Future<int>>& futures : accepted) {
+      for (std::size_t i = 0; i < futures.size(); ++i) {
+        try {
+          if (futures[i].result(kDeadlock) != square(static_cast<int>(i))) ++wrong;
+        } catch (const cf::CancelledError&) {
+          if (!cancel) ++wrong;
+        } catch (const cf::TimeoutError&) {
+          ++pending;
+        }
+      }
+    }
+    ASSERT_EQ(pending, 0) << "round " << round << " (wait " << wait << ", cancel_futures " << cancel
+                          << "): accepted futures that never ended";
+    ASSERT_EQ(wrong, 0) << "round " << round;
+  }
+}
+
+}  // namespace

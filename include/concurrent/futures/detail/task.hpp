@@ -108,6 +108,10 @@ class Task {
   // TaskPtr alone and are deleted; a submitted call shares one allocation with its future and
   // only drops the TaskPtr's share (see SubmitTask).
   virtual void destroy() noexcept { delete this; }
+
+  // The link of an executor's intrusive list of submitted tasks (the thread pool's inbox). A task
+  // is in at most one such list; only the executor holding it reads or writes this.
+  Task* next_submitted = nullptr;
 };
 
 struct TaskDeleter {
