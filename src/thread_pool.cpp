@@ -20,9 +20,10 @@
 // a worker about to sleep increments `sleeping_` and then looks at the inbox; the spinner clears
 // `spinning_`, a woken worker decrements `wakes_pending_`, a helper increments `parked_count_`,
 // shutdown() sets its flag, each before it next looks at the inbox. So either submit() sees the
-// change and takes the slow path, or the other side sees the task. A submit() that finds the
-// pool shut down after its push takes its task back if it is still queued and throws, as a
-// submit after shutdown does; if a worker or the shutdown already took it, it was accepted.
+// change and takes the slow path, or the other side sees the task. A submit() after shutdown()
+// has set its flag throws before it pushes; one that finds the flag set only after its push (the
+// two ran at once) takes its task back if it is still queued and throws, and if a worker or the
+// shutdown already took it, it was accepted.
 //
 // Locking: `mu_` guards the queue, the thread list, the flags and the parked helpers. It is
 // never held while a task runs or while a future is completed or cancelled (those run user
@@ -39,7 +40,8 @@
 //
 // Waking: a worker with nothing to do either spins (at most one at a time, `spinning_`) or sleeps
 // on `work_cv_` (`sleeping_`). `wakes_pending_` counts notifications sent to sleepers that have
-// not yet woken. The invariant kept under `mu_` after every push and pop: every task in the queue
+// not yet woken. The invariant kept under `mu_` after every pop, and by submit() after every push
+// (under `mu_`, or by seeing that nothing changes it; see "Submitting"): every task in the queue
 // has a worker that will come for it, i.e. a wake-up is sent only when the queue holds more tasks
 // than the spinner and the already-notified sleepers can take, and some sleeper is not yet
 // notified. Waking a worker that is already on its way would only cost a futex call and a
@@ -125,11 +127,11 @@ class TaskList {
     }
   }
 
-  // Takes `task` out of the list; nullptr if it is not in it.
-  detail::TaskPtr remove(detail::Task* task) noexcept {
+  // Takes `task`, submitted with `ticket`, out of the list; nullptr if it is not in it.
+  detail::TaskPtr remove(const detail::Task* task, std::uint64_t ticket) noexcept {
     detail::Task* previous = nullptr;
     for (detail::Task* t = head_; t != nullptr; previous = t, t = t->next_submitted) {
-      if (t != task) continue;
+      if (t != task || t->submit_ticket != ticket) continue;
       (previous == nullptr ? head_ : previous->next_submitted) = t->next_submitted;
       if (tail_ == t) tail_ = previous;
       t->next_submitted = nullptr;
@@ -257,7 +259,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
   // Workers leave only once the queue and every Batch are empty; this frees what a pool destroyed
-  // from one of its own tasks left behind (the queue_ member frees the rest).
+  // from one of its own tasks left behind (the queue_ and inbox_ members free the rest).
   ~Impl() {
     TaskList left;
     take_all_batched_locked(left);
@@ -272,20 +274,26 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
 
   // Without the mutex when every thread has started, no helper is parked and no sleeping
   // worker needs waking (see the file comment, "Submitting").
-  //
-  // A submit after shutdown (or after a failed initializer) is refused by the same path as one
-  // that races with it: pushed, seen by the check below, taken back under the lock.
   void submit(detail::TaskPtr task) {
+    // A submit after shutdown() (or a failed initializer) returned is refused here; one that
+    // races with it is settled under the lock (submit_locked).
+    if (broken_flag_.load(std::memory_order_seq_cst)) throw BrokenThreadPool(kBrokenMessage);
+    if (shutdown_flag_.load(std::memory_order_seq_cst)) throw ShutdownError();
     detail::Task* const submitted = task.release();
-    inbox_.push(submitted);
+    // Tells this submit's task from a later one that malloc may place at the same address once
+    // this one has run and been freed (submit_locked looks for it by both).
+    submitted->submit_ticket = next_ticket();
+    const std::uint64_t ticket = submitted->submit_ticket;
+    // Counted before it is pushed, so that a worker that takes it never makes the count wrap.
     queued_.fetch_add(1, std::memory_order_seq_cst);
+    inbox_.push(submitted);
     if (all_started_.load(std::memory_order_seq_cst) &&
         parked_count_.load(std::memory_order_seq_cst) == 0 &&
         !shutdown_flag_.load(std::memory_order_seq_cst) &&
         !broken_flag_.load(std::memory_order_seq_cst) && !wake_may_be_needed()) {
       return;
     }
-    submit_locked(submitted);
+    submit_locked(submitted, ticket);
   }
 
   void shutdown(bool wait, bool cancel_futures) {
@@ -296,8 +304,9 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       shutdown_flag_.store(true, std::memory_order_seq_cst);
       if (cancel_futures) {
         inbox_.move_into(queue_);
+        // Subtracted, not zeroed: submits racing with this one have counted their tasks.
+        queued_.fetch_sub(queue_.size(), std::memory_order_seq_cst);
         cancelled.swap(queue_);
-        queued_.store(0, std::memory_order_seq_cst);
         take_all_batched_locked(cancelled);
       }
     }
@@ -357,7 +366,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
  private:
   // The submits that take the mutex: a thread to start, helpers to notify, a sleeper to wake, or
   // a shutdown (or failed initializer) that raced with this submit.
-  void submit_locked(detail::Task* submitted) {
+  void submit_locked(detail::Task* submitted, std::uint64_t ticket) {
     bool wake_worker = false;
     {
       std::lock_guard lock(mu_);
@@ -365,7 +374,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       if (broken_ || shutdown_) {
         // Still queued: no worker has it, so the submit is refused as any later one would be.
         // Otherwise a worker took it (it runs) or the shutdown cancelled it: it was accepted.
-        if (detail::TaskPtr refused = queue_.remove(submitted)) {
+        if (detail::TaskPtr refused = queue_.remove(submitted, ticket)) {
           queued_.fetch_sub(1, std::memory_order_seq_cst);
           refused.reset();
           if (broken_) throw BrokenThreadPool(kBrokenMessage);
@@ -377,7 +386,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       // share: tasks there are waiting as much as those in the queue.
       if (started_ < max_workers_ &&
           queue_.size() + batched_count() > idle_.load(std::memory_order_acquire)) {
-        start_thread_locked(submitted);
+        start_thread_locked(submitted, ticket);
       }
       wake_worker = wake_needed_locked();
       // Helpers parked in a wait (see blocking.hpp) may run this task.
@@ -397,7 +406,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     return queued_.load(std::memory_order_seq_cst) > coming;
   }
 
-  void start_thread_locked(detail::Task* submitted) {
+  void start_thread_locked(detail::Task* submitted, std::uint64_t ticket) {
     const std::size_t n = started_;
     idle_.fetch_add(1, std::memory_order_relaxed);  // idle until it takes its first task
     try {
@@ -411,7 +420,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       idle_.fetch_sub(1, std::memory_order_relaxed);
       // With no thread at all the task would never run: undo the submit.
       if (started_ == 0) {
-        if (queue_.remove(submitted)) queued_.fetch_sub(1, std::memory_order_seq_cst);
+        if (queue_.remove(submitted, ticket)) queued_.fetch_sub(1, std::memory_order_seq_cst);
         throw;
       }
       return;  // the threads we have will run it
@@ -610,8 +619,8 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
       broken_ = true;
       broken_flag_.store(true, std::memory_order_seq_cst);
       inbox_.move_into(queue_);
+      queued_.fetch_sub(queue_.size(), std::memory_order_seq_cst);
       pending.swap(queue_);
-      queued_.store(0, std::memory_order_seq_cst);
       take_all_batched_locked(pending);
       idle_.fetch_sub(1, std::memory_order_relaxed);  // this thread ends
     }
@@ -659,6 +668,16 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   // Workers numbered from kMaxBatches on take one task per lock.
   static constexpr std::size_t kMaxBatches = 64;
 
+  // A number no other submit of this process gets: the submitting thread's number in the high
+  // 24 bits, its count of submits in the low 40.
+  static std::uint64_t next_ticket() noexcept {
+    static std::atomic<std::uint64_t> threads{0};
+    thread_local const std::uint64_t thread_bits = threads.fetch_add(1, std::memory_order_relaxed)
+                                                   << 40;
+    thread_local std::uint64_t count = 0;
+    return thread_bits | (++count & ((std::uint64_t{1} << 40) - 1));
+  }
+
   // The number of the calling worker thread in its pool; other threads: kMaxBatches (no Batch).
   static std::size_t& worker_index() noexcept {
     thread_local std::size_t index = kMaxBatches;
@@ -683,12 +702,13 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   bool shutdown_ = false;
   bool broken_ = false;
 
-  // Written under the lock (but queued_, which submit() increments), read without it by submit()
-  // and by the spinning worker.
+  // Read without the lock by submit() and by the spinning worker. sleeping_, wakes_pending_ and
+  // parked_count_ change under the lock; queued_ is also counted up by submit(), idle_ by
+  // workers, spinning_ set by the worker that starts to spin.
   std::atomic<std::size_t> sleeping_{0};       // workers waiting on work_cv_
   std::atomic<std::size_t> wakes_pending_{0};  // notify_one calls whose sleeper has not woken yet
   std::atomic<std::size_t> parked_count_{0};   // parked_.size()
-  std::atomic<std::size_t> queued_{0};         // tasks in inbox_ and queue_
+  std::atomic<std::size_t> queued_{0};         // tasks in inbox_ and queue_ (and being pushed)
   std::atomic<std::size_t> idle_{0};
   std::atomic<bool> all_started_{false};  // started_ == max_workers_
   std::atomic<bool> shutdown_flag_{false};

@@ -8,6 +8,7 @@
 //   publish() completes the future, which runs its callbacks in this thread
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -109,9 +110,11 @@ class Task {
   // only drops the TaskPtr's share (see SubmitTask).
   virtual void destroy() noexcept { delete this; }
 
-  // The link of an executor's intrusive list of submitted tasks (the thread pool's inbox). A task
-  // is in at most one such list; only the executor holding it reads or writes this.
+  // The link of an executor's intrusive list of submitted tasks (the thread pool's inbox), and
+  // the number its submit gave it. A task is in at most one such list; only the executor holding
+  // it reads or writes these.
   Task* next_submitted = nullptr;
+  std::uint64_t submit_ticket = 0;
 };
 
 struct TaskDeleter {
