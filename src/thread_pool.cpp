@@ -368,29 +368,35 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
   // a shutdown (or failed initializer) that raced with this submit.
   void submit_locked(detail::Task* submitted, std::uint64_t ticket) {
     bool wake_worker = false;
+    detail::TaskPtr refused;  // destroyed after the lock: dropping a task runs user destructors
+    bool broken = false;
     {
       std::lock_guard lock(mu_);
       inbox_.move_into(queue_);
       if (broken_ || shutdown_) {
         // Still queued: no worker has it, so the submit is refused as any later one would be.
         // Otherwise a worker took it (it runs) or the shutdown cancelled it: it was accepted.
-        if (detail::TaskPtr refused = queue_.remove(submitted, ticket)) {
-          queued_.fetch_sub(1, std::memory_order_seq_cst);
-          refused.reset();
-          if (broken_) throw BrokenThreadPool(kBrokenMessage);
-          throw ShutdownError();
+        refused = queue_.remove(submitted, ticket);
+        if (!refused) return;
+        queued_.fetch_sub(1, std::memory_order_seq_cst);
+        broken = broken_;
+      }
+      if (!refused) {
+        // Another thread may already have moved this task from the inbox into a busy worker's
+        // share: tasks there are waiting as much as those in the queue.
+        if (started_ < max_workers_ &&
+            queue_.size() + batched_count() > idle_.load(std::memory_order_acquire)) {
+          start_thread_locked(submitted, ticket);
         }
-        return;
+        wake_worker = wake_needed_locked();
+        // Helpers parked in a wait (see blocking.hpp) may run this task.
+        for (detail::Signal* signal : parked_) signal->notify();
       }
-      // Another thread may already have moved this task from the inbox into a busy worker's
-      // share: tasks there are waiting as much as those in the queue.
-      if (started_ < max_workers_ &&
-          queue_.size() + batched_count() > idle_.load(std::memory_order_acquire)) {
-        start_thread_locked(submitted, ticket);
-      }
-      wake_worker = wake_needed_locked();
-      // Helpers parked in a wait (see blocking.hpp) may run this task.
-      for (detail::Signal* signal : parked_) signal->notify();
+    }
+    if (refused) {
+      refused.reset();
+      if (broken) throw BrokenThreadPool(kBrokenMessage);
+      throw ShutdownError();
     }
     if (wake_worker) work_cv_.notify_one();
   }
