@@ -282,8 +282,8 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
     detail::Task* const submitted = task.release();
     // Tells this submit's task from a later one that malloc may place at the same address once
     // this one has run and been freed (submit_locked looks for it by both).
-    submitted->submit_ticket = next_ticket();
-    const std::uint64_t ticket = submitted->submit_ticket;
+    const std::uint64_t ticket = next_ticket();
+    submitted->submit_ticket = ticket;
     // Counted before it is pushed, so that a worker that takes it never makes the count wrap.
     queued_.fetch_add(1, std::memory_order_seq_cst);
     inbox_.push(submitted);
@@ -380,8 +380,7 @@ class ThreadPoolExecutor::Impl final : public detail::Helper {
         if (!refused) return;
         queued_.fetch_sub(1, std::memory_order_seq_cst);
         broken = broken_;
-      }
-      if (!refused) {
+      } else {
         // Another thread may already have moved this task from the inbox into a busy worker's
         // share: tasks there are waiting as much as those in the queue.
         if (started_ < max_workers_ &&
