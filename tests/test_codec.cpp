@@ -313,6 +313,25 @@ TEST(CodecTest, VectorOfTriviallyCopyableRoundTripsAsOneBlock) {
   EXPECT_TRUE(round_trip(std::vector<double>{}).empty());
 }
 
+// A map's item replies put a 1-byte status before each result, so a vector's elements often
+// start at an address not aligned for them: short and long vectors are read back exactly, into a
+// vector that already held other elements.
+TEST(CodecTest, VectorReadFromUnalignedBytesHoldsExactlyItsElements) {
+  for (const std::size_t n : {0, 1, 3, 31, 32, 33, 1000}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    std::vector<std::uint64_t> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = 0x0102030405060708ULL * (i + 1);
+    const codec::Buffer buffer = encode(v);
+    std::vector<std::byte> shifted(buffer.size() + 1);
+    std::memcpy(shifted.data() + 1, buffer.data(), buffer.size());
+    codec::Reader r(shifted.data() + 1, buffer.size());
+    std::vector<std::uint64_t> back{7, 7, 7, 7, 7};
+    codec::read(r, back);
+    EXPECT_EQ(back, v);
+    EXPECT_EQ(r.remaining(), 0u);
+  }
+}
+
 TEST(CodecTest, VectorOfBoolRoundTripsOneBytePerElement) {
   std::vector<bool> v;
   for (int i = 0; i < 13; ++i) v.push_back(i % 3 == 0);  // not a multiple of 8

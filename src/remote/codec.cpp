@@ -699,14 +699,14 @@ cereal::BinaryOutputArchive& Writer::cereal_archive() {
   return cereal_->archive;
 }
 
-Writer::~Writer() { delete cereal_; }
+void Writer::destroy_cereal() noexcept { delete cereal_; }
 
 CerealInput& Reader::cereal_archive() {
   if (cereal_ == nullptr) cereal_ = new CerealInput(*this);
   return *cereal_;
 }
 
-Reader::~Reader() { delete cereal_; }
+void Reader::destroy_cereal() noexcept { delete cereal_; }
 
 // --- exceptions -----------------------------------------------------------------------------
 

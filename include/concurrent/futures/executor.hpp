@@ -140,8 +140,12 @@ class MapRange {
 
   R take() {
     ensure_chunk();
-    if (!core_->wait_done(current_, deadline_)) timed_out();
-    current_->done.result();  // the chunk never ran: CancelledError or the pool's error
+    if (!current_done_) {
+      // Once per chunk: its items are all there once it is done.
+      if (!core_->wait_done(current_, deadline_)) timed_out();
+      current_->done.result();  // the chunk never ran: CancelledError or the pool's error
+      current_done_ = true;
+    }
     detail::Outcome<R> outcome = current_->take(offset_);
     if (auto* error = std::get_if<std::exception_ptr>(&outcome)) std::rethrow_exception(*error);
     if (std::holds_alternative<std::monostate>(outcome)) {
@@ -157,6 +161,7 @@ class MapRange {
     ++cursor_.consumed;
     if (++offset_ < current_->size) return;
     current_.reset();
+    current_done_ = false;
     offset_ = 0;
     core_->release(chunk_index_++);
   }
@@ -164,6 +169,7 @@ class MapRange {
   std::shared_ptr<Core> core_;
   detail::Deadline deadline_;
   std::shared_ptr<detail::Chunk<R>> current_;
+  bool current_done_ = false;  // current_ is done and did not fail as a whole
   std::size_t chunk_index_ = 0;
   std::size_t offset_ = 0;
   detail::MapCursor cursor_;

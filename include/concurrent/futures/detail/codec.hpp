@@ -38,6 +38,7 @@
 #include <istream>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <ostream>
 #include <set>
@@ -206,12 +207,16 @@ class Writer {
 
   // A cereal archive over this writer, made on first use and kept for the value being written.
   cereal::BinaryOutputArchive& cereal_archive();
-  ~Writer();
+  // Inline when no cereal archive was made: a writer per value must cost next to nothing.
+  ~Writer() {
+    if (cereal_ != nullptr) destroy_cereal();
+  }
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
  private:
   struct CerealSink;
+  void destroy_cereal() noexcept;
   Buffer& buffer_;
   CerealSink* cereal_ = nullptr;
 };
@@ -261,7 +266,10 @@ class Reader {
 
   // A cereal archive over this reader, made on first use and kept for the value being read.
   CerealInput& cereal_archive();
-  ~Reader();
+  // Inline when no cereal archive was made: a map's iterator makes a reader per item.
+  ~Reader() {
+    if (cereal_ != nullptr) destroy_cereal();
+  }
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
 
@@ -269,6 +277,7 @@ class Reader {
   void need(std::size_t n) const {
     if (n > remaining()) throw SerializationError("corrupt message: truncated data");
   }
+  void destroy_cereal() noexcept;
   const std::byte* p_;
   const std::byte* end_;
   const std::vector<int>* descriptors_;
@@ -493,8 +502,20 @@ struct Codec<std::vector<T, A>> {
       // written once. A large one is asked for huge pages first (4 KiB faults dominate otherwise).
       const std::byte* bytes = r.take(n * sizeof(T));
       if (reinterpret_cast<std::uintptr_t>(bytes) % alignof(T) != 0) {
+        // Elements packed after a 1-byte field are not aligned for T. A short vector (a map's
+        // results are often a few numbers each) goes through an aligned buffer on the stack,
+        // which spares the zero-fill of resize and its out-of-line call; a long one is filled
+        // by resize and overwritten.
+        constexpr std::size_t kStackBytes = 256;
+        if (n * sizeof(T) <= kStackBytes) {
+          alignas(T) std::byte staged[kStackBytes];
+          if (n > 0) std::memcpy(staged, bytes, n * sizeof(T));
+          const auto* first = std::launder(reinterpret_cast<const T*>(staged));
+          v.assign(first, first + n);
+          return;
+        }
         v.resize(n);
-        if (n > 0) std::memcpy(v.data(), bytes, n * sizeof(T));
+        std::memcpy(v.data(), bytes, n * sizeof(T));
         return;
       }
       const auto* from = reinterpret_cast<const T*>(bytes);
