@@ -254,15 +254,19 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   // The iterator is done with chunk `c`: drop it (and its results), and in lazy mode read and
   // submit one more chunk (an exception from the input or from submitting comes out of here).
   void release(std::size_t c) {
+    ChunkPtr released;
     {
       std::lock_guard lock(mu_);
-      chunks_[c - first_chunk_].reset();
+      released = std::move(chunks_[c - first_chunk_]);
       // Released chunks leave the front, so that a long lazy map holds only what is in flight.
       while (!chunks_.empty() && chunks_.front() == nullptr) {
         chunks_.pop_front();
         ++first_chunk_;
       }
     }
+    // Outside the lock: what the iterator did not take is destroyed here (user destructors).
+    if (released) keep_spare(std::move(released->out));
+    released.reset();
     if (buffersize_ > 0 && !input_done()) add_chunk();
   }
 
@@ -325,6 +329,28 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     return {chunk, first_chunk_ + chunks_.size() - 1};
   }
 
+  // The outcome vector of a chunk the iterator is done with, kept (emptied) for a later chunk of
+  // this map: a worker then fills memory that is already there instead of allocating a vector
+  // per chunk, which the iterating thread would free. With glibc's malloc that pair was costly:
+  // each chunk-sized allocation in a worker consolidated the small blocks that the iterating
+  // thread had freed into the worker's arena (the results), before the worker allocated again.
+  void keep_spare(std::vector<Outcome<R>> out) {
+    out.clear();
+    if (out.capacity() == 0) return;
+    std::lock_guard lock(mu_);
+    if (spare_outs_.size() < kMaxSpareOuts) spare_outs_.push_back(std::move(out));
+    // else freed on return, after the lock (the vector is empty: no user destructor runs)
+  }
+
+  // A kept outcome vector for a chunk about to run, or an empty one.
+  std::vector<Outcome<R>> take_spare() {
+    std::lock_guard lock(mu_);
+    if (spare_outs_.empty()) return {};
+    std::vector<Outcome<R>> out = std::move(spare_outs_.back());
+    spare_outs_.pop_back();
+    return out;
+  }
+
   // A chunk is done (whichever way): let the iterator know.
   void chunk_finished(std::size_t c) {
     {
@@ -369,6 +395,9 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::size_t items_read_ = 0;        // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
+  // Emptied outcome vectors of released chunks (keep_spare): about one per worker is in use.
+  static constexpr std::size_t kMaxSpareOuts = 4;
+  std::vector<std::vector<Outcome<R>>> spare_outs_;
 
  private:
   Signal changed_;
@@ -398,6 +427,7 @@ class MapCoreImpl final : public MapCore<R> {
   void run_items(Chunk<R>& chunk, std::vector<Item>& items, Fn& fn) noexcept {
     const auto t0 = Clock::now();
     try {
+      chunk.out = this->take_spare();
       chunk.out.reserve(items.size());
     } catch (...) {
       chunk.out_error = std::current_exception();  // every item of the chunk fails with it
