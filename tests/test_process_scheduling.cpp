@@ -143,20 +143,21 @@ TEST(ProcessWindowTest, LongTasksAreHandedOneAtATime) {
 }
 
 TEST(ProcessWindowTest, ShortTasksArePipelinedUpToTheCap) {
-  EXPECT_EQ(detail_window::window_for(microseconds(100), std::nullopt), 3u);
+  // About 1 ms of work: four more behind the running one.
+  EXPECT_EQ(detail_window::window_for(microseconds(250), std::nullopt), 5u);
   EXPECT_EQ(detail_window::window_for(microseconds(2), std::nullopt), detail_window::kMaxWindow);
 }
 
 TEST(ProcessWindowTest, TasksUnderAMillisecondKeepOneQueuedBehindTheRunningOne) {
   // Longer than the hand-ahead budget, but short beside a round trip that takes longer than the
   // budget (MPI's on a busy host): the next task must already be there when one ends.
-  EXPECT_EQ(detail_window::window_for(microseconds(500), std::nullopt), 2u);
+  EXPECT_EQ(detail_window::window_for(microseconds(600), std::nullopt), 2u);
   EXPECT_EQ(detail_window::window_for(microseconds(999), std::nullopt), 2u);
 }
 
 TEST(ProcessWindowTest, AHeadCountsAsLongOncePastTwiceTheMeasuredTime) {
-  EXPECT_EQ(detail_window::window_for(microseconds(300), microseconds(500)), 2u);
-  EXPECT_EQ(detail_window::window_for(microseconds(300), microseconds(700)), 1u);
+  EXPECT_EQ(detail_window::window_for(microseconds(600), microseconds(1100)), 2u);
+  EXPECT_EQ(detail_window::window_for(microseconds(600), microseconds(1300)), 1u);
 }
 
 TEST(ProcessWindowTest, AWorkerWhoseHeadRunsLongGetsNothingMore) {

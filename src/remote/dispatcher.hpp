@@ -16,10 +16,15 @@
 // worker when the current one ends, even where a round trip takes longer than the budget, as an
 // MPI one does on a busy host). Long tasks are handed one at a time (a task never waits behind a
 // long one while another worker is idle, and queued tasks stay in the pool's queue, where
-// cancel() reaches them), while short ones are pipelined. A worker whose head task has run longer
-// than the budget and twice the measured task time gets nothing more until it replies, and
-// when a worker is idle with nothing queued, the tasks that a worker stuck on a long head has not
-// started are taken back (Transport::take_back) and handed to the idle one.
+// cancel() reaches them), while short ones are pipelined. The budget is a millisecond because
+// the dispatcher thread shares the CPUs with the workers and with the thread that consumes the
+// results: on a host with as many CPUs as workers it can wait most of a scheduler slice before it
+// runs, and a worker with less than that queued goes idle meanwhile (seed (b), map of 200 chunks
+// of about 300 us on 2 MPI ranks: 0.68-1.03 of the process pool's speed-up with 200 us, 0.97-1.02
+// with 1 ms; bench/RESULTS.md). A worker whose head task has run longer than the budget and twice
+// the measured task time gets nothing more until it replies, and when a worker is idle with
+// nothing queued, the tasks that a worker stuck on a long head has not started are taken back
+// (Transport::take_back) and handed to the idle one.
 #pragma once
 
 #include <chrono>
@@ -66,7 +71,7 @@ class Dispatcher final : private TransportEvents {
   using Clock = std::chrono::steady_clock;
 
   // The work a task may have queued ahead of it in one worker (see the file comment).
-  static constexpr std::chrono::microseconds kHandAheadBudget{200};
+  static constexpr std::chrono::microseconds kHandAheadBudget{1000};
   static constexpr std::chrono::microseconds kPipelineBelow{1000};
   static constexpr std::size_t kMaxWindow = 16;
   // Workers in a row that may die before they are ready before the pool breaks (replace_worker):

@@ -12,10 +12,10 @@
 ///
 /// Scheduling, and what cancel() can reach: a task's future is `running` from the moment the task
 /// is handed to a worker; until then it waits in the pool's queue and cancel() succeeds. A worker
-/// is handed several tasks ahead only while tasks are short: about 200 us of measured work in all
+/// is handed several tasks ahead only while tasks are short: about 1 ms of measured work in all
 /// (and one task queued behind the running one while tasks take under 1 ms), at most 16 tasks,
 /// and one at a time while no task time is known yet or when tasks take 1 ms or more. A worker
-/// whose head task runs past the 200 us and twice the measured task time gets nothing more until
+/// whose head task runs past 1 ms and twice the measured task time gets nothing more until
 /// it replies. When a worker is idle with nothing queued, the tasks another worker was handed but
 /// has not started are taken back and handed to the idle one (their futures stay running). So with
 /// long tasks at most one task per worker is beyond cancel's reach (the one it is running), and a
