@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <future>
 #include <limits>
 #include <list>
 #include <map>
@@ -1042,6 +1043,36 @@ TYPED_TEST(MapSharedMemoryTest, MapOfAVoidFunctionRunsEachItemOnce) {
     EXPECT_EQ(items, 100);
     for (std::size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i].load(), 1) << "item " << i;
   }
+}
+
+// ++it without *it skips items without waiting for them: a whole chunk can be skipped while a
+// worker still runs it. The chunk's storage must stay the worker's (under TSan, the iterator
+// taking it for reuse while the worker wrote to it was reported as a race), and every later item
+// must be right. The test learns that chunk 0 has started from a relaxed atomic, which orders
+// nothing, so that TSan sees the worker's writes and the iterator's release as unordered.
+TEST(ThreadPoolMapTest, SkippingAChunkThatIsStillRunningLeavesItsStorageToTheWorker) {
+  cf::ThreadPoolExecutor pool(2);
+  std::promise<void> open;
+  const std::shared_future<void> gate = open.get_future().share();
+  std::atomic<bool> started{false};
+  const auto fn = [gate, &started](int x) {
+    if (x == 1) {  // chunk 0 stays running, its item 0 already stored
+      started.store(true, std::memory_order_relaxed);
+      gate.wait();
+    }
+    return x * 2;
+  };
+  constexpr int kChunk = 4;
+  auto doubled = pool.map(fn, cftest::ints(0, 40), cf::MapOptions{.chunksize = kChunk});
+  while (!started.load(std::memory_order_relaxed)) std::this_thread::yield();
+  auto it = doubled.begin();
+  for (int i = 0; i < kChunk; ++i) ++it;  // chunk 0 released unread, while it runs
+  open.set_value();
+  std::vector<int> got;
+  for (; it != doubled.end(); ++it) got.push_back(*it);
+  std::vector<int> expected;
+  for (int x = kChunk; x < 40; ++x) expected.push_back(x * 2);
+  EXPECT_EQ(got, expected);
 }
 
 }  // namespace

@@ -20,10 +20,12 @@
 // the dispatcher thread shares the CPUs with the workers and with the thread that consumes the
 // results: on a host with as many CPUs as workers it can wait most of a scheduler slice before it
 // runs, and a worker with less than that queued goes idle meanwhile (seed (b), map of 200 chunks
-// of about 300 us on 2 MPI ranks: 0.68-1.03 of the process pool's speed-up with 200 us, 0.97-1.02
-// with 1 ms; bench/RESULTS.md). A worker whose head task has run longer than the budget and twice
-// the measured task time gets nothing more until it replies, and when a worker is idle with
-// nothing queued, the tasks that a worker stuck on a long head has not started are taken back
+// of about 300 us on 2 MPI ranks, alternated runs: 0.68-1.03 of the process pool's speed-up with
+// 200 us, 0.97-1.02 with 1 ms; later runs with 1 ms still fell to 0.69-0.84 at times, see
+// bench/RESULTS.md). The budget is also the least a head runs before the tasks queued behind it
+// may be taken back (stall_threshold). A worker whose head task has run longer than the budget
+// and twice the measured task time gets nothing more until it replies, and when a worker is idle
+// with nothing queued, the tasks that a worker stuck on a long head has not started are taken back
 // (Transport::take_back) and handed to the idle one.
 #pragma once
 

@@ -191,7 +191,10 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   MapCore(std::shared_ptr<ExecutorLink> link, const MapOptions& options, std::size_t workers)
       : link_(std::move(link)),
         sizer_(options.chunksize, workers),
-        buffersize_(options.buffersize) {}
+        buffersize_(options.buffersize),
+        max_spare_outs_(std::max<std::size_t>(workers, 2)) {
+    spare_outs_.reserve(max_spare_outs_);  // keep_spare then never allocates, so never throws
+  }
   MapCore(const MapCore&) = delete;
   MapCore& operator=(const MapCore&) = delete;
   virtual ~MapCore() = default;
@@ -264,8 +267,11 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
         ++first_chunk_;
       }
     }
-    // Outside the lock: what the iterator did not take is destroyed here (user destructors).
-    if (released) keep_spare(std::move(released->out));
+    // Outside the lock: what the iterator did not take is destroyed here (user destructors). Only
+    // a chunk that is done gives its storage back: the iterator may skip a whole chunk with ++it
+    // (no *it, so no wait) while a worker still fills it. done() is an acquire load: the worker's
+    // writes to `out`, made before it completed `done`, are seen here.
+    if (released && released->done.done()) keep_spare(std::move(released->out));
     released.reset();
     if (buffersize_ > 0 && !input_done()) add_chunk();
   }
@@ -338,7 +344,7 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
     out.clear();
     if (out.capacity() == 0) return;
     std::lock_guard lock(mu_);
-    if (spare_outs_.size() < kMaxSpareOuts) spare_outs_.push_back(std::move(out));
+    if (spare_outs_.size() < max_spare_outs_) spare_outs_.push_back(std::move(out));
     // else freed on return, after the lock (the vector is empty: no user destructor runs)
   }
 
@@ -395,8 +401,9 @@ class MapCore : public std::enable_shared_from_this<MapCore<R>> {
   std::size_t items_read_ = 0;        // items put into chunks (or, eager-auto, read)
   bool input_done_ = false;
   bool stopped_ = false;
-  // Emptied outcome vectors of released chunks (keep_spare): about one per worker is in use.
-  static constexpr std::size_t kMaxSpareOuts = 4;
+  // Emptied outcome vectors of released chunks (keep_spare): about one per worker is in use at a
+  // time when the iterator keeps up; capacity reserved up front.
+  const std::size_t max_spare_outs_;
   std::vector<std::vector<Outcome<R>>> spare_outs_;
 
  private:
