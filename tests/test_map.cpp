@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <future>
 #include <limits>
 #include <list>
 #include <map>
@@ -1051,23 +1050,22 @@ TYPED_TEST(MapSharedMemoryTest, MapOfAVoidFunctionRunsEachItemOnce) {
 // must be right. The test learns that chunk 0 has started from a relaxed atomic, which orders
 // nothing, so that TSan sees the worker's writes and the iterator's release as unordered.
 TEST(ThreadPoolMapTest, SkippingAChunkThatIsStillRunningLeavesItsStorageToTheWorker) {
+  std::atomic<bool> started{false};  // before the pool: outlives its workers
   cf::ThreadPoolExecutor pool(2);
-  std::promise<void> open;
-  const std::shared_future<void> gate = open.get_future().share();
-  std::atomic<bool> started{false};
-  const auto fn = [gate, &started](int x) {
+  cftest::Gate gate;  // after the pool: opens before the pool waits for its tasks
+  const auto fn = [event = gate.event(), &started](int x) {
     if (x == 1) {  // chunk 0 stays running, its item 0 already stored
       started.store(true, std::memory_order_relaxed);
-      gate.wait();
+      event->wait();
     }
     return x * 2;
   };
   constexpr int kChunk = 4;
   auto doubled = pool.map(fn, cftest::ints(0, 40), cf::MapOptions{.chunksize = kChunk});
-  while (!started.load(std::memory_order_relaxed)) std::this_thread::yield();
+  ASSERT_TRUE(cftest::eventually([&] { return started.load(std::memory_order_relaxed); }));
   auto it = doubled.begin();
   for (int i = 0; i < kChunk; ++i) ++it;  // chunk 0 released unread, while it runs
-  open.set_value();
+  gate.open();
   std::vector<int> got;
   for (; it != doubled.end(); ++it) got.push_back(*it);
   std::vector<int> expected;
