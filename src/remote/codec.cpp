@@ -708,6 +708,10 @@ CerealInput& Reader::cereal_archive() {
 
 void Reader::destroy_cereal() noexcept { delete cereal_; }
 
+void throw_corrupt(const char* what) {
+  throw SerializationError(std::string("corrupt message: ") + what);
+}
+
 // --- exceptions -----------------------------------------------------------------------------
 
 namespace {

@@ -223,6 +223,10 @@ class Writer {
 
 class CerealInput;
 
+// Throws SerializationError("corrupt message: <what>"). Out of line, so that the checks of a
+// reader's hot paths stay small enough to inline.
+[[noreturn]] void throw_corrupt(const char* what);
+
 class Reader {
  public:
   // `descriptors`: those that came with the message (a value's descriptor() reads an index into
@@ -234,7 +238,7 @@ class Reader {
   int descriptor() {
     const auto index = pod<std::uint64_t>();
     if (descriptors_ == nullptr || index >= descriptors_->size()) {
-      throw SerializationError("corrupt message: a descriptor did not arrive with it");
+      throw_corrupt("a descriptor did not arrive with it");
     }
     return (*descriptors_)[static_cast<std::size_t>(index)];
   }
@@ -253,13 +257,15 @@ class Reader {
   template <class T>
   T pod() {
     static_assert(std::is_trivially_copyable_v<T>);
+    need(sizeof(T));
     T value;
-    bytes(&value, sizeof(T));
+    std::memcpy(&value, p_, sizeof(T));  // a constant size: a load, not a call
+    p_ += sizeof(T);
     return value;
   }
   std::size_t size() {
     const auto n = pod<std::uint64_t>();
-    if (n > remaining()) throw SerializationError("corrupt message: a length exceeds the data");
+    if (n > remaining()) throw_corrupt("a length exceeds the data");
     return static_cast<std::size_t>(n);
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
@@ -275,7 +281,7 @@ class Reader {
 
  private:
   void need(std::size_t n) const {
-    if (n > remaining()) throw SerializationError("corrupt message: truncated data");
+    if (n > remaining()) throw_corrupt("truncated data");
   }
   void destroy_cereal() noexcept;
   const std::byte* p_;
