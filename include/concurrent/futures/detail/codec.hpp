@@ -509,15 +509,18 @@ struct Codec<std::vector<T, A>> {
       const std::byte* bytes = r.take(n * sizeof(T));
       if (reinterpret_cast<std::uintptr_t>(bytes) % alignof(T) != 0) {
         // Elements packed after a 1-byte field are not aligned for T. A short vector (a map's
-        // results are often a few numbers each) goes through an aligned buffer on the stack,
-        // which spares the zero-fill of resize and its out-of-line call; a long one is filled
-        // by resize and overwritten.
-        constexpr std::size_t kStackBytes = 256;
-        if (n * sizeof(T) <= kStackBytes) {
-          alignas(T) std::byte staged[kStackBytes];
-          if (n > 0) std::memcpy(staged, bytes, n * sizeof(T));
-          const auto* first = std::launder(reinterpret_cast<const T*>(staged));
-          v.assign(first, first + n);
+        // results are often a few numbers each) is filled element by element, each a load of
+        // constant size: no zero-fill, and no call but the allocation. A long one is filled by
+        // resize and overwritten.
+        constexpr std::size_t kShortBytes = 256;
+        if (n * sizeof(T) <= kShortBytes) {
+          v.clear();
+          v.reserve(n);
+          for (std::size_t i = 0; i < n; ++i) {
+            T x;
+            std::memcpy(&x, bytes + i * sizeof(T), sizeof(T));
+            v.push_back(x);
+          }
           return;
         }
         v.resize(n);
