@@ -32,6 +32,13 @@ using remote::MessageType;
 // How long a side that was just busy probes MPI before it sleeps on its doorbell: long enough to
 // catch the next task of a stream without a wake-up, short enough to cost little when idle.
 constexpr auto kSpin = std::chrono::microseconds(100);
+// While a worker rank spins for its next message it yields the CPU at each turn only if its last
+// task was shorter than this. Short tasks come in streams whose messages the client's threads
+// must make, on the CPUs the ranks share. After longer tasks a yield was measured to do harm: on
+// 2 CPUs the two worker ranks of seed (b) (300 us chunks) then shared one CPU for whole maps in
+// about a quarter of the runs (bench/RESULTS.md, ninth session). Open MPI's own yield on an
+// idle probe is turned off in every rank of a static job (initialize()), so this is the only one.
+constexpr auto kYieldTasksBelow = std::chrono::microseconds(100);
 constexpr auto kConnectTimeout = std::chrono::milliseconds(60'000);
 constexpr auto kSpawnTimeout = std::chrono::seconds(30);  // see initialize()
 constexpr const char* kSpawnedFlag = "--cfutures-mpi-worker";
@@ -88,7 +95,9 @@ class Server {
           const std::uint64_t id = in.header.id;
           // After a failed initializer the pool breaks and fails its tasks itself.
           if (init_error_) break;
+          const auto started = Clock::now();
           codec::Buffer reply = remote::run_task(in.view);
+          short_tasks_ = Clock::now() - started < kYieldTasksBelow;
           remote::refuse_descriptors(reply);
           in = Incoming();  // a large request goes before the reply is sent
           say(static_cast<std::uint8_t>(MessageType::reply), id, {reply.data(), reply.size()},
@@ -159,7 +168,10 @@ class Server {
         std::this_thread::yield();
         continue;
       }
-      if (now < spin_until) continue;
+      if (now < spin_until) {
+        if (short_tasks_) std::this_thread::yield();  // see kYieldTasksBelow
+        continue;
+      }
       bool rang = false;
       if (!bell_.listen(&rang)) return last_words();
       if (rang) {
@@ -201,6 +213,7 @@ class Server {
   remote::WorkerConfig config_;
   codec::Buffer scratch_;
   Sends sends_;
+  bool short_tasks_ = true;  // whether the last task took less than kYieldTasksBelow
 };
 
 // --- the client's side ---------------------------------------------------------------------
@@ -443,19 +456,21 @@ void initialize(int* argc, char*** argv) {
     setenv("OMPI_MCA_pmix_base_exchange_timeout", std::to_string(kSpawnTimeout.count()).c_str(),
            /*overwrite=*/0);
     // On an oversubscribed host (more ranks than cores, as in `mpiexec --oversubscribe -n 3` on
-    // two) Open MPI makes every probe that finds nothing give up the CPU. A pool's client never
-    // waits inside MPI: it probes while it spins (briefly, yielding there itself) and otherwise
-    // sleeps on its doorbells. A probe that yields outside a spin hands the CPU to a rank that
-    // computes, and the client then waits behind it for up to milliseconds while another CPU
-    // idles. So rank 0 of a job of several ranks (the static ranks' client: it runs main) turns
-    // that off; the worker ranks keep Open MPI's choice, which gives the CPU back sooner between
-    // short tasks (bench/RESULTS.md has both measured). A job of one rank (dynamic spawn) is not
-    // oversubscribed, so Open MPI does not yield there; the variable is left alone, because Open
-    // MPI would pass it on to the workers it spawns. The program's own setting wins.
+    // two) Open MPI makes every probe that finds nothing give up the CPU. No rank of a pool waits
+    // inside MPI: each probes while it spins (yielding there itself when that helps) and
+    // otherwise sleeps on its doorbell. For the client, a probe that yields hands the CPU to a
+    // rank that computes, and the client then waits behind it for up to milliseconds while
+    // another CPU idles. For the worker ranks, the yield on every empty probe let the two workers
+    // of seed (b) share one CPU for whole maps in about a quarter of the runs on 2 CPUs; with it
+    // off, 2 of 24 runs were slow instead of 7 of 24 (bench/RESULTS.md, ninth session; the
+    // worker's own spin yields after short tasks, kYieldTasksBelow). So every rank of a static
+    // job of several ranks turns it off. A job of one rank (dynamic spawn) is not oversubscribed,
+    // so Open MPI does not yield there; the variable is left alone, because Open MPI would pass
+    // it on to the workers it spawns. The program's own setting wins.
     const char* job_rank = std::getenv("OMPI_COMM_WORLD_RANK");
     const char* job_size = std::getenv("OMPI_COMM_WORLD_SIZE");
-    if (job_rank != nullptr && std::string_view(job_rank) == "0" && job_size != nullptr &&
-        std::string_view(job_size) != "1" && !spawned_by_a_pool()) {
+    if (job_rank != nullptr && job_size != nullptr && std::string_view(job_size) != "1" &&
+        !spawned_by_a_pool()) {
       setenv(kYieldVariable, "0", /*overwrite=*/0);
     }
     check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
