@@ -467,10 +467,8 @@ void initialize(int* argc, char*** argv) {
     // job of several ranks turns it off. A job of one rank (dynamic spawn) is not oversubscribed,
     // so Open MPI does not yield there; the variable is left alone, because Open MPI would pass
     // it on to the workers it spawns. The program's own setting wins.
-    const char* job_rank = std::getenv("OMPI_COMM_WORLD_RANK");
     const char* job_size = std::getenv("OMPI_COMM_WORLD_SIZE");
-    if (job_rank != nullptr && job_size != nullptr && std::string_view(job_size) != "1" &&
-        !spawned_by_a_pool()) {
+    if (job_size != nullptr && std::string_view(job_size) != "1" && !spawned_by_a_pool()) {
       setenv(kYieldVariable, "0", /*overwrite=*/0);
     }
     check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
