@@ -137,6 +137,15 @@ struct Stateless {
   void serialize(Archive& /*archive*/) {}
 };
 
+// A cereal type holding a vector of elements that are saved as nothing.
+struct Shelf {
+  std::vector<Stateless> slots;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(slots);
+  }
+};
+
 // Not serializable: neither trivially copyable nor a cereal type.
 struct Opaque {
   std::string text;
@@ -463,14 +472,36 @@ TEST(CodecTest, CerealFunctionsWinInsideAVectorOfStdWrappers) {
 }
 
 TEST(CodecTest, VectorOfElementsEncodedInZeroBytesRoundTrips) {
-  // known bug: Reader::size() refuses any count larger than the bytes left, on the assumption
-  // that every element takes at least one byte. Elements written elementwise in zero bytes
-  // (std::monostate, which cereal's support writes as nothing; a cereal type with nothing to
-  // save) break it: a legitimate vector of them is refused as "a length exceeds the data".
-  GTEST_SKIP() << "known bug: a vector of n > 0 elements that encode to zero bytes is read as "
-                  "corrupt";
+  // Elements written one by one in zero bytes (std::monostate, which cereal's support writes as
+  // nothing; a cereal type with nothing to save): the count exceeds the bytes that follow it.
   EXPECT_EQ(round_trip(std::vector<std::monostate>(3)).size(), 3u);
   EXPECT_EQ(round_trip(std::vector<Stateless>(2)).size(), 2u);
+  EXPECT_EQ(round_trip(std::map<int, std::monostate>{{1, {}}, {2, {}}}).size(), 2u);
+  // Inside a cereal type, where cereal's support reads the count.
+  Shelf shelf;
+  shelf.slots.resize(5);
+  EXPECT_EQ(round_trip(shelf).slots.size(), 5u);
+  EXPECT_EQ(round_trip(std::vector<std::monostate>(codec::kCountBeyondData)).size(),
+            codec::kCountBeyondData);
+}
+
+TEST(CodecTest, MoreElementsThanTheBoundPastTheirBytesAreRefusedWhenWritten) {
+  // A reader refuses a count more than kCountBeyondData past the bytes left, so the writer
+  // refuses such a container first, with the error at the sender.
+  const std::size_t too_many = codec::kCountBeyondData + 1;
+  codec::Buffer empties;
+  codec::Writer w(empties);
+  try {
+    codec::write(w, std::vector<Stateless>(too_many));
+    ADD_FAILURE() << "a vector of " << too_many << " empty elements was written";
+  } catch (const cf::SerializationError& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(too_many) + " elements"), std::string::npos)
+        << e.what();
+  }
+  // Exactly the bound is written and read back; elements that take a byte each never hit it.
+  EXPECT_EQ(round_trip(std::vector<Stateless>(codec::kCountBeyondData)).size(),
+            codec::kCountBeyondData);
+  EXPECT_EQ(round_trip(std::vector<std::optional<std::monostate>>(too_many)).size(), too_many);
 }
 
 TEST(CodecTest, CerealTypeWithStdMembersRoundTripsWithOnlyTheUmbrellaHeader) {
@@ -754,6 +785,24 @@ TEST(CodecCorruptInputTest, LengthLargerThanTheDataIsASerializationErrorNotAnAll
   Bytes short_block;
   short_block.pod(std::uint64_t{10}).zeros(16);
   expect_corrupt<std::vector<int>>(short_block.data(), short_block.size(), "vector<int>");
+}
+
+TEST(CodecCorruptInputTest, CountOfEmptyElementsPastTheBoundIsASerializationError) {
+  // Elements that encode to nothing may outnumber the bytes left by kCountBeyondData, no more.
+  Bytes at_bound;
+  at_bound.pod(std::uint64_t{codec::kCountBeyondData});
+  EXPECT_EQ(decode<std::vector<std::monostate>>(at_bound.data(), at_bound.size()).size(),
+            codec::kCountBeyondData);
+  for (const std::uint64_t count :
+       {std::uint64_t{codec::kCountBeyondData} + 1, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
+    SCOPED_TRACE("count " + std::to_string(count));
+    Bytes bytes;
+    bytes.pod(count);
+    expect_corrupt<std::vector<std::monostate>>(bytes.data(), bytes.size(), "vector<monostate>");
+    expect_corrupt<std::vector<Stateless>>(bytes.data(), bytes.size(), "vector<Stateless>");
+    expect_corrupt<Shelf>(bytes.data(), bytes.size(), "a cereal type's vector<Stateless>");
+    expect_corrupt<std::map<std::monostate, std::monostate>>(bytes.data(), bytes.size(), "map");
+  }
 }
 
 TEST(CodecCorruptInputTest, BadVariantIndexIsASerializationError) {

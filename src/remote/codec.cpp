@@ -701,6 +701,14 @@ cereal::BinaryOutputArchive& Writer::cereal_archive() {
 
 void Writer::destroy_cereal() noexcept { delete cereal_; }
 
+void Writer::refuse_count(std::size_t count) {
+  throw SerializationError("a container of " + std::to_string(count) +
+                           " elements that encode to fewer bytes than that cannot be sent: at "
+                           "most " +
+                           std::to_string(kCountBeyondData) +
+                           " more elements than their bytes (elements that encode to no bytes)");
+}
+
 CerealInput& Reader::cereal_archive() {
   if (cereal_ == nullptr) cereal_ = new CerealInput(*this);
   return *cereal_;

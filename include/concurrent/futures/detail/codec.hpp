@@ -83,6 +83,11 @@ inline constexpr std::size_t kSegmentControlBytes = 4096;
 // Received vectors at least this large are asked for transparent huge pages before they are
 // filled (see advise_huge_pages).
 inline constexpr std::size_t kHugePageAdviceThreshold = std::size_t{4} << 20;
+// Elements read one by one can encode to no bytes at all (std::monostate, a cereal type with
+// nothing to save), so the count of a container of them may exceed the bytes that follow it. By
+// how much is bounded, so that a corrupt count cannot ask for unbounded memory: at most this many
+// elements more than the bytes left. A writer refuses a container beyond it (check_count).
+inline constexpr std::size_t kCountBeyondData = std::size_t{1} << 16;
 
 // Asks the kernel for transparent huge pages on the 2 MiB-aligned interior of [p, p + n), memory
 // that was just allocated and not yet touched: filling it then takes one fault per 2 MiB instead
@@ -203,6 +208,11 @@ class Writer {
     bytes(&value, sizeof(T));
   }
   void size(std::size_t n) { pod(static_cast<std::uint64_t>(n)); }
+  // After a container's `count` elements were written from `start` (the buffer's size before
+  // them): refuses a count that a reader would refuse (see kCountBeyondData).
+  void check_count(std::size_t count, std::size_t start) const {
+    if (count > buffer_.size() - start + kCountBeyondData) refuse_count(count);
+  }
   Buffer& buffer() noexcept { return buffer_; }
 
   // A cereal archive over this writer, made on first use and kept for the value being written.
@@ -217,6 +227,7 @@ class Writer {
  private:
   struct CerealSink;
   void destroy_cereal() noexcept;
+  [[noreturn]] static void refuse_count(std::size_t count);
   Buffer& buffer_;
   CerealSink* cereal_ = nullptr;
 };
@@ -263,9 +274,16 @@ class Reader {
     p_ += sizeof(T);
     return value;
   }
+  // A length of bytes or of elements that take at least one byte each.
   std::size_t size() {
     const auto n = pod<std::uint64_t>();
     if (n > remaining()) throw_corrupt("a length exceeds the data");
+    return static_cast<std::size_t>(n);
+  }
+  // A count of elements read one by one, which may take no bytes (see kCountBeyondData).
+  std::size_t count() {
+    const auto n = pod<std::uint64_t>();
+    if (n > remaining() + kCountBeyondData) throw_corrupt("a count exceeds the data");
     return static_cast<std::size_t>(n);
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
@@ -293,9 +311,10 @@ class Reader {
 // Reads what cereal::BinaryOutputArchive wrote, straight from a Reader. cereal's own
 // BinaryInputArchive trusts the lengths it reads: a std::vector or std::string inside a user's
 // type is resized to whatever the bytes say before its elements are read, so a corrupt length
-// asks for gigabytes. Here a length larger than the bytes left is refused, as Reader::size() does
-// for the codec's own containers (every element takes at least one byte), and so is a bool byte
-// other than 0 and 1. User types see it as their Archive type (serialize/load are templates).
+// asks for gigabytes. Here a count more than kCountBeyondData past the bytes left is refused, as
+// Reader::count() does for the codec's own containers (the elements may take no bytes, but a
+// binary block's bytes must all be there), and so is a bool byte other than 0 and 1. User types
+// see it as their Archive type (serialize/load are templates).
 class CerealInput : public cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision> {
  public:
   explicit CerealInput(Reader& reader)
@@ -326,8 +345,9 @@ void CEREAL_SERIALIZE_FUNCTION_NAME(CerealInput& ar, cereal::NameValuePair<T>& t
 template <class T>
 void CEREAL_SERIALIZE_FUNCTION_NAME(CerealInput& ar, cereal::SizeTag<T>& t) {
   ar(t.size);
-  if (static_cast<std::uint64_t>(t.size) > ar.remaining()) {
-    throw SerializationError("corrupt message: a length exceeds the data");
+  // The elements may take no bytes (a vector of empty types): see kCountBeyondData.
+  if (static_cast<std::uint64_t>(t.size) > ar.remaining() + kCountBeyondData) {
+    throw SerializationError("corrupt message: a count exceeds the data");
   }
 }
 template <class T>
@@ -492,11 +512,13 @@ struct Codec<std::vector<T, A>> {
     } else if constexpr (block_copyable_v<T>) {
       w.bytes(v.data(), v.size() * sizeof(T));
     } else {
+      const std::size_t start = w.buffer().size();
       for (const T& x : v) codec::write(w, x);
+      w.check_count(v.size(), start);
     }
   }
   static void read(Reader& r, std::vector<T, A>& v) {
-    const std::size_t n = r.size();
+    const std::size_t n = block_copyable_v<T> || std::is_same_v<T, bool> ? r.size() : r.count();
     if constexpr (std::is_same_v<T, bool>) {
       v.resize(n);
       for (std::size_t i = 0; i < n; ++i) v[i] = r.pod<std::uint8_t>() != 0;
@@ -630,11 +652,13 @@ struct AssociativeCodec {
   static constexpr bool uses_cereal = uses_cereal_v<typename C::value_type>;
   static void write(Writer& w, const C& c) {
     w.size(c.size());
+    const std::size_t start = w.buffer().size();
     for (const auto& x : c) codec::write(w, x);
+    w.check_count(c.size(), start);
   }
   static void read(Reader& r, C& c) {
     c.clear();
-    const std::size_t n = r.size();
+    const std::size_t n = r.count();
     for (std::size_t i = 0; i < n; ++i) {
       if constexpr (requires { typename C::mapped_type; }) {
         std::pair<Key, typename C::mapped_type> kv;
