@@ -485,20 +485,25 @@ TEST(CodecTest, VectorOfElementsEncodedInZeroBytesRoundTrips) {
             codec::kCountBeyondData);
 }
 
-TEST(CodecTest, MoreElementsThanTheBoundPastTheirBytesAreRefusedWhenWritten) {
-  // A reader refuses a count more than kCountBeyondData past the bytes left, so the writer
-  // refuses such a container first, with the error at the sender.
+TEST(CodecTest, MoreElementsThatEncodeToNothingThanTheBoundAreRefusedWhenWritten) {
+  // A reader allows a message kCountBeyondData elements that take no bytes, so the writer refuses
+  // more, with the error at the sender: in one container, or added up over several.
   const std::size_t too_many = codec::kCountBeyondData + 1;
-  codec::Buffer empties;
-  codec::Writer w(empties);
-  try {
-    codec::write(w, std::vector<Stateless>(too_many));
-    ADD_FAILURE() << "a vector of " << too_many << " empty elements was written";
-  } catch (const cf::SerializationError& e) {
-    EXPECT_NE(std::string(e.what()).find(std::to_string(too_many) + " elements"), std::string::npos)
-        << e.what();
-  }
-  // Exactly the bound is written and read back; elements that take a byte each never hit it.
+  const auto refused = [](const auto& value, const char* what) {
+    codec::Buffer buffer;
+    codec::Writer w(buffer);
+    try {
+      codec::write(w, value);
+      ADD_FAILURE() << what << " was written";
+    } catch (const cf::SerializationError& e) {
+      EXPECT_NE(std::string(e.what()).find("encode to nothing"), std::string::npos) << e.what();
+    }
+  };
+  refused(std::vector<Stateless>(too_many), "one vector past the bound");
+  const std::size_t half = codec::kCountBeyondData / 2 + 1;
+  refused(std::pair(std::vector<std::monostate>(half), std::vector<std::monostate>(half)),
+          "two vectors that add up past the bound");
+  // Exactly the bound is written and read back; elements that take a byte each never count.
   EXPECT_EQ(round_trip(std::vector<Stateless>(codec::kCountBeyondData)).size(),
             codec::kCountBeyondData);
   EXPECT_EQ(round_trip(std::vector<std::optional<std::monostate>>(too_many)).size(), too_many);
@@ -803,6 +808,28 @@ TEST(CodecCorruptInputTest, CountOfEmptyElementsPastTheBoundIsASerializationErro
     expect_corrupt<Shelf>(bytes.data(), bytes.size(), "a cereal type's vector<Stateless>");
     expect_corrupt<std::map<std::monostate, std::monostate>>(bytes.data(), bytes.size(), "map");
   }
+}
+
+TEST(CodecCorruptInputTest, EmptyElementsAreBoundedPerMessageNotPerCount) {
+  // Each count below is within the bound on its own; together they are past it. Bounded per
+  // count, nested vectors would multiply: a few bytes of inner counts, each allowed 65,536
+  // elements, would ask for gigabytes.
+  const std::uint64_t each = codec::kCountBeyondData / 2 + 1;
+  Bytes nested;
+  nested.pod(std::uint64_t{3}).pod(each).pod(each).pod(each);
+  expect_corrupt<std::vector<std::vector<std::monostate>>>(nested.data(), nested.size(),
+                                                           "vector<vector<monostate>>");
+  // Cereal's counts: the first exceeds the bytes left by each - 8 (the second count follows it).
+  Bytes shelves;
+  shelves.pod(each + 8).pod(each);
+  expect_corrupt<std::pair<Shelf, Shelf>>(shelves.data(), shelves.size(), "two cereal shelves");
+  // Within the allowance together, they are read.
+  const std::uint64_t quarter = codec::kCountBeyondData / 4;
+  Bytes fits;
+  fits.pod(std::uint64_t{2}).pod(quarter).pod(quarter);
+  const auto both = decode<std::vector<std::vector<std::monostate>>>(fits.data(), fits.size());
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[1].size(), quarter);
 }
 
 TEST(CodecCorruptInputTest, BadVariantIndexIsASerializationError) {

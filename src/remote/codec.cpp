@@ -701,12 +701,10 @@ cereal::BinaryOutputArchive& Writer::cereal_archive() {
 
 void Writer::destroy_cereal() noexcept { delete cereal_; }
 
-void Writer::refuse_count(std::size_t count) {
-  throw SerializationError("a container of " + std::to_string(count) +
-                           " elements that encode to fewer bytes than that cannot be sent: at "
-                           "most " +
-                           std::to_string(kCountBeyondData) +
-                           " more elements than their bytes (elements that encode to no bytes)");
+void Writer::refuse_empty_elements() {
+  throw SerializationError("cannot send more than " + std::to_string(kCountBeyondData) +
+                           " container elements that encode to nothing (such as std::monostate "
+                           "or a type with nothing to save) in one message");
 }
 
 CerealInput& Reader::cereal_archive() {

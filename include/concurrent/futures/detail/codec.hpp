@@ -83,10 +83,14 @@ inline constexpr std::size_t kSegmentControlBytes = 4096;
 // Received vectors at least this large are asked for transparent huge pages before they are
 // filled (see advise_huge_pages).
 inline constexpr std::size_t kHugePageAdviceThreshold = std::size_t{4} << 20;
-// Elements read one by one can encode to no bytes at all (std::monostate, a cereal type with
-// nothing to save), so the count of a container of them may exceed the bytes that follow it. By
-// how much is bounded, so that a corrupt count cannot ask for unbounded memory: at most this many
-// elements more than the bytes left. A writer refuses a container beyond it (check_count).
+// Elements of a container can encode to no bytes at all (std::monostate, a cereal type with
+// nothing to save), so a container's count may exceed the bytes that follow it, and a count alone
+// cannot bound what a reader allocates. So a message (what one Writer writes, what one Reader
+// reads) may hold at most this many elements that encode to nothing in the codec's containers: a
+// writer refuses more (Writer::element_written), and a reader refuses a count larger than the
+// bytes left plus what remains of that allowance (Reader::count, Reader::element_read). Inside a
+// cereal type, where cereal reads the elements, the counts past the bytes left may add up to as
+// much (CerealInput).
 inline constexpr std::size_t kCountBeyondData = std::size_t{1} << 16;
 
 // Asks the kernel for transparent huge pages on the 2 MiB-aligned interior of [p, p + n), memory
@@ -208,10 +212,10 @@ class Writer {
     bytes(&value, sizeof(T));
   }
   void size(std::size_t n) { pod(static_cast<std::uint64_t>(n)); }
-  // After a container's `count` elements were written from `start` (the buffer's size before
-  // them): refuses a count that a reader would refuse (see kCountBeyondData).
-  void check_count(std::size_t count, std::size_t start) const {
-    if (count > buffer_.size() - start + kCountBeyondData) refuse_count(count);
+  // After one element of a container was written from `start` (the buffer's size before it):
+  // counts it if it took no bytes, and refuses the message past kCountBeyondData of them.
+  void element_written(std::size_t start) {
+    if (buffer_.size() == start && ++empty_elements_ > kCountBeyondData) refuse_empty_elements();
   }
   Buffer& buffer() noexcept { return buffer_; }
 
@@ -227,9 +231,10 @@ class Writer {
  private:
   struct CerealSink;
   void destroy_cereal() noexcept;
-  [[noreturn]] static void refuse_count(std::size_t count);
+  [[noreturn]] static void refuse_empty_elements();
   Buffer& buffer_;
   CerealSink* cereal_ = nullptr;
+  std::size_t empty_elements_ = 0;  // see kCountBeyondData
 };
 
 class CerealInput;
@@ -283,8 +288,15 @@ class Reader {
   // A count of elements read one by one, which may take no bytes (see kCountBeyondData).
   std::size_t count() {
     const auto n = pod<std::uint64_t>();
-    if (n > remaining() + kCountBeyondData) throw_corrupt("a count exceeds the data");
+    if (n > remaining() + empty_allowance_) throw_corrupt("a count exceeds the data");
     return static_cast<std::size_t>(n);
+  }
+  // After one element of a container was read, with `remaining_before` bytes left before it:
+  // counts it against the allowance if it took no bytes.
+  void element_read(std::size_t remaining_before) {
+    if (remaining() != remaining_before) return;
+    if (empty_allowance_ == 0) throw_corrupt("too many elements that encode to nothing");
+    --empty_allowance_;
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
 
@@ -306,24 +318,32 @@ class Reader {
   const std::byte* end_;
   const std::vector<int>* descriptors_;
   CerealInput* cereal_ = nullptr;
+  std::size_t empty_allowance_ = kCountBeyondData;  // see kCountBeyondData
 };
 
 // Reads what cereal::BinaryOutputArchive wrote, straight from a Reader. cereal's own
 // BinaryInputArchive trusts the lengths it reads: a std::vector or std::string inside a user's
 // type is resized to whatever the bytes say before its elements are read, so a corrupt length
-// asks for gigabytes. Here a count more than kCountBeyondData past the bytes left is refused, as
-// Reader::count() does for the codec's own containers (the elements may take no bytes, but a
-// binary block's bytes must all be there), and so is a bool byte other than 0 and 1. User types
-// see it as their Archive type (serialize/load are templates).
+// asks for gigabytes. Here the counts that exceed the bytes left may do so by at most
+// kCountBeyondData in all (the elements may take no bytes, but a binary block's bytes must all be
+// there), and a bool byte other than 0 and 1 is refused. User types see it as their Archive type
+// (serialize/load are templates).
 class CerealInput : public cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision> {
  public:
   explicit CerealInput(Reader& reader)
       : cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision>(this), reader_(reader) {}
   void loadBinary(void* data, std::size_t size) { reader_.bytes(data, size); }
-  std::size_t remaining() const noexcept { return reader_.remaining(); }
+  // A count cereal read: what it exceeds the bytes left by comes out of the allowance.
+  void check_count(std::uint64_t n) {
+    const std::size_t left = reader_.remaining();
+    if (n <= left) return;
+    if (n - left > excess_allowance_) throw_corrupt("a count exceeds the data");
+    excess_allowance_ -= static_cast<std::size_t>(n - left);
+  }
 
  private:
   Reader& reader_;
+  std::size_t excess_allowance_ = kCountBeyondData;
 };
 
 // cereal's binary serialization functions (cereal/archives/binary.hpp), for CerealInput.
@@ -345,10 +365,7 @@ void CEREAL_SERIALIZE_FUNCTION_NAME(CerealInput& ar, cereal::NameValuePair<T>& t
 template <class T>
 void CEREAL_SERIALIZE_FUNCTION_NAME(CerealInput& ar, cereal::SizeTag<T>& t) {
   ar(t.size);
-  // The elements may take no bytes (a vector of empty types): see kCountBeyondData.
-  if (static_cast<std::uint64_t>(t.size) > ar.remaining() + kCountBeyondData) {
-    throw SerializationError("corrupt message: a count exceeds the data");
-  }
+  ar.check_count(static_cast<std::uint64_t>(t.size));
 }
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(CerealInput& ar, cereal::BinaryData<T>& bd) {
@@ -512,9 +529,11 @@ struct Codec<std::vector<T, A>> {
     } else if constexpr (block_copyable_v<T>) {
       w.bytes(v.data(), v.size() * sizeof(T));
     } else {
-      const std::size_t start = w.buffer().size();
-      for (const T& x : v) codec::write(w, x);
-      w.check_count(v.size(), start);
+      for (const T& x : v) {
+        const std::size_t start = w.buffer().size();
+        codec::write(w, x);
+        w.element_written(start);
+      }
     }
   }
   static void read(Reader& r, std::vector<T, A>& v) {
@@ -562,7 +581,11 @@ struct Codec<std::vector<T, A>> {
     } else {
       v.clear();
       v.resize(n);
-      for (T& x : v) codec::read(r, x);
+      for (T& x : v) {
+        const std::size_t before = r.remaining();
+        codec::read(r, x);
+        r.element_read(before);
+      }
     }
   }
 };
@@ -652,14 +675,17 @@ struct AssociativeCodec {
   static constexpr bool uses_cereal = uses_cereal_v<typename C::value_type>;
   static void write(Writer& w, const C& c) {
     w.size(c.size());
-    const std::size_t start = w.buffer().size();
-    for (const auto& x : c) codec::write(w, x);
-    w.check_count(c.size(), start);
+    for (const auto& x : c) {
+      const std::size_t start = w.buffer().size();
+      codec::write(w, x);
+      w.element_written(start);
+    }
   }
   static void read(Reader& r, C& c) {
     c.clear();
     const std::size_t n = r.count();
     for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t before = r.remaining();
       if constexpr (requires { typename C::mapped_type; }) {
         std::pair<Key, typename C::mapped_type> kv;
         codec::read(r, kv);
@@ -669,6 +695,7 @@ struct AssociativeCodec {
         codec::read(r, k);
         c.insert(std::move(k));
       }
+      r.element_read(before);
     }
   }
 };
