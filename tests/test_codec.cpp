@@ -146,6 +146,14 @@ struct Shelf {
   }
 };
 
+// A cereal type saved as nothing, large in memory: kEmptyElementBytes holds few of them.
+struct Blank {
+  char scratch[4096];
+  template <class Archive>
+  void serialize(Archive& /*archive*/) {}
+};
+constexpr std::size_t kBlanksAllowed = codec::kEmptyElementBytes / sizeof(Blank);
+
 // Not serializable: neither trivially copyable nor a cereal type.
 struct Opaque {
   std::string text;
@@ -476,19 +484,22 @@ TEST(CodecTest, VectorOfElementsEncodedInZeroBytesRoundTrips) {
   // nothing; a cereal type with nothing to save): the count exceeds the bytes that follow it.
   EXPECT_EQ(round_trip(std::vector<std::monostate>(3)).size(), 3u);
   EXPECT_EQ(round_trip(std::vector<Stateless>(2)).size(), 2u);
-  EXPECT_EQ(round_trip(std::map<int, std::monostate>{{1, {}}, {2, {}}}).size(), 2u);
+  EXPECT_EQ(round_trip(std::set<std::monostate>{{}}).size(), 1u);
+  EXPECT_EQ(round_trip(std::map<std::monostate, std::monostate>{{{}, {}}}).size(), 1u);
   // Inside a cereal type, where cereal's support reads the count.
   Shelf shelf;
   shelf.slots.resize(5);
   EXPECT_EQ(round_trip(shelf).slots.size(), 5u);
-  EXPECT_EQ(round_trip(std::vector<std::monostate>(codec::kCountBeyondData)).size(),
-            codec::kCountBeyondData);
+  // The whole allowance, in one vector and split over nested ones.
+  EXPECT_EQ(round_trip(std::vector<Blank>(kBlanksAllowed)).size(), kBlanksAllowed);
+  const std::vector<std::vector<Blank>> split{std::vector<Blank>(kBlanksAllowed / 2),
+                                              std::vector<Blank>(kBlanksAllowed / 2)};
+  EXPECT_EQ(round_trip(split)[1].size(), kBlanksAllowed / 2);
 }
 
 TEST(CodecTest, MoreElementsThatEncodeToNothingThanTheBoundAreRefusedWhenWritten) {
-  // A reader allows a message kCountBeyondData elements that take no bytes, so the writer refuses
-  // more, with the error at the sender: in one container, or added up over several.
-  const std::size_t too_many = codec::kCountBeyondData + 1;
+  // A reader allows a message kEmptyElementBytes of elements that take no bytes, so the writer
+  // refuses more, with the error at the sender: in one container, or added up over several.
   const auto refused = [](const auto& value, const char* what) {
     codec::Buffer buffer;
     codec::Writer w(buffer);
@@ -499,14 +510,13 @@ TEST(CodecTest, MoreElementsThatEncodeToNothingThanTheBoundAreRefusedWhenWritten
       EXPECT_NE(std::string(e.what()).find("encode to nothing"), std::string::npos) << e.what();
     }
   };
-  refused(std::vector<Stateless>(too_many), "one vector past the bound");
-  const std::size_t half = codec::kCountBeyondData / 2 + 1;
-  refused(std::pair(std::vector<std::monostate>(half), std::vector<std::monostate>(half)),
+  refused(std::vector<Blank>(kBlanksAllowed + 1), "one vector past the bound");
+  const std::size_t half = kBlanksAllowed / 2 + 1;
+  refused(std::pair(std::vector<Blank>(half), std::vector<Blank>(half)),
           "two vectors that add up past the bound");
-  // Exactly the bound is written and read back; elements that take a byte each never count.
-  EXPECT_EQ(round_trip(std::vector<Stateless>(codec::kCountBeyondData)).size(),
-            codec::kCountBeyondData);
-  EXPECT_EQ(round_trip(std::vector<std::optional<std::monostate>>(too_many)).size(), too_many);
+  // Elements that take a byte each never count.
+  EXPECT_EQ(round_trip(std::vector<std::optional<Blank>>(kBlanksAllowed + 1)).size(),
+            kBlanksAllowed + 1);
 }
 
 TEST(CodecTest, CerealTypeWithStdMembersRoundTripsWithOnlyTheUmbrellaHeader) {
@@ -793,43 +803,66 @@ TEST(CodecCorruptInputTest, LengthLargerThanTheDataIsASerializationErrorNotAnAll
 }
 
 TEST(CodecCorruptInputTest, CountOfEmptyElementsPastTheBoundIsASerializationError) {
-  // Elements that encode to nothing may outnumber the bytes left by kCountBeyondData, no more.
+  // Elements that encode to nothing may outnumber the bytes left by what kEmptyElementBytes holds
+  // of them, no more.
   Bytes at_bound;
-  at_bound.pod(std::uint64_t{codec::kCountBeyondData});
-  EXPECT_EQ(decode<std::vector<std::monostate>>(at_bound.data(), at_bound.size()).size(),
-            codec::kCountBeyondData);
+  at_bound.pod(std::uint64_t{kBlanksAllowed});
+  EXPECT_EQ(decode<std::vector<Blank>>(at_bound.data(), at_bound.size()).size(), kBlanksAllowed);
   for (const std::uint64_t count :
-       {std::uint64_t{codec::kCountBeyondData} + 1, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
+       {std::uint64_t{codec::kEmptyElementBytes} + 1, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
     SCOPED_TRACE("count " + std::to_string(count));
     Bytes bytes;
     bytes.pod(count);
     expect_corrupt<std::vector<std::monostate>>(bytes.data(), bytes.size(), "vector<monostate>");
     expect_corrupt<std::vector<Stateless>>(bytes.data(), bytes.size(), "vector<Stateless>");
-    expect_corrupt<Shelf>(bytes.data(), bytes.size(), "a cereal type's vector<Stateless>");
     expect_corrupt<std::map<std::monostate, std::monostate>>(bytes.data(), bytes.size(), "map");
   }
+  Bytes blanks;
+  blanks.pod(std::uint64_t{kBlanksAllowed + 1});
+  expect_corrupt<std::vector<Blank>>(blanks.data(), blanks.size(), "vector<Blank>");
+  // Inside a cereal type: the count's own 8 bytes plus kCerealCountsBeyondData.
+  Bytes cereal_at_bound;
+  cereal_at_bound.pod(std::uint64_t{codec::kCerealCountsBeyondData + 8});
+  EXPECT_EQ(decode<Shelf>(cereal_at_bound.data(), cereal_at_bound.size()).slots.size(),
+            codec::kCerealCountsBeyondData + 8);
+  Bytes cereal_past;
+  cereal_past.pod(std::uint64_t{codec::kCerealCountsBeyondData + 9});
+  expect_corrupt<Shelf>(cereal_past.data(), cereal_past.size(), "a cereal type's vector");
 }
 
 TEST(CodecCorruptInputTest, EmptyElementsAreBoundedPerMessageNotPerCount) {
   // Each count below is within the bound on its own; together they are past it. Bounded per
-  // count, nested vectors would multiply: a few bytes of inner counts, each allowed 65,536
-  // elements, would ask for gigabytes.
-  const std::uint64_t each = codec::kCountBeyondData / 2 + 1;
+  // count, nested vectors would multiply: a few bytes of inner counts, each allowed the whole
+  // bound, would ask for gigabytes.
+  const std::uint64_t each = kBlanksAllowed / 2 + 1;
   Bytes nested;
   nested.pod(std::uint64_t{3}).pod(each).pod(each).pod(each);
-  expect_corrupt<std::vector<std::vector<std::monostate>>>(nested.data(), nested.size(),
-                                                           "vector<vector<monostate>>");
-  // Cereal's counts: the first exceeds the bytes left by each - 8 (the second count follows it).
-  Bytes shelves;
-  shelves.pod(each + 8).pod(each);
-  expect_corrupt<std::pair<Shelf, Shelf>>(shelves.data(), shelves.size(), "two cereal shelves");
+  expect_corrupt<std::vector<std::vector<Blank>>>(nested.data(), nested.size(),
+                                                  "vector<vector<Blank>>");
   // Within the allowance together, they are read.
-  const std::uint64_t quarter = codec::kCountBeyondData / 4;
+  const std::uint64_t quarter = kBlanksAllowed / 4;
   Bytes fits;
   fits.pod(std::uint64_t{2}).pod(quarter).pod(quarter);
-  const auto both = decode<std::vector<std::vector<std::monostate>>>(fits.data(), fits.size());
+  const auto both = decode<std::vector<std::vector<Blank>>>(fits.data(), fits.size());
   ASSERT_EQ(both.size(), 2u);
   EXPECT_EQ(both[1].size(), quarter);
+}
+
+TEST(CodecCorruptInputTest, CerealCountsThatEachFitTheBytesLeftAreBoundedTogether) {
+  // m shelves, each saying it holds as many empty slots as there are bytes after its count: each
+  // count fits the bytes left, and together they would be about 4 m^2 slots from 8 m bytes.
+  const std::uint64_t m = 200;
+  Bytes shelves;
+  shelves.pod(m);
+  for (std::uint64_t i = 1; i <= m; ++i) shelves.pod(8 * (m - i));
+  expect_corrupt<std::vector<Shelf>>(shelves.data(), shelves.size(), "shelves that add up");
+  // The same shape with counts that add up to less than the bytes plus the allowance is read.
+  Bytes few;
+  few.pod(m);
+  for (std::uint64_t i = 1; i <= m; ++i) few.pod(std::uint64_t{100});
+  const auto back = decode<std::vector<Shelf>>(few.data(), few.size());
+  ASSERT_EQ(back.size(), m);
+  EXPECT_EQ(back[m - 1].slots.size(), 100u);
 }
 
 TEST(CodecCorruptInputTest, BadVariantIndexIsASerializationError) {

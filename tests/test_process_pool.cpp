@@ -47,7 +47,21 @@ class CustomLogicError : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+// A cereal type with a class version: cereal writes the version once per archive, with the
+// first value of the type, and each reader expects it with its own first one.
+struct Versioned {
+  int value = 0;
+  std::uint32_t version_read = 0;
+  template <class Archive>
+  void serialize(Archive& archive, const std::uint32_t version) {
+    archive(value);
+    version_read = version;
+  }
+};
+
 }  // namespace proc_pool_test
+
+CEREAL_CLASS_VERSION(proc_pool_test::Versioned, 3);
 
 namespace {
 
@@ -674,6 +688,40 @@ TEST_P(ProcessPoolTest, AsCompletedTimeoutCountsUnfinishedFutures) {
 }
 
 // --- map, map_unordered, starmap (CPython E3, E4, E5, E10, I3) -------------------------------
+
+proc_pool_test::Versioned make_versioned(int x) { return {x * 10, 0}; }
+int versioned_value(proc_pool_test::Versioned v) { return v.version_read == 3 ? v.value : -1; }
+
+TEST_P(ProcessPoolTest, MapOfAVersionedCerealTypeReadsEveryItemAtEveryChunksize) {
+  // Each result of a chunk is read back on its own, so each must be written as a value of its
+  // own: with one writer for the chunk, cereal wrote the version only before the first result
+  // and every later one in the chunk failed as truncated.
+  cf::ProcessPoolExecutor ex(options());
+  std::vector<int> input(20);
+  for (int i = 0; i < 20; ++i) input[static_cast<std::size_t>(i)] = i;
+  for (const std::size_t chunksize : {1u, 3u, 20u}) {
+    SCOPED_TRACE("chunksize " + std::to_string(chunksize));
+    int i = 0;
+    try {
+      for (const proc_pool_test::Versioned& v :
+           ex.map(&make_versioned, input, cf::MapOptions{.chunksize = chunksize})) {
+        EXPECT_EQ(v.value, i * 10);
+        EXPECT_EQ(v.version_read, 3u);
+        ++i;
+      }
+    } catch (const cf::SerializationError& e) {
+      ADD_FAILURE() << "result " << i << ": " << e.what();
+    }
+    EXPECT_EQ(i, 20);
+    // As arguments, a chunk's items are read back together, as they were written.
+    std::vector<proc_pool_test::Versioned> args;
+    for (int k = 0; k < 20; ++k) args.push_back({k, 0});
+    int k = 0;
+    for (int got : ex.map(&versioned_value, args, cf::MapOptions{.chunksize = chunksize})) {
+      EXPECT_EQ(got, k++);
+    }
+  }
+}
 
 TEST_P(ProcessPoolTest, MapMatchesSequentialResultsForEveryChunksize) {
   cf::ProcessPoolExecutor ex(options(3));

@@ -702,9 +702,10 @@ cereal::BinaryOutputArchive& Writer::cereal_archive() {
 void Writer::destroy_cereal() noexcept { delete cereal_; }
 
 void Writer::refuse_empty_elements() {
-  throw SerializationError("cannot send more than " + std::to_string(kCountBeyondData) +
-                           " container elements that encode to nothing (such as std::monostate "
-                           "or a type with nothing to save) in one message");
+  throw SerializationError(
+      "cannot send more than " + std::to_string(kEmptyElementBytes >> 20) +
+      " MiB of container elements that encode to nothing (such as std::monostate or a type with "
+      "nothing to save) in one message");
 }
 
 CerealInput& Reader::cereal_archive() {

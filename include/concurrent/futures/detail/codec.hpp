@@ -10,8 +10,9 @@
 //    elements is one block copy;
 //  * a type with cereal serialize/save/load functions: cereal's binary archive (it wins over
 //    the bytewise copy). It is read back by CerealInput, cereal's binary input archive with the
-//    checks every other decoder here makes: a length larger than the bytes left, or a bool that
-//    is neither 0 nor 1, is a SerializationError before anything is allocated for it;
+//    checks every other decoder here makes: a bool that is neither 0 nor 1, or a count the bytes
+//    left cannot hold (kCerealCountsBeyondData), is a SerializationError before anything is
+//    allocated for it;
 //  * a trivially copyable type the library can see holds no address (bytewise.hpp), or that the
 //    user declared with cf::bytewise_transportable: its bytes.
 // Anything else is not Serializable; the process pool reports that at compile time.
@@ -84,14 +85,18 @@ inline constexpr std::size_t kSegmentControlBytes = 4096;
 // filled (see advise_huge_pages).
 inline constexpr std::size_t kHugePageAdviceThreshold = std::size_t{4} << 20;
 // Elements of a container can encode to no bytes at all (std::monostate, a cereal type with
-// nothing to save), so a container's count may exceed the bytes that follow it, and a count alone
-// cannot bound what a reader allocates. So a message (what one Writer writes, what one Reader
-// reads) may hold at most this many elements that encode to nothing in the codec's containers: a
-// writer refuses more (Writer::element_written), and a reader refuses a count larger than the
-// bytes left plus what remains of that allowance (Reader::count, Reader::element_read). Inside a
-// cereal type, where cereal reads the elements, the counts past the bytes left may add up to as
-// much (CerealInput).
-inline constexpr std::size_t kCountBeyondData = std::size_t{1} << 16;
+// nothing to save), so the bytes after a container's count cannot bound what a reader allocates
+// for it. The elements of the codec's containers that encode to nothing may take at most this
+// much of a receiver's memory (their sizeof, summed) in one message: what one Writer writes, what
+// one Reader reads. A writer refuses more (Writer::element_written); a reader refuses a count of
+// more elements than the bytes left plus what remains of it would hold (Reader::count), and
+// charges each element that took no bytes (Reader::element_read).
+inline constexpr std::size_t kEmptyElementBytes = std::size_t{16} << 20;
+// Inside a cereal type, cereal reads the containers' elements and their size is not known here.
+// There the counts of a message may add up to at most the bytes that follow the first of them
+// plus this many (CerealInput::check_count). Data that takes bytes always fits: each counted
+// element that takes bytes has at least one of its own, not shared with any element it holds.
+inline constexpr std::size_t kCerealCountsBeyondData = std::size_t{1} << 16;
 
 // Asks the kernel for transparent huge pages on the 2 MiB-aligned interior of [p, p + n), memory
 // that was just allocated and not yet touched: filling it then takes one fault per 2 MiB instead
@@ -212,10 +217,13 @@ class Writer {
     bytes(&value, sizeof(T));
   }
   void size(std::size_t n) { pod(static_cast<std::uint64_t>(n)); }
-  // After one element of a container was written from `start` (the buffer's size before it):
-  // counts it if it took no bytes, and refuses the message past kCountBeyondData of them.
+  // After one element (a T) of a container was written from `start` (the buffer's size before
+  // it): counts it if it took no bytes, and refuses the message past kEmptyElementBytes of them.
+  template <class T>
   void element_written(std::size_t start) {
-    if (buffer_.size() == start && ++empty_elements_ > kCountBeyondData) refuse_empty_elements();
+    if (buffer_.size() != start) return;
+    empty_bytes_ += sizeof(T);
+    if (empty_bytes_ > kEmptyElementBytes) refuse_empty_elements();
   }
   Buffer& buffer() noexcept { return buffer_; }
 
@@ -234,7 +242,7 @@ class Writer {
   [[noreturn]] static void refuse_empty_elements();
   Buffer& buffer_;
   CerealSink* cereal_ = nullptr;
-  std::size_t empty_elements_ = 0;  // see kCountBeyondData
+  std::size_t empty_bytes_ = 0;  // see kEmptyElementBytes
 };
 
 class CerealInput;
@@ -285,18 +293,20 @@ class Reader {
     if (n > remaining()) throw_corrupt("a length exceeds the data");
     return static_cast<std::size_t>(n);
   }
-  // A count of elements read one by one, which may take no bytes (see kCountBeyondData).
+  // A count of T elements read one by one, which may take no bytes (see kEmptyElementBytes).
+  template <class T>
   std::size_t count() {
     const auto n = pod<std::uint64_t>();
-    if (n > remaining() + empty_allowance_) throw_corrupt("a count exceeds the data");
+    if (n > remaining() + empty_allowance_ / sizeof(T)) throw_corrupt("a count exceeds the data");
     return static_cast<std::size_t>(n);
   }
-  // After one element of a container was read, with `remaining_before` bytes left before it:
-  // counts it against the allowance if it took no bytes.
+  // After one element (a T) of a container was read, with `remaining_before` bytes left before
+  // it: charges it to the allowance if it took no bytes.
+  template <class T>
   void element_read(std::size_t remaining_before) {
     if (remaining() != remaining_before) return;
-    if (empty_allowance_ == 0) throw_corrupt("too many elements that encode to nothing");
-    --empty_allowance_;
+    if (empty_allowance_ < sizeof(T)) throw_corrupt("too many elements that encode to nothing");
+    empty_allowance_ -= sizeof(T);
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
 
@@ -318,32 +328,32 @@ class Reader {
   const std::byte* end_;
   const std::vector<int>* descriptors_;
   CerealInput* cereal_ = nullptr;
-  std::size_t empty_allowance_ = kCountBeyondData;  // see kCountBeyondData
+  std::size_t empty_allowance_ = kEmptyElementBytes;  // see kEmptyElementBytes
 };
 
 // Reads what cereal::BinaryOutputArchive wrote, straight from a Reader. cereal's own
 // BinaryInputArchive trusts the lengths it reads: a std::vector or std::string inside a user's
 // type is resized to whatever the bytes say before its elements are read, so a corrupt length
-// asks for gigabytes. Here the counts that exceed the bytes left may do so by at most
-// kCountBeyondData in all (the elements may take no bytes, but a binary block's bytes must all be
-// there), and a bool byte other than 0 and 1 is refused. User types see it as their Archive type
+// asks for gigabytes, and nested ones ask for as many elements per count as the bytes left allow.
+// Here the counts of a message add up to at most its bytes plus kCerealCountsBeyondData, and a
+// bool byte other than 0 and 1 is refused. User types see it as their Archive type
 // (serialize/load are templates).
 class CerealInput : public cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision> {
  public:
   explicit CerealInput(Reader& reader)
-      : cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision>(this), reader_(reader) {}
+      : cereal::InputArchive<CerealInput, cereal::AllowEmptyClassElision>(this),
+        reader_(reader),
+        count_allowance_(reader.remaining() + kCerealCountsBeyondData) {}
   void loadBinary(void* data, std::size_t size) { reader_.bytes(data, size); }
-  // A count cereal read: what it exceeds the bytes left by comes out of the allowance.
+  // A count cereal read, before anything is allocated for it: charged to the allowance.
   void check_count(std::uint64_t n) {
-    const std::size_t left = reader_.remaining();
-    if (n <= left) return;
-    if (n - left > excess_allowance_) throw_corrupt("a count exceeds the data");
-    excess_allowance_ -= static_cast<std::size_t>(n - left);
+    if (n > count_allowance_) throw_corrupt("a count exceeds the data");
+    count_allowance_ -= static_cast<std::size_t>(n);
   }
 
  private:
   Reader& reader_;
-  std::size_t excess_allowance_ = kCountBeyondData;
+  std::size_t count_allowance_;  // see kCerealCountsBeyondData
 };
 
 // cereal's binary serialization functions (cereal/archives/binary.hpp), for CerealInput.
@@ -532,12 +542,13 @@ struct Codec<std::vector<T, A>> {
       for (const T& x : v) {
         const std::size_t start = w.buffer().size();
         codec::write(w, x);
-        w.element_written(start);
+        w.element_written<T>(start);
       }
     }
   }
   static void read(Reader& r, std::vector<T, A>& v) {
-    const std::size_t n = block_copyable_v<T> || std::is_same_v<T, bool> ? r.size() : r.count();
+    const std::size_t n =
+        (block_copyable_v<T> || std::is_same_v<T, bool>) ? r.size() : r.count<T>();
     if constexpr (std::is_same_v<T, bool>) {
       v.resize(n);
       for (std::size_t i = 0; i < n; ++i) v[i] = r.pod<std::uint8_t>() != 0;
@@ -584,7 +595,7 @@ struct Codec<std::vector<T, A>> {
       for (T& x : v) {
         const std::size_t before = r.remaining();
         codec::read(r, x);
-        r.element_read(before);
+        r.element_read<T>(before);
       }
     }
   }
@@ -678,12 +689,12 @@ struct AssociativeCodec {
     for (const auto& x : c) {
       const std::size_t start = w.buffer().size();
       codec::write(w, x);
-      w.element_written(start);
+      w.element_written<typename C::value_type>(start);
     }
   }
   static void read(Reader& r, C& c) {
     c.clear();
-    const std::size_t n = r.count();
+    const std::size_t n = r.count<typename C::value_type>();
     for (std::size_t i = 0; i < n; ++i) {
       const std::size_t before = r.remaining();
       if constexpr (requires { typename C::mapped_type; }) {
@@ -695,7 +706,7 @@ struct AssociativeCodec {
         codec::read(r, k);
         c.insert(std::move(k));
       }
-      r.element_read(before);
+      r.element_read<typename C::value_type>(before);
     }
   }
 };

@@ -242,19 +242,24 @@ struct ChunkEntry {
         const std::size_t mark = reply.buffer().size();
         reply.pod(std::uint64_t{0});  // the item's length, filled in below
         const std::size_t start = reply.buffer().size();
+        // A writer of its own for each outcome: the parent reads each with a reader of its own,
+        // so what a writer writes once per message (a cereal type's version, the count of
+        // elements that encode to nothing) must be per item.
         try {
+          codec::Writer outcome(reply.buffer());
           if constexpr (std::is_void_v<R>) {
             std::apply(fn, std::move(item));
-            reply.pod(ReplyStatus::value);
+            outcome.pod(ReplyStatus::value);
           } else {
             R result = std::apply(fn, std::move(item));
-            reply.pod(ReplyStatus::value);
-            codec::write(reply, result);
+            outcome.pod(ReplyStatus::value);
+            codec::write(outcome, result);
           }
         } catch (...) {
           reply.buffer().truncate(start);
-          reply.pod(ReplyStatus::error);
-          codec::write_exception(reply, std::current_exception());
+          codec::Writer outcome(reply.buffer());
+          outcome.pod(ReplyStatus::error);
+          codec::write_exception(outcome, std::current_exception());
         }
         const auto length = static_cast<std::uint64_t>(reply.buffer().size() - start);
         std::memcpy(reply.buffer().data() + mark, &length, sizeof length);
