@@ -95,6 +95,21 @@ struct Point {
 
 enum class Color : std::uint8_t { red, green, blue };
 
+// Containers whose elements encode to no bytes (codec.hpp, kEmptyElementBytes): a cereal type
+// saved as nothing, and a cereal type holding a vector of them.
+struct Empty {
+  template <class Archive>
+  void serialize(Archive& /*ar*/) {}
+};
+struct Shelf {
+  std::vector<Empty> slots;
+  std::string label;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(slots, label);
+  }
+};
+
 // The kinds fuzz_values decodes, by the index its first byte selects.
 using Nested = std::map<
     std::string,
@@ -109,7 +124,8 @@ using ValueTypes =
                std::variant<std::int32_t, std::string, std::vector<std::int32_t>>,
                std::array<std::string, 3>, std::chrono::milliseconds, std::complex<double>, Nested,
                Record, Envelope, Point, std::vector<Point>, std::optional<bool>,
-               std::vector<Record>>;
+               std::vector<Record>, std::vector<std::monostate>,
+               std::vector<std::vector<std::monostate>>, std::vector<Shelf>>;
 inline constexpr std::size_t kValueTypes = std::tuple_size_v<ValueTypes>;
 
 // Whether encoding a decoded T gives back the same bytes (no hash-ordered container in it).

@@ -138,6 +138,9 @@ void values() {
   value(std::vector<fuzz::Point>{{1, 2, 0.5, "a"}, {3, 4, 1.5, "b"}}, 0);
   value(std::optional<bool>(false), 0);
   value(std::vector<fuzz::Record>{sample_record(5)}, 0);
+  value(std::vector<std::monostate>(5), 0);
+  value(std::vector<std::vector<std::monostate>>{{}, std::vector<std::monostate>(3)}, 0);
+  value(std::vector<fuzz::Shelf>{{std::vector<fuzz::Empty>(4), "top"}, {{}, "bare"}}, 0);
 }
 
 // --- fuzz_exception -------------------------------------------------------------------------

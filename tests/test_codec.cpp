@@ -153,6 +153,9 @@ struct Blank {
   void serialize(Archive& /*archive*/) {}
 };
 constexpr std::size_t kBlanksAllowed = codec::kEmptyElementBytes / sizeof(Blank);
+// Small ones are charged kEmptyElementMinCharge each: the allowance holds this many.
+constexpr std::size_t kSmallEmptiesAllowed =
+    codec::kEmptyElementBytes / codec::kEmptyElementMinCharge;
 
 // Not serializable: neither trivially copyable nor a cereal type.
 struct Opaque {
@@ -490,16 +493,19 @@ TEST(CodecTest, VectorOfElementsEncodedInZeroBytesRoundTrips) {
   Shelf shelf;
   shelf.slots.resize(5);
   EXPECT_EQ(round_trip(shelf).slots.size(), 5u);
-  // The whole allowance, in one vector and split over nested ones.
+  // The whole allowance, in one vector and split over nested ones, by memory and by number.
   EXPECT_EQ(round_trip(std::vector<Blank>(kBlanksAllowed)).size(), kBlanksAllowed);
+  EXPECT_EQ(round_trip(std::vector<std::monostate>(kSmallEmptiesAllowed)).size(),
+            kSmallEmptiesAllowed);
   const std::vector<std::vector<Blank>> split{std::vector<Blank>(kBlanksAllowed / 2),
                                               std::vector<Blank>(kBlanksAllowed / 2)};
   EXPECT_EQ(round_trip(split)[1].size(), kBlanksAllowed / 2);
 }
 
 TEST(CodecTest, MoreElementsThatEncodeToNothingThanTheBoundAreRefusedWhenWritten) {
-  // A reader allows a message kEmptyElementBytes of elements that take no bytes, so the writer
-  // refuses more, with the error at the sender: in one container, or added up over several.
+  // A reader allows a message kEmptyElementBytes of elements that take no bytes (each charged its
+  // size, at least kEmptyElementMinCharge), so the writer refuses more, with the error at the
+  // sender: in one container, or added up over several.
   const auto refused = [](const auto& value, const char* what) {
     codec::Buffer buffer;
     codec::Writer w(buffer);
@@ -511,6 +517,7 @@ TEST(CodecTest, MoreElementsThatEncodeToNothingThanTheBoundAreRefusedWhenWritten
     }
   };
   refused(std::vector<Blank>(kBlanksAllowed + 1), "one vector past the bound");
+  refused(std::vector<std::monostate>(kSmallEmptiesAllowed + 1), "more small elements");
   const std::size_t half = kBlanksAllowed / 2 + 1;
   refused(std::pair(std::vector<Blank>(half), std::vector<Blank>(half)),
           "two vectors that add up past the bound");

@@ -703,9 +703,10 @@ void Writer::destroy_cereal() noexcept { delete cereal_; }
 
 void Writer::refuse_empty_elements() {
   throw SerializationError(
-      "cannot send more than " + std::to_string(kEmptyElementBytes >> 20) +
-      " MiB of container elements that encode to nothing (such as std::monostate or a type with "
-      "nothing to save) in one message");
+      "cannot send more than " + std::to_string(kEmptyElementBytes / kEmptyElementMinCharge) +
+      " container elements that encode to nothing (such as std::monostate or a type with nothing "
+      "to save), or more than " +
+      std::to_string(kEmptyElementBytes >> 20) + " MiB of them, in one message");
 }
 
 CerealInput& Reader::cereal_archive() {

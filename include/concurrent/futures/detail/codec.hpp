@@ -86,12 +86,16 @@ inline constexpr std::size_t kSegmentControlBytes = 4096;
 inline constexpr std::size_t kHugePageAdviceThreshold = std::size_t{4} << 20;
 // Elements of a container can encode to no bytes at all (std::monostate, a cereal type with
 // nothing to save), so the bytes after a container's count cannot bound what a reader allocates
-// for it. The elements of the codec's containers that encode to nothing may take at most this
-// much of a receiver's memory (their sizeof, summed) in one message: what one Writer writes, what
-// one Reader reads. A writer refuses more (Writer::element_written); a reader refuses a count of
-// more elements than the bytes left plus what remains of it would hold (Reader::count), and
-// charges each element that took no bytes (Reader::element_read).
+// for it. The elements of the codec's containers that encode to nothing are charged to an
+// allowance of this many bytes per message (what one Writer writes, what one Reader reads), each
+// its sizeof but at least kEmptyElementMinCharge: at most 16 MiB of a receiver's memory, and at
+// most 65,536 elements to build. A writer refuses more (Writer::element_written); a reader
+// refuses a count of more elements than the bytes left plus what remains of the allowance would
+// hold (Reader::count), and charges each element that took no bytes (Reader::element_read).
 inline constexpr std::size_t kEmptyElementBytes = std::size_t{16} << 20;
+inline constexpr std::size_t kEmptyElementMinCharge = 256;
+template <class T>
+inline constexpr std::size_t empty_element_charge_v = std::max(sizeof(T), kEmptyElementMinCharge);
 // Inside a cereal type, cereal reads the containers' elements and their size is not known here.
 // There the counts of a message may add up to at most the bytes that follow the first of them
 // plus this many (CerealInput::check_count). Data that takes bytes always fits: each counted
@@ -222,7 +226,7 @@ class Writer {
   template <class T>
   void element_written(std::size_t start) {
     if (buffer_.size() != start) return;
-    empty_bytes_ += sizeof(T);
+    empty_bytes_ += empty_element_charge_v<T>;
     if (empty_bytes_ > kEmptyElementBytes) refuse_empty_elements();
   }
   Buffer& buffer() noexcept { return buffer_; }
@@ -297,7 +301,9 @@ class Reader {
   template <class T>
   std::size_t count() {
     const auto n = pod<std::uint64_t>();
-    if (n > remaining() + empty_allowance_ / sizeof(T)) throw_corrupt("a count exceeds the data");
+    if (n > remaining() + empty_allowance_ / empty_element_charge_v<T>) {
+      throw_corrupt("a count exceeds the data");
+    }
     return static_cast<std::size_t>(n);
   }
   // After one element (a T) of a container was read, with `remaining_before` bytes left before
@@ -305,8 +311,10 @@ class Reader {
   template <class T>
   void element_read(std::size_t remaining_before) {
     if (remaining() != remaining_before) return;
-    if (empty_allowance_ < sizeof(T)) throw_corrupt("too many elements that encode to nothing");
-    empty_allowance_ -= sizeof(T);
+    if (empty_allowance_ < empty_element_charge_v<T>) {
+      throw_corrupt("too many elements that encode to nothing");
+    }
+    empty_allowance_ -= empty_element_charge_v<T>;
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
 
