@@ -470,6 +470,21 @@ template <class T>
 void read(Reader& r, T& value) {
   Codec<std::remove_cv_t<T>>::read(r, value);
 }
+// One element of a container written or read one by one, charged to the message's allowance when
+// it takes no bytes (kEmptyElementBytes). A map's reader builds a pair with a non-const key where
+// its writer wrote the value_type: the same size, so the same charge.
+template <class T>
+void write_element(Writer& w, const T& x) {
+  const std::size_t start = w.buffer().size();
+  write(w, x);
+  w.element_written<T>(start);
+}
+template <class T>
+void read_element(Reader& r, T& x) {
+  const std::size_t before = r.remaining();
+  read(r, x);
+  r.element_read<T>(before);
+}
 
 // Arithmetic, enums, cereal types and the types that may be copied bytewise (bytewise.hpp) and
 // rebuilt (default-constructible).
@@ -547,11 +562,7 @@ struct Codec<std::vector<T, A>> {
     } else if constexpr (block_copyable_v<T>) {
       w.bytes(v.data(), v.size() * sizeof(T));
     } else {
-      for (const T& x : v) {
-        const std::size_t start = w.buffer().size();
-        codec::write(w, x);
-        w.element_written<T>(start);
-      }
+      for (const T& x : v) write_element(w, x);
     }
   }
   static void read(Reader& r, std::vector<T, A>& v) {
@@ -600,11 +611,7 @@ struct Codec<std::vector<T, A>> {
     } else {
       v.clear();
       v.resize(n);
-      for (T& x : v) {
-        const std::size_t before = r.remaining();
-        codec::read(r, x);
-        r.element_read<T>(before);
-      }
+      for (T& x : v) read_element(r, x);
     }
   }
 };
@@ -694,27 +701,21 @@ struct AssociativeCodec {
   static constexpr bool uses_cereal = uses_cereal_v<typename C::value_type>;
   static void write(Writer& w, const C& c) {
     w.size(c.size());
-    for (const auto& x : c) {
-      const std::size_t start = w.buffer().size();
-      codec::write(w, x);
-      w.element_written<typename C::value_type>(start);
-    }
+    for (const auto& x : c) write_element(w, x);
   }
   static void read(Reader& r, C& c) {
     c.clear();
     const std::size_t n = r.count<typename C::value_type>();
     for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t before = r.remaining();
       if constexpr (requires { typename C::mapped_type; }) {
         std::pair<Key, typename C::mapped_type> kv;
-        codec::read(r, kv);
+        read_element(r, kv);
         c.insert(std::move(kv));
       } else {
         Key k;
-        codec::read(r, k);
+        read_element(r, k);
         c.insert(std::move(k));
       }
-      r.element_read<typename C::value_type>(before);
     }
   }
 };
